@@ -1,0 +1,9 @@
+"""dnas: differentiable neural architecture search on PyTorch Lightning."""
+
+from dnas import ops as ops  # registers the built-in ops
+from dnas.genotypes import Genotype, GenotypeError
+from dnas.search import DARTS
+
+__version__ = "0.1.0"
+
+__all__ = ["DARTS", "Genotype", "GenotypeError", "__version__"]

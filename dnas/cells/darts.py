@@ -1,0 +1,188 @@
+"""The DARTS CNN search space (Liu et al. 2019; reference `cnn/model_search.py`), ALGORITHMS.md §1.
+
+:class:`DartsSupernet` has exactly the reference search network's parameters (same shapes, same order) and computes
+the same function; :func:`import_reference_state` maps a reference ``Network.state_dict()`` (plus ``alphas_normal`` /
+``alphas_reduce``) onto it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from dnas.cells.base import DagCell, Supernet, topk_cell
+from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
+from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
+from dnas.ops.mixed import MixedOp
+
+STEPS = 4
+
+
+def darts_edges(steps: int = STEPS) -> tuple[tuple[int, int], ...]:
+    """``(src, dst)`` of the 14 edges in α row order: node ``i+2`` reads states ``0..i+1``."""
+    return tuple((j, i + 2) for i in range(steps) for j in range(i + 2))
+
+
+def darts_space_spec(primitives: Sequence[str] = DARTS_PRIMITIVES, name: str = "darts", steps: int = STEPS):
+    """The genotype rules of a DARTS-style space over ``primitives``."""
+    cell = CellSpec(ops=tuple(primitives), num_inputs=2, num_nodes=steps, edges_per_node=2)
+    return SpaceSpec(name, {"normal": cell, "reduce": cell})
+
+
+# The DARTS space accepts the NASNet/AmoebaNet extras in genotypes (they are evaluation-network ops).
+DARTS_SPACE = register_space(
+    darts_space_spec(DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7", "avg_pool_3x3", "max_pool_3x3"))
+)
+
+
+class DartsCell(nn.Module):
+    """Preprocessing of the two inputs, then the 4-node DAG of mixed ops, output = concat of the nodes (4C)."""
+
+    def __init__(
+        self,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        primitives: Sequence[str],
+        mixed_op_impl: str = "naive",
+        steps: int = STEPS,
+    ):
+        super().__init__()
+        self.reduction = reduction
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+
+        def make_edge(src: int, dst: int) -> nn.Module:
+            stride = 2 if reduction and src < 2 else 1
+            return MixedOp(C, stride, primitives=primitives, impl=mixed_op_impl, affine=False)
+
+        self.dag = DagCell(2, steps, darts_edges(steps), make_edge, output="concat")
+
+    def forward(
+        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_scale: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        return self.dag([self.preprocess0(s0), self.preprocess1(s1)], weights, edge_scale)
+
+
+class DartsSupernet(Supernet):
+    """The DARTS search network: stem, ``layers`` cells (reduction at ``layers//3`` and ``2*layers//3``), GAP, linear.
+
+    Args:
+        init_channels: C of the first cells (paper: 16).
+        num_classes: classifier outputs.
+        layers: number of cells (paper: 8).
+        in_channels: image channels (3 for CIFAR, 1 for digits).
+        primitives: candidate ops in α column order (DARTS-PT's "s5" space drops ``none``).
+        steps: intermediate nodes per cell (4).
+        stem_multiplier: the stem outputs ``stem_multiplier * init_channels`` channels (3).
+        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
+    """
+
+    def __init__(
+        self,
+        init_channels: int = 16,
+        num_classes: int = 10,
+        layers: int = 8,
+        in_channels: int = 3,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+        steps: int = STEPS,
+        stem_multiplier: int = 3,
+        mixed_op_impl: str = "naive",
+    ):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        if init_channels < 2 or init_channels % 2:
+            raise ValueError(f"init_channels must be even and >= 2 (FactorizedReduce halves it), got {init_channels}")
+        self.primitives = tuple(primitives)
+        self.steps = steps
+        self.space_spec = (
+            DARTS_SPACE if set(self.primitives) <= set(DARTS_SPACE.cells["normal"].ops) else darts_space_spec(primitives)
+        )
+        C = init_channels
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
+            nn.BatchNorm2d(C_curr),
+        )
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            self.cells.append(
+                DartsCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.primitives, mixed_op_impl, steps)
+            )
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, steps * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+        edges = darts_edges(steps)
+        self.add_arch_group("normal", edges, self.primitives)
+        self.add_arch_group("reduce", edges, self.primitives)
+
+    def edge_scales(self, group: str) -> list[torch.Tensor] | None:
+        """Per-node weights of incoming edges (PC-DARTS edge normalisation); None when the space has none."""
+        return None
+
+    def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits for images ``x`` (B, C_in, H, W); ``weights`` maps ``normal``/``reduce`` to (14, K) edge weights."""
+        weights = self.edge_weights() if weights is None else weights
+        scales = {g: self.edge_scales(g) for g in ("normal", "reduce")}
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            group = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[group], scales[group])
+        out = self.global_pooling(s1)
+        return self.classifier(out.flatten(1))
+
+    def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
+        """The DARTS rule: per node the top-2 incoming edges by strongest non-``none`` op; op = that argmax."""
+        weights = self.selection_weights() if weights is None else weights
+        cells = {g: topk_cell(weights[g].float().cpu(), self.arch_groups[g], k=2) for g in ("normal", "reduce")}
+        return Genotype(self.space_spec.name, cells)
+
+
+_REF_EDGE = re.compile(r"^cells\.(\d+)\._ops\.(\d+)\.")
+
+
+def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Tensor], strict: bool = True) -> None:
+    """Load a supernet saved by the reference code (quark0/darts ``cnn/model_search.py``).
+
+    ``state`` is ``Network.state_dict()`` plus ``alphas_normal`` and ``alphas_reduce`` (the reference keeps α outside
+    the state dict; put them in under those keys). Key layout: ``cells.<i>._ops.<edge>._ops.<op>...`` maps to ours
+    ``cells.<i>.dag.edges.<edge>._ops.<op>...``; every other module name is identical.
+
+    Raises:
+        KeyError: a key is missing or unexpected (with ``strict``), naming it.
+        ValueError: a tensor's shape does not match, naming the key and both shapes.
+    """
+    ours = supernet.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key in ("alphas_normal", "alphas_reduce"):
+            new = "alpha_" + key.split("_", 1)[1]
+        else:
+            new = _REF_EDGE.sub(r"cells.\1.dag.edges.\2.", key)
+        if new not in ours:
+            if strict:
+                raise KeyError(f"reference key {key!r} (as {new!r}) has no counterpart in this DartsSupernet")
+            continue
+        if tuple(ours[new].shape) != tuple(value.shape):
+            raise ValueError(f"shape mismatch for {key!r}: reference {tuple(value.shape)}, ours {tuple(ours[new].shape)}")
+        mapped[new] = value
+    selection = ("mask_", "fixed_", "override_")
+    missing = [k for k in ours if k not in mapped and not k.startswith(selection)]
+    if strict and missing:
+        raise KeyError(f"reference state lacks {len(missing)} key(s), e.g. {missing[:3]}")
+    supernet.load_state_dict(mapped, strict=False)

@@ -1,0 +1,25 @@
+"""Genotypes: the architecture value type, its JSON format, and the published genotypes shipped as data."""
+
+from dnas.genotypes.core import (
+    CellGenotype,
+    CellSpec,
+    Edge,
+    Genotype,
+    GenotypeError,
+    SpaceSpec,
+    get_space_spec,
+    register_space,
+    registered_spaces,
+)
+
+__all__ = [
+    "CellGenotype",
+    "CellSpec",
+    "Edge",
+    "Genotype",
+    "GenotypeError",
+    "SpaceSpec",
+    "get_space_spec",
+    "register_space",
+    "registered_spaces",
+]

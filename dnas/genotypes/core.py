@@ -1,0 +1,345 @@
+"""Genotype: the discrete architecture a search finds, as a small immutable value with JSON I/O.
+
+One shape serves every space:
+
+* a **cell** is a list of edges ``(op, src, dst)`` between numbered nodes plus the nodes its output concatenates.
+  Nodes ``0..num_inputs-1`` are the cell inputs; intermediate nodes follow.
+* DARTS: cells ``normal`` and ``reduce``, inputs 0 and 1, nodes 2..5, two edges per node, ``concat = [2, 3, 4, 5]``.
+* NAS-Bench-201: one cell, input node 0, nodes 1..3, six edges, output node 3.
+* A chain (FBNet): one "cell" whose edges are ``(op, l, l+1)``, one per layer.
+
+JSON (never ``eval``, never pickle)::
+
+    {"schema_version": 1, "space": "darts",
+     "cells": {"normal": {"edges": [["sep_conv_3x3", 0, 2], ...], "concat": [2, 3, 4, 5]}, ...},
+     "meta": {...}}
+
+A :class:`SpaceSpec` describes what a space allows; spaces register theirs with :func:`register_space` so that
+:meth:`Genotype.from_json` can check a file against the space it names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+_MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
+class GenotypeError(ValueError):
+    """A genotype (or genotype file) that does not fit its space; the message names the field and allowed values."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One chosen edge: ``op`` applied to node ``src``, summed into node ``dst``."""
+
+    op: str
+    src: int
+    dst: int
+
+
+@dataclass(frozen=True)
+class CellGenotype:
+    """The chosen edges of one cell type and the nodes concatenated into its output."""
+
+    edges: tuple[Edge, ...]
+    concat: tuple[int, ...] = ()
+
+    def ops(self) -> list[str]:
+        return [e.op for e in self.edges]
+
+    def inputs_of(self, node: int) -> list[Edge]:
+        return [e for e in self.edges if e.dst == node]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What one cell type of a space allows.
+
+    Args:
+        ops: the candidate op names.
+        num_inputs: cell input nodes (numbered from 0).
+        num_nodes: intermediate nodes (numbered after the inputs).
+        edges_per_node: exact in-degree of every intermediate node in a genotype, or None for "any, at least 1".
+        all_edges: when true, every (src, dst) pair with src < dst must appear exactly once (NAS-Bench-201, chains).
+        chain: edges only go from node l to l+1.
+    """
+
+    ops: tuple[str, ...]
+    num_inputs: int
+    num_nodes: int
+    edges_per_node: int | None = None
+    all_edges: bool = False
+    chain: bool = False
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """A search space's genotype rules: one :class:`CellSpec` per cell type."""
+
+    name: str
+    cells: Mapping[str, CellSpec]
+
+
+_SPACES: dict[str, SpaceSpec] = {}
+
+
+def register_space(spec: SpaceSpec, *, overwrite: bool = True) -> SpaceSpec:
+    """Make ``spec`` known by name so genotype files naming it are validated against it."""
+    if spec.name in _SPACES and not overwrite:
+        raise ValueError(f"space {spec.name!r} is already registered")
+    _SPACES[spec.name] = spec
+    return spec
+
+
+def get_space_spec(name: str) -> SpaceSpec | None:
+    return _SPACES.get(name)
+
+
+def registered_spaces() -> list[str]:
+    return sorted(_SPACES)
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A discovered architecture.
+
+    Args:
+        space: name of the search space it belongs to (``"darts"``, ``"nb201"``, ``"fbnet"``, a user's).
+        cells: cell type -> :class:`CellGenotype`.
+        meta: free JSON-able extras (source, epoch, α probabilities, macro options such as FBNet's head width).
+    """
+
+    space: str
+    cells: Mapping[str, CellGenotype]
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # freeze the mapping's order and content
+        object.__setattr__(self, "cells", dict(self.cells))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    def __hash__(self) -> int:
+        return hash((self.space, tuple(sorted(self.cells.items()))))
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def darts(
+        cls,
+        normal: Sequence[tuple[str, int]],
+        reduce: Sequence[tuple[str, int]],
+        normal_concat: Sequence[int] = (2, 3, 4, 5),
+        reduce_concat: Sequence[int] = (2, 3, 4, 5),
+        space: str = "darts",
+        meta: Mapping[str, Any] | None = None,
+    ) -> Genotype:
+        """Build a DARTS-style genotype from the reference's ``[(op, input), ...]`` lists (two entries per node)."""
+
+        def cell(pairs: Sequence[tuple[str, int]], concat: Sequence[int]) -> CellGenotype:
+            edges = tuple(Edge(op, int(src), 2 + i // 2) for i, (op, src) in enumerate(pairs))
+            return CellGenotype(edges, tuple(concat))
+
+        return cls(space, {"normal": cell(normal, normal_concat), "reduce": cell(reduce, reduce_concat)}, meta or {})
+
+    @classmethod
+    def chain(cls, ops: Sequence[str], space: str, meta: Mapping[str, Any] | None = None) -> Genotype:
+        """A chain genotype (one op per layer)."""
+        edges = tuple(Edge(op, i, i + 1) for i, op in enumerate(ops))
+        return cls(space, {"layers": CellGenotype(edges, (len(ops),))}, meta or {})
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "space": self.space,
+            "cells": {
+                name: {"edges": [[e.op, e.src, e.dst] for e in cell.edges], "concat": list(cell.concat)}
+                for name, cell in self.cells.items()
+            },
+            "meta": dict(self.meta),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
+        """Parse and validate a decoded JSON object; ``source`` names the file in errors."""
+        if not isinstance(data, dict):
+            raise GenotypeError(f"{source}: expected a JSON object at top level, got {type(data).__name__}")
+        unknown = set(data) - {"schema_version", "space", "cells", "meta"}
+        if unknown:
+            raise GenotypeError(
+                f"{source}: unknown field(s) {sorted(unknown)}; allowed: schema_version, space, cells, meta"
+            )
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION or isinstance(version, bool):
+            raise GenotypeError(f"{source}: field 'schema_version' must be {SCHEMA_VERSION}, got {version!r}")
+        space = data.get("space")
+        if not isinstance(space, str) or not space:
+            raise GenotypeError(f"{source}: field 'space' must be a non-empty string, got {space!r}")
+        cells_in = data.get("cells")
+        if not isinstance(cells_in, dict) or not cells_in:
+            raise GenotypeError(f"{source}: field 'cells' must be a non-empty object of cell name -> cell")
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise GenotypeError(f"{source}: field 'meta' must be an object, got {type(meta).__name__}")
+        cells = {}
+        for name, cell in cells_in.items():
+            where = f"{source}: cells.{name}"
+            if not isinstance(cell, dict):
+                raise GenotypeError(f"{where} must be an object with 'edges' and 'concat'")
+            extra = set(cell) - {"edges", "concat"}
+            if extra:
+                raise GenotypeError(f"{where}: unknown field(s) {sorted(extra)}; allowed: edges, concat")
+            edges_in = cell.get("edges")
+            if not isinstance(edges_in, list) or not edges_in:
+                raise GenotypeError(f"{where}.edges must be a non-empty list of [op, src, dst]")
+            edges = []
+            for i, e in enumerate(edges_in):
+                if not (isinstance(e, list) and len(e) == 3):
+                    raise GenotypeError(f"{where}.edges[{i}] must be a list [op, src, dst], got {_short(e)}")
+                op, src, dst = e
+                if not isinstance(op, str):
+                    raise GenotypeError(f"{where}.edges[{i}][0] (op) must be a string, got {_short(op)}")
+                for label, v in (("src", src), ("dst", dst)):
+                    if not _is_index(v):
+                        raise GenotypeError(
+                            f"{where}.edges[{i}] field '{label}' must be a node index (int >= 0), got {_short(v)}"
+                        )
+                edges.append(Edge(op, src, dst))
+            concat = cell.get("concat", [])
+            if not isinstance(concat, list) or not all(_is_index(c) for c in concat):
+                raise GenotypeError(f"{where}.concat must be a list of node indices, got {_short(concat)}")
+            cells[str(name)] = CellGenotype(tuple(edges), tuple(concat))
+        genotype = cls(space, cells, meta)
+        spec = get_space_spec(space)
+        if spec is not None:
+            genotype.validate(spec, source=source)
+        else:
+            genotype._check_ops_registered(source)
+        return genotype
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "genotype") -> Genotype:
+        """Parse JSON text; every problem is a :class:`GenotypeError` naming ``source`` and the field."""
+        if isinstance(text, bytes):
+            if len(text) > _MAX_JSON_BYTES:
+                raise GenotypeError(f"{source}: file is larger than {_MAX_JSON_BYTES} bytes; not a genotype")
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise GenotypeError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        if len(text) > _MAX_JSON_BYTES:
+            raise GenotypeError(f"{source}: text is larger than {_MAX_JSON_BYTES} characters; not a genotype")
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as err:
+            raise GenotypeError(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        except RecursionError:
+            raise GenotypeError(f"{source}: JSON nested too deeply") from None
+        except ValueError as err:
+            raise GenotypeError(f"{source}: {err}") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Genotype:
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise GenotypeError(f"genotype file {str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise GenotypeError(f"genotype path {str(path)!r} is a directory, not a JSON file") from None
+        return cls.from_json(raw, source=str(path))
+
+    # ------------------------------------------------------------------ validation
+    def _check_ops_registered(self, source: str) -> None:
+        from dnas.ops.registry import is_registered, registered_ops
+
+        for name, cell in self.cells.items():
+            for i, e in enumerate(cell.edges):
+                if not is_registered(e.op):
+                    raise GenotypeError(
+                        f"{source}: cells.{name}.edges[{i}] names unknown op {e.op!r}; "
+                        f"registered ops: {list(registered_ops())}"
+                    )
+
+    def validate(self, spec: SpaceSpec, source: str = "genotype") -> Genotype:
+        """Check this genotype against ``spec``; raise :class:`GenotypeError` naming the first problem."""
+        if self.space != spec.name:
+            raise GenotypeError(f"{source}: genotype is for space {self.space!r}, expected {spec.name!r}")
+        missing = set(spec.cells) - set(self.cells)
+        extra = set(self.cells) - set(spec.cells)
+        if missing or extra:
+            raise GenotypeError(
+                f"{source}: space {spec.name!r} has cells {sorted(spec.cells)}; "
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        for name, cs in spec.cells.items():
+            cell = self.cells[name]
+            where = f"{source}: cells.{name}"
+            last = cs.num_inputs + cs.num_nodes - 1
+            for i, e in enumerate(cell.edges):
+                if e.op not in cs.ops:
+                    raise GenotypeError(
+                        f"{where}.edges[{i}] names op {e.op!r}, which space {spec.name!r} does not have; "
+                        f"allowed ops: {list(cs.ops)}"
+                    )
+                if not cs.num_inputs <= e.dst <= last:
+                    raise GenotypeError(
+                        f"{where}.edges[{i}] goes to node {e.dst}, which does not exist; "
+                        f"intermediate nodes are {cs.num_inputs}..{last}"
+                    )
+                if not 0 <= e.src < e.dst:
+                    raise GenotypeError(
+                        f"{where}.edges[{i}] comes from node {e.src}, which does not exist before node {e.dst}; "
+                        f"allowed sources: 0..{e.dst - 1}"
+                    )
+                if cs.chain and e.src != e.dst - 1:
+                    raise GenotypeError(f"{where}.edges[{i}]: a chain edge must go from node l to l+1, got {e}")
+            if cs.all_edges:
+                want = sorted((s, d) for d in range(cs.num_inputs, last + 1) for s in range(d) if not cs.chain or s == d - 1)
+                got = sorted((e.src, e.dst) for e in cell.edges)
+                if got != want:
+                    raise GenotypeError(f"{where}: expected exactly one edge for each of {want}, got {got}")
+            elif cs.edges_per_node is not None:
+                for node in range(cs.num_inputs, last + 1):
+                    n = len(cell.inputs_of(node))
+                    if n != cs.edges_per_node:
+                        raise GenotypeError(f"{where}: node {node} has {n} input edges, expected {cs.edges_per_node}")
+            for c in cell.concat:
+                if not 0 <= c <= last:
+                    raise GenotypeError(f"{where}.concat names node {c}, which does not exist; nodes are 0..{last}")
+        return self
+
+    # ------------------------------------------------------------------ display
+    def __str__(self) -> str:
+        parts = []
+        for name, cell in self.cells.items():
+            edges = ", ".join(f"{e.op}({e.src}->{e.dst})" for e in cell.edges)
+            parts.append(f"{name}=[{edges}]")
+        return f"Genotype[{self.space}](" + "; ".join(parts) + ")"
+
+
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1_000_000
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

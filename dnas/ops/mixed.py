@@ -1,0 +1,70 @@
+"""Mixed ops: one supernet edge computing ``Σ_k w_k · op_k(x)``.
+
+The mixed op does not know where its weights come from (softmax, Gumbel, a one-hot projection): the supernet passes
+them in. Its implementation is a policy chosen by ``impl``; ``"naive"`` is the plain sum every reference uses and stays
+the test oracle for faster implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dnas.ops.darts import DARTS_PRIMITIVES
+from dnas.ops.registry import build_op, get_op
+
+MIXED_OP_IMPLS: tuple[str, ...] = ("naive",)
+"""Implementations :class:`MixedOp` accepts."""
+
+_POOL_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})
+
+
+class MixedOp(nn.Module):
+    """A weighted sum over candidate ops.
+
+    Args:
+        C: channels (input = output).
+        stride: stride of every candidate.
+        primitives: registered op names, in α column order.
+        impl: ``"naive"`` (sum of every op's output).
+        affine: BN affine flag of the candidates (False in DARTS search).
+        pool_bn: append ``BatchNorm(affine=False)`` to pooling candidates, as the DARTS search MixedOp does.
+        C_out: output channels when they differ from ``C`` (defaults to ``C``).
+    """
+
+    def __init__(
+        self,
+        C: int,
+        stride: int = 1,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+        impl: str = "naive",
+        affine: bool = False,
+        pool_bn: bool = True,
+        C_out: int | None = None,
+    ):
+        super().__init__()
+        if impl not in MIXED_OP_IMPLS:
+            raise ValueError(f"mixed_op_impl must be one of {MIXED_OP_IMPLS}, got {impl!r}")
+        for name in primitives:
+            get_op(name)  # raises UnknownOpError naming the registered ops
+        C_out = C if C_out is None else C_out
+        self.primitives = tuple(primitives)
+        self.impl = impl
+        ops = []
+        for name in self.primitives:
+            op = build_op(name, C, C_out, stride, affine)
+            if pool_bn and name in _POOL_OPS:
+                op = nn.Sequential(op, nn.BatchNorm2d(C_out, affine=False))
+            ops.append(op)
+        self._ops = nn.ModuleList(ops)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Return ``Σ_k weights[k] · op_k(x)``; ``weights`` has one entry per primitive."""
+        if weights.shape[-1] != len(self._ops):
+            raise ValueError(f"expected {len(self._ops)} op weights, got shape {tuple(weights.shape)}")
+        return sum(w * op(x) for w, op in zip(weights, self._ops))
+
+    def extra_repr(self) -> str:
+        return f"impl={self.impl!r}"

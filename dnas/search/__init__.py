@@ -1,0 +1,5 @@
+"""Search algorithms as LightningModules."""
+
+from dnas.search.darts import DARTS
+
+__all__ = ["DARTS"]

@@ -1,0 +1,330 @@
+"""DARTS as a LightningModule (Liu et al. 2019), the bilevel machinery every search module shares.
+
+Per training batch (reference `train_search.py`): the architecture step on the ``arch`` batch (first order, or the
+unrolled second-order gradient), then the weight step on the ``train`` batch (CE, clip 5, SGD). The weight learning
+rate follows a cosine schedule stepped once per epoch. Subclasses specialise small hooks:
+
+* :meth:`sample_weights` — how α becomes edge weights (softmax; Gumbel in FBNet);
+* :meth:`weight_loss` / :meth:`arch_loss` — extra terms (SD-DARTS distillation, latency);
+* :meth:`arch_gradient` — first order / unrolled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info
+from torchmetrics.classification import MulticlassAccuracy
+
+from dnas.cells.base import Supernet
+from dnas.genotypes import Genotype
+from dnas.io import append_line, atomic_write_text
+from dnas.search.architect import unrolled_grad
+
+
+class DARTS(pl.LightningModule):
+    """Differentiable architecture search, first or second order.
+
+    Args:
+        supernet: the search space (any :class:`~dnas.cells.Supernet`), e.g. ``dnas.cells.darts.DartsSupernet``.
+        unrolled: second-order DARTS (virtual step + finite-difference Hessian-vector product).
+        w_optimizer: weight optimizer; None = SGD(lr 0.025, momentum 0.9, weight decay 3e-4) as the paper.
+        a_optimizer: architecture optimizer; None = Adam(lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
+        w_scheduler: weight lr schedule, stepped once per epoch; None = cosine over ``max_epochs`` to ``w_lr_min``.
+        w_lr_min: ``eta_min`` of the default cosine schedule (reference code: 0.001; the paper says 0).
+        grad_clip: max norm of the weight gradients (paper: 5); 0 disables.
+        arch_grad_clip: max norm of the architecture gradients (PC-DARTS ImageNet: 5); 0 disables.
+        arch_warmup_epochs: epochs of weight-only training before architecture updates start (PC-DARTS: 15).
+        unrolled_r: numerator of the finite-difference ε = r / ‖∇w' L_val‖ (paper: 0.01).
+        on_nonfinite: ``"raise"`` stops with an error naming the step and the term; ``"skip"`` drops that update.
+        write_genotype: write ``genotype.json`` and ``genotype_history.jsonl`` to the log directory each epoch.
+        num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        unrolled: bool = False,
+        w_optimizer: OptimizerCallable | None = None,
+        a_optimizer: OptimizerCallable | None = None,
+        w_scheduler: LRSchedulerCallable | None = None,
+        w_lr_min: float = 0.001,
+        grad_clip: float = 5.0,
+        arch_grad_clip: float = 0.0,
+        arch_warmup_epochs: int = 0,
+        unrolled_r: float = 0.01,
+        on_nonfinite: Literal["raise", "skip"] = "raise",
+        write_genotype: bool = True,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        if not isinstance(supernet, Supernet):
+            raise TypeError(f"supernet must be a dnas.cells.Supernet, got {type(supernet).__name__}")
+        if arch_warmup_epochs < 0:
+            raise ValueError(f"arch_warmup_epochs must be >= 0, got {arch_warmup_epochs}")
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        self.save_hyperparameters(ignore=["supernet"])
+        self.automatic_optimization = False
+        self.supernet = supernet
+        self.unrolled = unrolled
+        self.w_optimizer, self.a_optimizer, self.w_scheduler = w_optimizer, a_optimizer, w_scheduler
+        n_cls = self._infer_num_classes()
+        self.train_acc = MulticlassAccuracy(n_cls, average="micro")
+        self.arch_acc = MulticlassAccuracy(n_cls, average="micro")
+        self.val_acc = MulticlassAccuracy(n_cls, average="micro")
+        self.test_acc = MulticlassAccuracy(n_cls, average="micro")
+        self._epoch_start = 0.0
+
+    def _infer_num_classes(self) -> int:
+        if self.hparams.num_classes:
+            return int(self.hparams.num_classes)
+        out = getattr(self.supernet, "num_classes", None) or getattr(
+            getattr(self.supernet, "classifier", None), "out_features", None
+        )
+        if out is None:
+            raise ValueError("cannot infer the number of classes from the supernet; pass num_classes")
+        return int(out)
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def sample_weights(self) -> dict[str, torch.Tensor]:
+        """Edge weights for one forward (softmax of α with selection masks applied)."""
+        return self.supernet.edge_weights()
+
+    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.supernet(x, self.sample_weights() if weights is None else weights)
+
+    def weight_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Loss of the weight step: ``(loss, logits, extra logs)``."""
+        logits = self(x)
+        return F.cross_entropy(logits, y), logits, {}
+
+    def arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Loss of the architecture step (validation split): ``(loss, logits, extra logs)``."""
+        logits = self(x)
+        return F.cross_entropy(logits, y), logits, {}
+
+    def arch_active(self) -> bool:
+        return self.current_epoch >= self.hparams.arch_warmup_epochs
+
+    # ------------------------------------------------------------------ optimizers
+    def configure_optimizers(self):
+        w_params = self.supernet.weight_parameters() + self.extra_weight_parameters()
+        a_params = self.supernet.arch_parameters()
+        if self.w_optimizer is not None:
+            w_opt = self.w_optimizer(w_params)
+        else:
+            w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+        if self.a_optimizer is not None:
+            a_opt = self.a_optimizer(a_params)
+        else:
+            a_opt = torch.optim.Adam(a_params, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        if self.w_scheduler is not None:
+            sched = self.w_scheduler(w_opt)
+        else:
+            t_max = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=t_max, eta_min=self.hparams.w_lr_min)
+        return [w_opt, a_opt], [sched]
+
+    def extra_weight_parameters(self) -> list[torch.nn.Parameter]:
+        """Weights outside the supernet trained with the weight optimizer (none by default)."""
+        return []
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if not isinstance(batch, dict) or "train" not in batch or "arch" not in batch:
+            raise TypeError(
+                "search modules need batches {'train': (x, y), 'arch': (x, y)}; use a dnas.data search datamodule"
+            )
+        x_w, y_w = batch["train"]
+        x_a, y_a = batch["arch"]
+        w_opt, a_opt = self.optimizers()
+        if self.arch_active():
+            self.arch_step(a_opt, w_opt, (x_w, y_w), (x_a, y_a))
+        self.weight_step(w_opt, x_w, y_w)
+
+    def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
+        a_params = self.supernet.arch_parameters()
+        a_opt.zero_grad()
+        if self.unrolled:
+            grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params)
+            extra: dict[str, Any] = {}
+        else:
+            loss, logits, extra = self.arch_loss(*arch_batch)
+            if not self._check_finite(loss, "architecture loss"):
+                return
+            grads = torch.autograd.grad(loss, a_params, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads)]
+        if not all(torch.isfinite(g).all() for g in grads):
+            if not self._check_finite(torch.tensor(float("nan")), "architecture gradient"):
+                return
+        for p, g in zip(a_params, grads):
+            p.grad = g.detach().clone()
+        if self.hparams.arch_grad_clip:
+            torch.nn.utils.clip_grad_norm_(a_params, self.hparams.arch_grad_clip)
+        self._sync_arch_grads(a_params)
+        a_opt.step()
+        self._check_alpha_finite()
+        self.arch_acc(logits.detach(), arch_batch[1])
+        self.log("arch/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("arch/acc", self.arch_acc, on_step=False, on_epoch=True)
+        for k, v in extra.items():
+            self.log(f"arch/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
+
+    def _sync_arch_grads(self, a_params) -> None:
+        """Average architecture gradients across ranks (autograd.grad bypasses DDP's reducer)."""
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            for p in a_params:
+                torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
+                p.grad.div_(self.trainer.world_size)
+
+    def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params):
+        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+        group = opt.param_groups[0]
+        weights = [p for p in self.supernet.weight_parameters() + self.extra_weight_parameters()]
+        buffers = [
+            m
+            for m in self.supernet.buffers()
+            if m.dtype.is_floating_point or m.dtype in (torch.int64,)  # BN stats incl. num_batches_tracked
+        ]
+        sel = {id(getattr(self.supernet, f"{k}_{g}")) for g in self.supernet.arch_groups for k in ("mask", "fixed")}
+        sel |= {id(getattr(self.supernet, f"override_{g}")) for g in self.supernet.arch_groups}
+        buffers = [b for b in buffers if id(b) not in sel]
+        momentum_buffers = [opt.state.get(p, {}).get("momentum_buffer") for p in weights]
+        logits_box: dict[str, torch.Tensor] = {}
+
+        def train_loss() -> torch.Tensor:
+            return self.weight_loss(*train_batch)[0]
+
+        def val_loss() -> torch.Tensor:
+            loss, logits, _ = self.arch_loss(*arch_batch)
+            logits_box["logits"] = logits.detach()
+            return loss
+
+        grads, loss = unrolled_grad(
+            train_loss,
+            val_loss,
+            weights,
+            a_params,
+            lr=float(group["lr"]),
+            momentum=float(group.get("momentum", 0.0)),
+            weight_decay=float(group.get("weight_decay", 0.0)),
+            momentum_buffers=momentum_buffers,
+            r=self.hparams.unrolled_r,
+            buffers=buffers,
+        )
+        return grads, loss, logits_box["logits"]
+
+    def weight_step(self, w_opt, x: torch.Tensor, y: torch.Tensor) -> None:
+        w_opt.zero_grad()
+        loss, logits, extra = self.weight_loss(x, y)
+        if not self._check_finite(loss, "weight loss"):
+            return
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(w_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        w_opt.step()
+        for p in self.supernet.arch_parameters():  # the weight backward also reaches α: never leave it there
+            p.grad = None
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        for k, v in extra.items():
+            self.log(f"train/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
+
+    def _check_finite(self, value: torch.Tensor, term: str) -> bool:
+        if torch.isfinite(value).all():
+            return True
+        msg = f"non-finite {term} ({float(value.detach().float().flatten()[0])}) at epoch {self.current_epoch}, "
+        msg += f"batch {self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1}"
+        if self.hparams.on_nonfinite == "skip":
+            rank_zero_info(f"dnas: skipping update: {msg}")
+            self.log("nonfinite_skipped", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
+            return False
+        raise FloatingPointError(f"{msg}; the last checkpoint is kept. Set on_nonfinite='skip' to drop such batches.")
+
+    def _check_alpha_finite(self) -> None:
+        for name, p in self.supernet.named_arch_parameters():
+            if not torch.isfinite(p).all():
+                raise FloatingPointError(f"architecture parameter {name} became non-finite at epoch {self.current_epoch}")
+
+    # ------------------------------------------------------------------ epochs
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        sched = self.lr_schedulers()
+        if sched is not None:
+            self.log("lr/w", sched.optimizer.param_groups[0]["lr"], on_epoch=True)
+            sched.step()
+        self.log_alpha_stats()
+        self.log("time/epoch_s", time.perf_counter() - self._epoch_start, on_epoch=True)
+        if self.hparams.write_genotype:
+            self.write_genotype()
+
+    def log_alpha_stats(self) -> None:
+        with torch.no_grad():
+            for group in self.supernet.arch_groups:
+                p = torch.softmax(self.supernet.alpha(group).detach().float(), dim=-1)
+                entropy = -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
+                self.log(f"alpha/entropy_{group}", entropy, on_epoch=True)
+
+    def current_genotype(self) -> Genotype:
+        genotype = self.supernet.genotype()
+        probs = {g: torch.softmax(self.supernet.alpha(g).detach().float(), -1).tolist() for g in self.supernet.arch_groups}
+        meta = {"epoch": int(self.current_epoch), "algorithm": type(self).__name__, "alpha_softmax": probs}
+        return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
+
+    def log_dir(self) -> Path:
+        trainer = self.trainer
+        return Path(trainer.log_dir or trainer.default_root_dir)
+
+    def write_genotype(self) -> Genotype:
+        genotype = self.current_genotype()
+        if self.trainer.is_global_zero:
+            out = self.log_dir()
+            atomic_write_text(out / "genotype.json", genotype.to_json())
+            append_line(out / "genotype_history.jsonl", json.dumps(genotype.to_dict(), separators=(",", ":")))
+            rank_zero_info(f"epoch {self.current_epoch}: {genotype}")
+        return genotype
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch, metric: MulticlassAccuracy, prefix: str) -> torch.Tensor:
+        x, y = batch["arch"] if isinstance(batch, dict) else batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        self.log(f"{prefix}/loss", loss, prog_bar=prefix == "val", on_epoch=True, sync_dist=True)
+        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val", on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, self.test_acc, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return torch.softmax(self(x), dim=-1)
+
+    # ------------------------------------------------------------------ setup checks
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        want = getattr(dm, "num_classes", None)
+        have = self.train_acc.num_classes
+        if want is not None and int(want) != int(have):
+            raise ValueError(
+                f"the datamodule has {want} classes but the model outputs {have}; "
+                f"set model.init_args.supernet.init_args.num_classes: {want}"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()
