@@ -67,7 +67,11 @@ class DartsCell(nn.Module):
         self.dag = DagCell(2, steps, darts_edges(steps), make_edge, output="concat")
 
     def forward(
-        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_scale: Sequence[torch.Tensor] | None = None
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        edge_scale: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         return self.dag([self.preprocess0(s0), self.preprocess1(s1)], weights, edge_scale)
 
@@ -105,7 +109,9 @@ class DartsSupernet(Supernet):
         self.primitives = tuple(primitives)
         self.steps = steps
         self.space_spec = (
-            DARTS_SPACE if set(self.primitives) <= set(DARTS_SPACE.cells["normal"].ops) else darts_space_spec(primitives)
+            DARTS_SPACE
+            if set(self.primitives) <= set(DARTS_SPACE.cells["normal"].ops)
+            else darts_space_spec(primitives)
         )
         C = init_channels
         C_curr = stem_multiplier * C
@@ -179,7 +185,9 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
                 raise KeyError(f"reference key {key!r} (as {new!r}) has no counterpart in this DartsSupernet")
             continue
         if tuple(ours[new].shape) != tuple(value.shape):
-            raise ValueError(f"shape mismatch for {key!r}: reference {tuple(value.shape)}, ours {tuple(ours[new].shape)}")
+            raise ValueError(
+                f"shape mismatch for {key!r}: reference {tuple(value.shape)}, ours {tuple(ours[new].shape)}"
+            )
         mapped[new] = value
     selection = ("mask_", "fixed_", "override_")
     missing = [k for k in ours if k not in mapped and not k.startswith(selection)]

@@ -305,7 +305,9 @@ class Genotype:
                 if cs.chain and e.src != e.dst - 1:
                     raise GenotypeError(f"{where}.edges[{i}]: a chain edge must go from node l to l+1, got {e}")
             if cs.all_edges:
-                want = sorted((s, d) for d in range(cs.num_inputs, last + 1) for s in range(d) if not cs.chain or s == d - 1)
+                want = sorted(
+                    (s, d) for d in range(cs.num_inputs, last + 1) for s in range(d) if not cs.chain or s == d - 1
+                )
                 got = sorted((e.src, e.dst) for e in cell.edges)
                 if got != want:
                     raise GenotypeError(f"{where}: expected exactly one edge for each of {want}, got {got}")

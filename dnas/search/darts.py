@@ -253,7 +253,9 @@ class DARTS(pl.LightningModule):
     def _check_alpha_finite(self) -> None:
         for name, p in self.supernet.named_arch_parameters():
             if not torch.isfinite(p).all():
-                raise FloatingPointError(f"architecture parameter {name} became non-finite at epoch {self.current_epoch}")
+                raise FloatingPointError(
+                    f"architecture parameter {name} became non-finite at epoch {self.current_epoch}"
+                )
 
     # ------------------------------------------------------------------ epochs
     def on_train_epoch_start(self) -> None:
@@ -278,7 +280,9 @@ class DARTS(pl.LightningModule):
 
     def current_genotype(self) -> Genotype:
         genotype = self.supernet.genotype()
-        probs = {g: torch.softmax(self.supernet.alpha(g).detach().float(), -1).tolist() for g in self.supernet.arch_groups}
+        probs = {
+            g: torch.softmax(self.supernet.alpha(g).detach().float(), -1).tolist() for g in self.supernet.arch_groups
+        }
         meta = {"epoch": int(self.current_epoch), "algorithm": type(self).__name__, "alpha_softmax": probs}
         return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
 
