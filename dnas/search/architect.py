@@ -4,10 +4,10 @@ First order: ``∇_α L_val(w, α)``.
 
 Second order (unrolled): with the virtual step ``w' = w − η·(μ·m + ∇_w L_train(w, α) + λ·w)``,
 ``∇_α L_val(w', α) − η · [∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)] / (2ε)``, ``w± = w ± ε·∇_{w'} L_val(w', α)``,
-``ε = 0.01 / ‖∇_{w'} L_val(w', α)‖``. Implemented in place on the supernet's parameters (one saved copy of w
-instead of a second model); w is restored bit-exactly afterwards. BatchNorm running statistics are restored after the forward at
-w' (the reference runs it on a throw-away model copy), and see the train-mode forwards of the virtual step and of the
-Hessian-vector product, as in the reference.
+``ε = 0.01 / ‖∇_{w'} L_val(w', α)‖``. Implemented in place on the supernet's parameters
+(one saved copy of w instead of a second model); w is restored bit-exactly afterwards. BatchNorm running statistics
+are restored after the forward at w' (the reference runs it on a throw-away model copy), and see the train-mode
+forwards of the virtual step and of the Hessian-vector product, as in the reference.
 """
 
 from __future__ import annotations
