@@ -1,5 +1,6 @@
 """Genotypes: the architecture value type, its JSON format, and the published genotypes shipped as data."""
 
+from dnas.genotypes.catalog import load, published
 from dnas.genotypes.core import (
     CellGenotype,
     CellSpec,
@@ -20,6 +21,8 @@ __all__ = [
     "GenotypeError",
     "SpaceSpec",
     "get_space_spec",
+    "load",
+    "published",
     "register_space",
     "registered_spaces",
 ]

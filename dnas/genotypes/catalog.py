@@ -1,0 +1,27 @@
+"""Published genotypes shipped as JSON data (``dnas/genotypes/published/<NAME>.json``), loaded by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dnas.genotypes.core import Genotype, GenotypeError
+
+PUBLISHED_DIR = Path(__file__).parent / "published"
+
+
+def published() -> list[str]:
+    """Names of the shipped genotypes."""
+    return sorted(p.stem for p in PUBLISHED_DIR.glob("*.json"))
+
+
+def load(name_or_path: str | Path) -> Genotype:
+    """Load a shipped genotype by name (case-insensitive, e.g. ``"DARTS_V2"``) or a genotype JSON file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".json" or path.exists() or "/" in text or "\\" in text:
+        return Genotype.from_file(path)
+    by_upper = {n.upper(): n for n in published()}
+    key = by_upper.get(text.upper())
+    if key is None:
+        raise GenotypeError(f"no published genotype named {text!r} and no such file; published: {published()}")
+    return Genotype.from_file(PUBLISHED_DIR / f"{key}.json")
