@@ -105,6 +105,11 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(n % 2 for n in x.shape[2:]):
+            raise ValueError(
+                f"FactorizedReduce needs even spatial sizes, got {tuple(x.shape[2:])}; a DARTS network halves the "
+                f"input at each reduction, so use inputs divisible by 2**(number of reductions)"
+            )
         x = self.relu(x)
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
