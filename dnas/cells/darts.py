@@ -17,6 +17,7 @@ from dnas.cells.base import DagCell, Supernet, topk_cell
 from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
 from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from dnas.ops.mixed import MixedOp
+from dnas.ops.partial import PartialChannelEdge
 
 STEPS = 4
 
@@ -39,7 +40,11 @@ DARTS_SPACE = register_space(
 
 
 class DartsCell(nn.Module):
-    """Preprocessing of the two inputs, then the 4-node DAG of mixed ops, output = concat of the nodes (4C)."""
+    """Preprocessing of the two inputs, then the 4-node DAG of mixed ops, output = concat of the nodes (4C).
+
+    With ``partial_channels`` K > 1 every edge is a :class:`~dnas.ops.partial.PartialChannelEdge` around a mixed op
+    of ``C // K`` channels (PC-DARTS); K = 1 builds the plain DARTS edges (same modules, same state-dict keys).
+    """
 
     def __init__(
         self,
@@ -51,6 +56,7 @@ class DartsCell(nn.Module):
         primitives: Sequence[str],
         mixed_op_impl: str = "naive",
         steps: int = STEPS,
+        partial_channels: int = 1,
     ):
         super().__init__()
         self.reduction = reduction
@@ -62,7 +68,10 @@ class DartsCell(nn.Module):
 
         def make_edge(src: int, dst: int) -> nn.Module:
             stride = 2 if reduction and src < 2 else 1
-            return MixedOp(C, stride, primitives=primitives, impl=mixed_op_impl, affine=False)
+            if partial_channels == 1:
+                return MixedOp(C, stride, primitives=primitives, impl=mixed_op_impl, affine=False)
+            op = MixedOp(C // partial_channels, stride, primitives=primitives, impl=mixed_op_impl, affine=False)
+            return PartialChannelEdge(op, C, partial_channels, stride)
 
         self.dag = DagCell(2, steps, darts_edges(steps), make_edge, output="concat")
 
@@ -88,6 +97,11 @@ class DartsSupernet(Supernet):
         steps: intermediate nodes per cell (4).
         stem_multiplier: the stem outputs ``stem_multiplier * init_channels`` channels (3).
         mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
+        partial_channels: PC-DARTS' K: each edge's ops see the first ``C/K`` channels, the rest bypass (1 = DARTS).
+            ``init_channels`` must be divisible by K.
+        edge_normalization: PC-DARTS edge normalisation: parameters ``beta_normal`` / ``beta_reduce`` (one per edge,
+            init ``1e-3·N(0,1)``), per node softmax over the incoming edges multiplies each edge's output; the
+            genotype selects edges by α·β (:meth:`selection_weights`).
     """
 
     def __init__(
@@ -100,14 +114,21 @@ class DartsSupernet(Supernet):
         steps: int = STEPS,
         stem_multiplier: int = 3,
         mixed_op_impl: str = "naive",
+        partial_channels: int = 1,
+        edge_normalization: bool = False,
     ):
         super().__init__()
+        if partial_channels < 1 or init_channels % partial_channels:
+            raise ValueError(
+                f"partial_channels must be >= 1 and divide init_channels ({init_channels}), got {partial_channels}"
+            )
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
         if init_channels < 2 or init_channels % 2:
             raise ValueError(f"init_channels must be even and >= 2 (FactorizedReduce halves it), got {init_channels}")
         self.primitives = tuple(primitives)
         self.steps = steps
+        self.partial_channels, self.edge_normalization = partial_channels, edge_normalization
         self.space_spec = (
             DARTS_SPACE
             if set(self.primitives) <= set(DARTS_SPACE.cells["normal"].ops)
@@ -127,7 +148,17 @@ class DartsSupernet(Supernet):
             if reduction:
                 C_curr *= 2
             self.cells.append(
-                DartsCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.primitives, mixed_op_impl, steps)
+                DartsCell(
+                    C_prev_prev,
+                    C_prev,
+                    C_curr,
+                    reduction,
+                    reduction_prev,
+                    self.primitives,
+                    mixed_op_impl,
+                    steps,
+                    partial_channels,
+                )
             )
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, steps * C_curr
@@ -136,10 +167,37 @@ class DartsSupernet(Supernet):
         edges = darts_edges(steps)
         self.add_arch_group("normal", edges, self.primitives)
         self.add_arch_group("reduce", edges, self.primitives)
+        if edge_normalization:
+            for group in ("normal", "reduce"):
+                self.register_parameter(f"beta_{group}", nn.Parameter(1e-3 * torch.randn(len(edges))))
+        # α rows of each node's incoming edges: node i+2 reads rows [i(i+3)/2, (i+1)(i+4)/2)
+        self._node_rows = [[r for r, (_, dst) in enumerate(edges) if dst == node] for node in range(2, steps + 2)]
 
     def edge_scales(self, group: str) -> list[torch.Tensor] | None:
-        """Per-node weights of incoming edges (PC-DARTS edge normalisation); None when the space has none."""
-        return None
+        """Per-node weights of incoming edges (PC-DARTS edge normalisation); None when the space has none.
+
+        Node ``i`` gets ``softmax(β[rows of node i])``, one entry per incoming edge in row order.
+        """
+        if not self.edge_normalization:
+            return None
+        beta = getattr(self, f"beta_{group}")
+        return [torch.softmax(beta[rows], dim=-1) for rows in self._node_rows]
+
+    def selection_weights(self) -> dict[str, torch.Tensor]:
+        """Softmax α (selection applied), each row times its node's softmax β when edge normalisation is on.
+
+        Scaling a row leaves its argmax unchanged, so β only changes which edges the top-2 rule keeps (as PC-DARTS).
+        """
+        weights = super().selection_weights()
+        if not self.edge_normalization:
+            return weights
+        with torch.no_grad():
+            for group, w in weights.items():
+                scale = torch.empty(w.shape[0], dtype=w.dtype, device=w.device)
+                for rows, s in zip(self._node_rows, self.edge_scales(group)):
+                    scale[rows] = s.detach().to(w.dtype)
+                weights[group] = w * scale[:, None]
+        return weights
 
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for images ``x`` (B, C_in, H, W); ``weights`` maps ``normal``/``reduce`` to (14, K) edge weights."""
@@ -169,17 +227,25 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
     the state dict; put them in under those keys). Key layout: ``cells.<i>._ops.<edge>._ops.<op>...`` maps to ours
     ``cells.<i>.dag.edges.<edge>._ops.<op>...``; every other module name is identical.
 
+    PC-DARTS (yuhuixu1993/PC-DARTS ``model_search.py``) saves the same layout; for a supernet with
+    ``partial_channels > 1`` edges map to ``cells.<i>.dag.edges.<edge>.op._ops.<op>...`` (the wrapped mixed op), and
+    ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to ``beta_normal`` / ``beta_reduce``.
+
     Raises:
         KeyError: a key is missing or unexpected (with ``strict``), naming it.
         ValueError: a tensor's shape does not match, naming the key and both shapes.
     """
     ours = supernet.state_dict()
+    partial = getattr(supernet, "partial_channels", 1) > 1
+    edge_prefix = r"cells.\1.dag.edges.\2.op." if partial else r"cells.\1.dag.edges.\2."
     mapped: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key in ("alphas_normal", "alphas_reduce"):
             new = "alpha_" + key.split("_", 1)[1]
+        elif key in ("betas_normal", "betas_reduce"):
+            new = "beta_" + key.split("_", 1)[1]
         else:
-            new = _REF_EDGE.sub(r"cells.\1.dag.edges.\2.", key)
+            new = _REF_EDGE.sub(edge_prefix, key)
         if new not in ours:
             if strict:
                 raise KeyError(f"reference key {key!r} (as {new!r}) has no counterpart in this DartsSupernet")
