@@ -2,21 +2,25 @@
 
 from dnas.ops import darts as _darts  # noqa: F401  (registers the DARTS ops)
 from dnas.ops.darts import DARTS_PRIMITIVES, PARAMETER_FREE_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
+from dnas.ops.fused import FUSED_POLICIES, FusedMixedFunction, fused_mixed_op
 from dnas.ops.mixed import MIXED_OP_IMPLS, MixedOp
 from dnas.ops.registry import UnknownOpError, build_op, get_op, is_registered, register_op, registered_ops
 
 __all__ = [
     "DARTS_PRIMITIVES",
+    "FUSED_POLICIES",
     "MIXED_OP_IMPLS",
     "PARAMETER_FREE_OPS",
     "DilConv",
     "FactorizedReduce",
+    "FusedMixedFunction",
     "MixedOp",
     "ReLUConvBN",
     "SepConv",
     "UnknownOpError",
     "Zero",
     "build_op",
+    "fused_mixed_op",
     "get_op",
     "is_registered",
     "register_op",

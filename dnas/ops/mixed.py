@@ -2,7 +2,8 @@
 
 The mixed op does not know where its weights come from (softmax, Gumbel, a one-hot projection): the supernet passes
 them in. Its implementation is a policy chosen by ``impl``; ``"naive"`` is the plain sum every reference uses and stays
-the test oracle for faster implementations.
+the test oracle for faster implementations; ``"fused"`` / ``"fused_save"`` are the exact custom-autograd
+implementations of :mod:`dnas.ops.fused` (policies ``recompute`` / ``save``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from torch import nn
 from dnas.ops.darts import DARTS_PRIMITIVES
 from dnas.ops.registry import build_op, get_op
 
-MIXED_OP_IMPLS: tuple[str, ...] = ("naive",)
-"""Implementations :class:`MixedOp` accepts."""
+MIXED_OP_IMPLS: tuple[str, ...] = ("naive", "fused", "fused_save")
+"""Implementations :class:`MixedOp` accepts: ``naive`` (the oracle), ``fused`` (policy ``recompute``: saves only the
+input), ``fused_save`` (policy ``save``: keeps the candidates' intermediates)."""
+
+_FUSED_POLICY = {"fused": "recompute", "fused_save": "save"}
 
 _POOL_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})
 
@@ -28,10 +32,14 @@ class MixedOp(nn.Module):
         C: channels (input = output).
         stride: stride of every candidate.
         primitives: registered op names, in α column order.
-        impl: ``"naive"`` (sum of every op's output).
+        impl: ``"naive"`` (sum of every op's output), ``"fused"`` or ``"fused_save"`` (:mod:`dnas.ops.fused`:
+            same outputs and gradients, a fraction of the saved activations).
         affine: BN affine flag of the candidates (False in DARTS search).
         pool_bn: append ``BatchNorm(affine=False)`` to pooling candidates, as the DARTS search MixedOp does.
         C_out: output channels when they differ from ``C`` (defaults to ``C``).
+        skip_zero_weights: fused only; also skip ops whose weight is exactly 0 while BatchNorm is training (DARTS-PT,
+            hard Gumbel): outputs and gradients stay exact, the skipped ops' running statistics are not updated.
+            Without it zero-weight ops are skipped only where that is exact in every respect.
     """
 
     def __init__(
@@ -43,6 +51,7 @@ class MixedOp(nn.Module):
         affine: bool = False,
         pool_bn: bool = True,
         C_out: int | None = None,
+        skip_zero_weights: bool = False,
     ):
         super().__init__()
         if impl not in MIXED_OP_IMPLS:
@@ -52,6 +61,7 @@ class MixedOp(nn.Module):
         C_out = C if C_out is None else C_out
         self.primitives = tuple(primitives)
         self.impl = impl
+        self.skip_zero_weights = skip_zero_weights
         ops = []
         for name in self.primitives:
             op = build_op(name, C, C_out, stride, affine)
@@ -64,6 +74,10 @@ class MixedOp(nn.Module):
         """Return ``Σ_k weights[k] · op_k(x)``; ``weights`` has one entry per primitive."""
         if weights.shape[-1] != len(self._ops):
             raise ValueError(f"expected {len(self._ops)} op weights, got shape {tuple(weights.shape)}")
+        if self.impl != "naive":
+            from dnas.ops.fused import fused_mixed_op
+
+            return fused_mixed_op(self, x, weights, _FUSED_POLICY[self.impl], self.skip_zero_weights)
         return sum(w * op(x) for w, op in zip(weights, self._ops))
 
     def extra_repr(self) -> str:

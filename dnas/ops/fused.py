@@ -1,0 +1,246 @@
+"""The fused mixed op: ``Σ_k w_k · op_k(x)`` as one autograd node with an explicit backward.
+
+The naive mixed op lets autograd record every candidate op, so backward keeps each op's output and all of its
+intermediates (≈25 input-sized tensors per DARTS edge). :class:`FusedMixedFunction` instead runs the candidates under
+``no_grad`` and records a single node:
+
+* forward: ``none`` (:class:`~dnas.ops.darts.Zero`) is skipped (it adds an exact zero; its α gradient stays a true
+  zero); one ReLU is shared by every candidate that starts with ``ReLU`` (sep/dil convs, ReLUConvBN, …); outputs are
+  combined by ``dnas::weighted_sum`` in op order, so the result is bitwise the naive sum; BatchNorm running statistics
+  and ``num_batches_tracked`` are updated exactly once, by this forward.
+* policy ``"recompute"`` (``impl="fused"``) saves only ``x``, the op weights and the RNG state; backward recomputes
+  the candidates **one at a time** (the generic op-by-op path: it works for any candidate list, e.g. a user's 1-D or
+  tabular ops), takes ``∂L/∂w_k = ⟨g, op_k(x)⟩`` with ``dnas::weighted_inner`` and back-propagates ``w_k · g`` through
+  that op alone, so at most one candidate's graph is alive. Buffers touched by the recompute (BN running statistics)
+  are restored, so they see exactly one update per step, as with the naive op.
+* policy ``"save"`` (``impl="fused_save"``) keeps the candidates' graphs from the forward (minus the shared ReLU
+  copies and ``none``): more memory, no recomputation.
+
+Backward is first-order only: a double backward (``create_graph=True``) raises a clear error. DARTS' second-order
+architect uses finite differences (:mod:`dnas.search.architect`), so ``DARTS(unrolled=True)`` works with it.
+
+Zero weights: an op whose weight is exactly 0 is skipped only where that is exact: the weights need no gradient (its
+``⟨g, op_k(x)⟩`` is not asked for) and the op has no buffers to update in this mode (e.g. BatchNorm in eval). With
+``skip_zero_weights=True`` (DARTS-PT / hard-Gumbel behaviour) such ops are skipped even when BatchNorm is training:
+outputs and gradients stay exact, only the skipped ops' running statistics are not updated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dnas.ops.darts import DilConv, ReLUConvBN, SepConv, Zero
+from dnas.ops.kernels import weighted_inner, weighted_sum
+
+FUSED_POLICIES: tuple[str, ...] = ("recompute", "save")
+
+_DOUBLE_BACKWARD = (
+    "the fused MixedOp (impl='fused'/'fused_save') has a first-order backward only; double backward "
+    "(create_graph=True, e.g. exact second-order α gradients) needs mixed_op_impl='naive'. DARTS(unrolled=True) "
+    "works with the fused op: its Hessian-vector product uses finite differences of first derivatives."
+)
+
+
+class _Plan:
+    """Static facts about a mixed op's candidates, computed once per module."""
+
+    def __init__(self, ops: nn.ModuleList):
+        self.zero = [isinstance(op, Zero) for op in ops]
+        self.tail = [None if z else _relu_tail_safe(op) for op, z in zip(ops, self.zero)]
+        params: list[nn.Parameter] = []
+        index: dict[int, int] = {}
+        self.param_index: list[list[int]] = []
+        for op in ops:
+            idx = []
+            for p in op.parameters():
+                if id(p) not in index:
+                    index[id(p)] = len(params)
+                    params.append(p)
+                idx.append(index[id(p)])
+            self.param_index.append(idx)
+        self.num_params = len(params)
+        self.has_buffers = [any(True for _ in op.buffers()) for op in ops]
+
+
+def _relu_tail_safe(op: nn.Module) -> nn.Module | None:
+    """The part of ``op`` after its leading ``nn.ReLU``, or None.
+
+    Only for ops whose forward is exactly their ``nn.Sequential`` (a plain ``Sequential``, or the DARTS blocks whose
+    forward is ``self.op(x)``): a user's module with its own ``forward`` is run whole, never split.
+    """
+    seq = op.op if isinstance(op, (ReLUConvBN, DilConv, SepConv)) else op
+    if type(seq) is nn.Sequential and len(seq) > 1 and type(seq[0]) is nn.ReLU:
+        return seq[1:]
+    return None
+
+
+def plan_for(mixed: nn.Module) -> _Plan:
+    plan = mixed.__dict__.get("_fused_plan")
+    if plan is None:
+        plan = _Plan(mixed._ops)
+        mixed.__dict__["_fused_plan"] = plan
+    return plan
+
+
+def _active_ops(plan: _Plan, ops: nn.ModuleList, weights: torch.Tensor, skip_zero: bool) -> list[int]:
+    """Indices of the candidates to run, in op order."""
+    can_skip = not weights.requires_grad
+    wvals = weights.detach().tolist() if can_skip else None
+    active = []
+    for k, op in enumerate(ops):
+        if plan.zero[k]:
+            continue
+        if can_skip and wvals[k] == 0.0 and (skip_zero or not (op.training and plan.has_buffers[k])):
+            continue
+        active.append(k)
+    return active
+
+
+def _run(plan: _Plan, ops: nn.ModuleList, k: int, x: torch.Tensor, r: torch.Tensor | None) -> torch.Tensor:
+    tail = plan.tail[k]
+    return tail(r) if tail is not None else ops[k](x)
+
+
+class _BuffersKept:
+    """Restore the buffers of ``module`` on exit (the recompute must not update BN running statistics again)."""
+
+    def __init__(self, module: nn.Module, active: bool):
+        self.buffers = [b for b in module.buffers()] if active else []
+
+    def __enter__(self):
+        self.saved = [b.clone() for b in self.buffers]
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for b, s in zip(self.buffers, self.saved):
+                b.copy_(s)
+
+
+def _zeros_out(mixed: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
+    k = plan.zero.index(True)
+    return mixed._ops[k](x)
+
+
+class FusedMixedFunction(torch.autograd.Function):
+    """``Σ_k w_k · op_k(x)``, explicit backward; ``apply(mixed, policy, skip_zero, record, x, weights, *params)``."""
+
+    @staticmethod
+    def forward(ctx, mixed, policy, skip_zero, record, x, weights, *params):
+        ops, plan = mixed._ops, plan_for(mixed)
+        active = _active_ops(plan, ops, weights, skip_zero)
+        if not active and not any(plan.zero):  # nothing to run and no `none` op to give the output shape
+            active = [0]
+        ctx.mixed, ctx.policy, ctx.active = mixed, policy, active
+        ctx.shared_relu = any(plan.tail[k] is not None for k in active)
+        save = policy == "save" and record
+        if policy == "recompute" and record:
+            ctx.cpu_rng = torch.get_rng_state()
+            ctx.cuda_rng = torch.cuda.get_rng_state(x.device) if x.is_cuda else None
+        with torch.enable_grad() if save else torch.no_grad():
+            xi = x.detach().requires_grad_(ctx.needs_input_grad[4]) if save else x
+            r = torch.relu(xi) if ctx.shared_relu else None
+            ri = r.detach().requires_grad_(ctx.needs_input_grad[4]) if (save and r is not None) else r
+            outs = [_run(plan, ops, k, xi, ri) for k in active]
+        if outs:
+            out = weighted_sum([o.detach() for o in outs], weights.detach()[active])
+        else:
+            out = _zeros_out(mixed, plan, x.detach())
+        if save:
+            ctx.graph = (xi, ri, outs)
+            ctx.save_for_backward(x, weights, *[o.detach() for o in outs])
+        else:
+            ctx.save_for_backward(x, weights)
+        ctx.params = params
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError(_DOUBLE_BACKWARD)
+        mixed, plan, active = ctx.mixed, plan_for(ctx.mixed), ctx.active
+        x, weights = ctx.saved_tensors[:2]
+        params = ctx.params
+        need_x, need_w = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
+        need_p = ctx.needs_input_grad[6:]
+        grad = grad.contiguous()
+        grad_w = torch.zeros_like(weights) if need_w else None
+        grad_p: list[torch.Tensor | None] = [None] * len(params)
+        grad_x = None
+        grad_r = None
+        for k in range(len(mixed._ops)):  # parameters of skipped ops get exact zero gradients, as with naive
+            if k not in active:
+                for i in plan.param_index[k]:
+                    if need_p[i] and grad_p[i] is None:
+                        grad_p[i] = torch.zeros_like(params[i])
+
+        def accumulate(k, out, inp, is_relu):
+            nonlocal grad_x, grad_r
+            if need_w:
+                grad_w[k] = weighted_inner(grad, [out.detach()])[0]
+            if not out.requires_grad:  # the op does not depend on x or parameters
+                return
+            targets = [inp] if need_x else []
+            pidx = [i for i in plan.param_index[k] if need_p[i]]
+            targets += [params[i] for i in pidx]
+            if not targets:
+                return
+            gs = torch.autograd.grad(out, targets, grad * weights[k].detach(), allow_unused=True)
+            if need_x:
+                g_in, gs = gs[0], gs[1:]
+                if g_in is not None:
+                    if is_relu:
+                        grad_r = g_in if grad_r is None else grad_r + g_in
+                    else:
+                        grad_x = g_in if grad_x is None else grad_x + g_in
+            for i, g in zip(pidx, gs):
+                if g is not None:
+                    grad_p[i] = g if grad_p[i] is None else grad_p[i] + g
+
+        if ctx.policy == "save":
+            xi, ri, outs = ctx.graph
+            with torch.enable_grad():
+                for k, out in zip(active, outs):
+                    is_relu = plan.tail[k] is not None
+                    accumulate(k, out, ri if is_relu else xi, is_relu)
+            del ctx.graph
+        else:
+            devices = [x.device] if x.is_cuda else []
+            with torch.random.fork_rng(devices=devices, enabled=True):
+                torch.set_rng_state(ctx.cpu_rng)
+                if ctx.cuda_rng is not None:
+                    torch.cuda.set_rng_state(ctx.cuda_rng, x.device)
+                xi = x.detach().requires_grad_(need_x)
+                ri = torch.relu(x.detach()).requires_grad_(need_x) if ctx.shared_relu else None
+                for k in active:
+                    op = mixed._ops[k]
+                    is_relu = plan.tail[k] is not None
+                    # restored after the op's backward (BN saves its running-stat tensors for backward)
+                    with _BuffersKept(op, op.training and plan.has_buffers[k]), torch.enable_grad():
+                        out = _run(plan, mixed._ops, k, xi, ri)
+                        accumulate(k, out, ri if is_relu else xi, is_relu)
+                        del out
+        if need_x and grad_r is not None:
+            gx = torch.ops.aten.threshold_backward(grad_r, x, 0)
+            grad_x = gx if grad_x is None else grad_x + gx
+        if need_x and grad_x is None:
+            grad_x = torch.zeros_like(x)
+        return (None, None, None, None, grad_x, grad_w, *grad_p)
+
+
+def fused_mixed_op(
+    mixed: nn.Module, x: torch.Tensor, weights: torch.Tensor, policy: str = "recompute", skip_zero_weights: bool = False
+) -> torch.Tensor:
+    """Apply :class:`FusedMixedFunction` to the candidates of ``mixed`` (a :class:`~dnas.ops.MixedOp`)."""
+    if policy not in FUSED_POLICIES:
+        raise ValueError(f"fused policy must be one of {FUSED_POLICIES}, got {policy!r}")
+    if weights.dim() != 1:
+        raise ValueError(f"the fused mixed op takes one weight per candidate, shape (K,); got {tuple(weights.shape)}")
+    plan = plan_for(mixed)
+    # each parameter once (candidates may share one), in the order of plan.param_index
+    params = list({id(p): p for op in mixed._ops for p in op.parameters()}.values())
+    if len(params) != plan.num_params:
+        raise RuntimeError("the candidates' parameters changed after the fused mixed op was first used")
+    grads_wanted = x.requires_grad or weights.requires_grad or any(p.requires_grad for p in params)
+    record = torch.is_grad_enabled() and grads_wanted
+    return FusedMixedFunction.apply(mixed, policy, skip_zero_weights, record, x, weights, *params)
