@@ -1,0 +1,346 @@
+"""The DARTS evaluation network: a genotype's discrete cells stacked as in the reference ``cnn/model.py``.
+
+``build_darts_network(genotype, init_channels=36, layers=20, ...)`` is the builder registered for the ``"darts"``
+space (and for ``"nasnet"``, the 5-node cells of NASNet and AmoebaNet that the DARTS code evaluates in the same
+network). ALGORITHMS.md §1:
+
+* stem: CIFAR ``conv3×3 (in -> 3C) + BN``; ImageNet ``stem0`` (two stride-2 convs, in -> C/2 -> C) and ``stem1``
+  (ReLU, stride-2 conv C -> C, BN), and cell 0 then treats its inputs as coming after a reduction;
+* ``layers`` cells, reductions (doubling C) at ``layers//3`` and ``2*layers//3``; in a reduction cell the ops reading
+  the two cell inputs have stride 2;
+* ops from the op registry at ``affine=True``; the pooling ops have no BN after them (only the search mixed op adds
+  one); drop-path on every op that is not an identity, during training only;
+* optional auxiliary head after cell ``2*layers//3`` (CIFAR: AvgPool 5 stride 3, ImageNet: stride 2 and no BN after
+  the 768-channel conv, as the reference);
+* global average pooling and a linear classifier.
+
+Module names equal the reference's (``stem``, ``cells.<i>.preprocess0``, ``cells.<i>._ops.<j>``,
+``auxiliary_head.features``, ``classifier``), so a state dict saved by the reference evaluation code loads key for key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from dnas.genotypes import CellGenotype, CellSpec, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
+from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
+
+NASNET_OPS: tuple[str, ...] = DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7")
+
+NASNET_SPACE = register_space(
+    SpaceSpec(
+        "nasnet",
+        {name: CellSpec(ops=NASNET_OPS, num_inputs=2, num_nodes=5, edges_per_node=2) for name in ("normal", "reduce")},
+    )
+)
+"""NASNet's cell structure (5 intermediate nodes, two inputs each, concat of the unused nodes) as published by the
+DARTS authors for NASNet-A and AmoebaNet-A (quark0/darts ``cnn/genotypes.py``); evaluated in the DARTS network."""
+
+Stem = Literal["cifar", "imagenet"]
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero whole samples with probability ``drop_prob``, rescale the rest by ``1/(1-drop_prob)``.
+
+    As the reference ``utils.drop_path``: one Bernoulli draw per sample, shared by all channels and positions.
+    """
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    return x / keep * mask
+
+
+def cell_nodes(cell: CellGenotype, num_inputs: int = 2) -> list[int]:
+    """Intermediate nodes of ``cell`` in order (``num_inputs..``), each with at least one incoming edge."""
+    return sorted({e.dst for e in cell.edges})
+
+
+def check_cell(cell: CellGenotype, name: str, num_inputs: int = 2) -> None:
+    """Raise :class:`GenotypeError` naming the problem if ``cell`` cannot be built as a discrete DARTS-style cell.
+
+    Rules: every op is registered; intermediate nodes are numbered ``num_inputs, num_inputs+1, ...`` without gaps and
+    each has at least one input; an edge reads an input or an earlier node; ``concat`` names existing nodes.
+    """
+    where = f"cells.{name}"
+    if not cell.edges:
+        raise GenotypeError(f"{where} has no edges")
+    for i, e in enumerate(cell.edges):
+        if not is_registered(e.op):
+            raise GenotypeError(
+                f"{where}.edges[{i}] names unknown op {e.op!r}; registered ops: {sorted(registered_ops())}"
+            )
+        if e.dst < num_inputs:
+            raise GenotypeError(f"{where}.edges[{i}] goes into node {e.dst}, but nodes 0..{num_inputs - 1} are inputs")
+    nodes = cell_nodes(cell, num_inputs)
+    expected = list(range(num_inputs, num_inputs + len(nodes)))
+    if nodes != expected:
+        missing = sorted(set(range(num_inputs, max(nodes) + 1)) - set(nodes))
+        raise GenotypeError(
+            f"{where}: node(s) {missing} have no incoming edge, so they do not exist; "
+            f"intermediate nodes must be numbered {num_inputs}, {num_inputs + 1}, ... without gaps"
+        )
+    for i, e in enumerate(cell.edges):
+        if not 0 <= e.src < e.dst:
+            raise GenotypeError(
+                f"{where}.edges[{i}] reads node {e.src}, which does not exist before node {e.dst}; "
+                f"allowed sources: 0..{e.dst - 1}"
+            )
+    last = num_inputs + len(nodes) - 1
+    if not cell.concat:
+        raise GenotypeError(f"{where}.concat is empty; it must list the nodes whose outputs form the cell output")
+    for c in cell.concat:
+        if not 0 <= c <= last:
+            raise GenotypeError(f"{where}.concat names node {c}, which does not exist; nodes are 0..{last}")
+
+
+def check_genotype(genotype: Genotype) -> None:
+    """Validate a DARTS/NASNet-space genotype for building (see :func:`check_cell`)."""
+    if set(genotype.cells) != {"normal", "reduce"}:
+        raise GenotypeError(
+            f"a {genotype.space!r} genotype needs exactly the cells ['normal', 'reduce'], got {sorted(genotype.cells)}"
+        )
+    for name, cell in genotype.cells.items():
+        check_cell(cell, name)
+
+
+class EvalCell(nn.Module):
+    """A discrete cell: preprocess both inputs to C channels, each node sums its ops' outputs, concat ``concat``.
+
+    Args:
+        cell: the cell's genotype (edges ``(op, src, dst)`` in the order their modules are created).
+        C_prev_prev: channels of input 0 (output of cell k-2).
+        C_prev: channels of input 1 (output of cell k-1).
+        C: channels inside the cell.
+        reduction: halve the resolution (ops reading the inputs get stride 2).
+        reduction_prev: the previous cell halved the resolution, so input 0 is reduced with a FactorizedReduce.
+    """
+
+    def __init__(
+        self, cell: CellGenotype, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool
+    ):
+        super().__init__()
+        self.reduction = reduction
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=True)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=True)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=True)
+        self.edges = tuple((e.src, e.dst) for e in cell.edges)
+        self.concat = tuple(cell.concat)
+        self.num_nodes = len(cell_nodes(cell))
+        self.multiplier = len(self.concat)
+        self._ops = nn.ModuleList()
+        for e in cell.edges:
+            stride = 2 if reduction and e.src < 2 else 1
+            try:
+                self._ops.append(build_op(e.op, C, C, stride, True))
+            except UnknownOpError as err:
+                raise GenotypeError(str(err)) from None
+        # drop-path skips identities (reference: `isinstance(op, Identity)`)
+        self.droppable = tuple(not isinstance(op, nn.Identity) for op in self._ops)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for node in range(2, 2 + self.num_nodes):
+            total = None
+            for op, (src, dst), droppable in zip(self._ops, self.edges, self.droppable):
+                if dst != node:
+                    continue
+                h = op(states[src])
+                if self.training and drop_prob > 0.0 and droppable:
+                    h = drop_path(h, drop_prob)
+                total = h if total is None else total + h
+            states.append(total)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier on the output of cell ``2*layers//3`` (reference ``AuxiliaryHeadCIFAR/ImageNet``).
+
+    CIFAR (8×8 input): ReLU, AvgPool(5, stride 3) -> 2×2, conv1×1 -> 128, BN, ReLU, conv2×2 -> 768, BN, ReLU, linear.
+    ImageNet (14×14 input): AvgPool stride 2 and no BN after the 768 conv (the reference omits it on purpose, to match
+    the paper's experiments).
+    """
+
+    def __init__(self, C: int, num_classes: int, stem: Stem = "cifar"):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=3 if stem == "cifar" else 2, padding=0, count_include_pad=False),
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, 2, bias=False),
+        ]
+        if stem == "cifar":
+            layers.append(nn.BatchNorm2d(768))
+        layers.append(nn.ReLU(inplace=False))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 5:
+            raise ValueError(
+                f"the auxiliary head needs a feature map of at least 5×5 after cell 2*layers//3 (8×8 for 32×32 "
+                f"CIFAR inputs, 14×14 for 224×224 ImageNet inputs), got {tuple(x.shape[-2:])}; use larger inputs "
+                f"or auxiliary=False"
+            )
+        x = self.features(x)
+        return self.classifier(x.flatten(1))
+
+
+class DartsEvalNetwork(nn.Module):
+    """The discrete network of a DARTS-space genotype (reference ``NetworkCIFAR`` / ``NetworkImageNet``).
+
+    ``forward(x)`` returns logits; :meth:`forward_with_aux` also returns the auxiliary logits (None unless training
+    with ``auxiliary=True``). ``drop_path_prob`` is an attribute so a training loop can ramp it per epoch.
+
+    Args:
+        genotype: a ``darts`` or ``nasnet`` space genotype (cells ``normal`` and ``reduce``).
+        init_channels: C of the first cells (CIFAR-10: 36, ImageNet: 48).
+        layers: number of cells (CIFAR-10: 20, ImageNet: 14).
+        num_classes: classifier outputs.
+        in_channels: image channels.
+        stem: ``"cifar"`` (one 3×3 conv to 3C) or ``"imagenet"`` (three stride-2 convs).
+        auxiliary: add the auxiliary head after cell ``2*layers//3``.
+        drop_path_prob: drop-path probability used in training (the retrain loop ramps it).
+    """
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        init_channels: int = 36,
+        layers: int = 20,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem: Stem = "cifar",
+        auxiliary: bool = False,
+        drop_path_prob: float = 0.0,
+    ):
+        super().__init__()
+        _check_options(init_channels, layers, num_classes, in_channels, stem, drop_path_prob)
+        check_genotype(genotype)
+        self.stem_type = stem
+        self.layers = layers
+        self.auxiliary = auxiliary
+        self.drop_path_prob = float(drop_path_prob)
+        C = init_channels
+        if stem == "cifar":
+            C_curr = 3 * C  # stem_multiplier = 3
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+            C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+            reduction_prev = False
+        else:
+            self.stem0 = nn.Sequential(
+                nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C // 2),
+                nn.ReLU(inplace=False),
+                nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C),
+            )
+            self.stem1 = nn.Sequential(
+                nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C)
+            )
+            C_prev_prev, C_prev, C_curr = C, C, C
+            reduction_prev = True
+        self.cells = nn.ModuleList()
+        self.aux_index = 2 * layers // 3
+        C_aux = C_prev
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = genotype.cells["reduce" if reduction else "normal"]
+            self.cells.append(EvalCell(cell, C_prev_prev, C_prev, C_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, self.cells[-1].multiplier * C_curr
+            if i == self.aux_index:
+                C_aux = C_prev
+        if auxiliary:
+            self.auxiliary_head = AuxiliaryHead(C_aux, num_classes, stem)
+        # the reference ImageNet net uses AvgPool2d(7), which equals global pooling at 224×224 inputs
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, auxiliary logits or None)`` for images ``x`` of shape (B, in_channels, H, W)."""
+        logits_aux = None
+        if self.stem_type == "cifar":
+            s0 = s1 = self.stem(x)
+        else:
+            s0 = self.stem0(x)
+            s1 = self.stem1(s0)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self.aux_index and self.auxiliary and self.training:
+                logits_aux = self.auxiliary_head(s1)
+        out = self.global_pooling(s1)  # (B, C_prev, 1, 1)
+        return self.classifier(out.flatten(1)), logits_aux
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_aux(x)[0]
+
+
+def _check_options(init_channels, layers, num_classes, in_channels, stem, drop_path_prob) -> None:
+    if stem not in ("cifar", "imagenet"):
+        raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+    if not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"layers must be an int >= 1, got {layers!r}")
+    if not isinstance(init_channels, int) or init_channels < 2 or init_channels % 2:
+        raise ValueError(f"init_channels must be an even int >= 2 (FactorizedReduce halves it), got {init_channels!r}")
+    if stem == "imagenet" and init_channels % 4:
+        raise ValueError(f"the imagenet stem needs init_channels divisible by 4, got {init_channels}")
+    for label, v in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{label} must be an int >= 1, got {v!r}")
+    if not 0.0 <= drop_path_prob < 1.0:
+        raise ValueError(f"drop_path_prob must be in [0, 1), got {drop_path_prob}")
+
+
+def build_darts_network(
+    genotype: Genotype,
+    init_channels: int = 36,
+    layers: int = 20,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    stem: Stem = "cifar",
+    auxiliary: bool = False,
+    drop_path_prob: float = 0.0,
+) -> DartsEvalNetwork:
+    """Builder of the ``darts`` and ``nasnet`` spaces (see :class:`DartsEvalNetwork` for the options)."""
+    return DartsEvalNetwork(genotype, init_channels, layers, num_classes, in_channels, stem, auxiliary, drop_path_prob)
+
+
+def count_parameters(model: nn.Module, auxiliary: bool = False) -> int:
+    """Parameters as the reference ``utils.count_parameters_in_MB`` (×1e6).
+
+    Names containing ``auxiliary`` are excluded unless ``auxiliary`` is True.
+    """
+    return sum(p.numel() for n, p in model.named_parameters() if auxiliary or "auxiliary" not in n)
+
+
+def _register() -> None:
+    from dnas.export.builders import register_builder
+
+    register_builder("darts", build_darts_network)
+    register_builder("nasnet", build_darts_network)
+
+
+_register()
+
+__all__: Sequence[str] = [
+    "NASNET_SPACE",
+    "AuxiliaryHead",
+    "DartsEvalNetwork",
+    "EvalCell",
+    "build_darts_network",
+    "check_genotype",
+    "count_parameters",
+    "drop_path",
+]
