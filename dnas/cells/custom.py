@@ -1,0 +1,524 @@
+"""User-defined cell search spaces: subclass :class:`CellSupernet`, declare the cell, get search and export for free.
+
+A new domain (signals, tables, graphs, ...) is one subclass that declares
+
+* ``space_name`` — the genotypes' ``space`` field and the export builder's key;
+* ``candidates`` — candidate op names from :func:`dnas.ops.register_op` (or ``(name, factory)`` pairs, registered
+  when the class is defined, so genotypes stay plain JSON);
+* the cell DAG — ``num_inputs``, ``num_nodes``, ``edges`` (default: every ``src < dst``) and ``cell_output``
+  (``"last"`` node, ``"sum"`` or ``"concat"`` of the intermediate nodes);
+* optionally the genotype rule — ``genotype_rule = "argmax"`` (per edge, the default) or ``"topk"`` (DARTS: per node
+  the ``topk_edges`` strongest incoming edges), or an override of :meth:`CellSupernet.cell_genotype`;
+
+and builds its stem, cells and head in ``__init__`` with :meth:`CellSupernet.make_cell`::
+
+    class SignalSpace(CellSupernet):
+        space_name = "signal"
+        candidates = ("none", "skip_connect", "conv1d_k3", "conv1d_k5")
+        num_nodes = 3
+
+        def __init__(self, channels: int = 16, num_classes: int = 10):
+            super().__init__()
+            self.stem = nn.Conv1d(1, channels, 3, padding=1)
+            self.cells = nn.ModuleList(self.make_cell(channels) for _ in range(2))
+            self.head = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+        def forward(self, x, weights=None):
+            w = self.cell_weights(weights)          # None in an exported (discrete) network
+            h = self.stem(x)
+            for cell in self.cells:
+                h = cell(h, w)
+            return self.head(h)
+
+Everything else comes from the base class: one α group per cell type (``alpha_<group>`` plus the selection buffers of
+:class:`~dnas.cells.base.Supernet`, so every search module and selection callback works), PC-DARTS partial channels
+and edge normalisation (``partial_channels``, ``edge_normalization``), a registered :class:`~dnas.genotypes.SpaceSpec`,
+and an export builder: ``dnas.export.build_model(genotype)`` (or ``SignalSpace.from_genotype(genotype)``) constructs
+the *same* class with the same stem and head, each cell reduced to the chosen op per edge (``affine=True`` norms).
+
+The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["space_options"]``, so
+the exported network has the searched skeleton unless options say otherwise.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
+from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.ops.mixed import MixedOp
+from dnas.ops.registry import OpFactory, build_op, get_op, register_op
+
+CellWeights = Mapping[str, tuple[torch.Tensor, Sequence[torch.Tensor] | None]]
+"""What :meth:`CellSupernet.cell_weights` returns: group -> (edge weights ``(E, K)``, per-node edge scales)."""
+
+GENOTYPE_RULES = ("argmax", "topk")
+
+_DISCRETE: contextvars.ContextVar[_DiscreteBuild | None] = contextvars.ContextVar("dnas_discrete_build", default=None)
+
+
+@dataclass(frozen=True)
+class _DiscreteBuild:
+    genotype: Genotype
+    affine: bool
+
+
+def dense_edges(num_inputs: int, num_nodes: int) -> tuple[tuple[int, int], ...]:
+    """Every ``(src, dst)`` with ``src < dst`` into each intermediate node, in α row order (as DARTS/NAS-Bench-201)."""
+    return tuple((src, dst) for dst in range(num_inputs, num_inputs + num_nodes) for src in range(dst))
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as plain JSON (tuples become lists), or raise ``TypeError``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TypeError("non-finite float")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _json_value(v) for k, v in value.items()}
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class CellSupernet(Supernet):
+    """Base class of user-declared cell search spaces (see the module docstring for a complete example).
+
+    Class attributes (a subclass may also set them on ``self`` in ``__init__`` before the first :meth:`make_cell`,
+    e.g. from constructor arguments):
+
+    Attributes:
+        space_name: the space's name (genotype ``space`` field, registered spec and export builder). Required.
+        candidates: candidate op names in α column order; an entry may be ``(name, factory)`` with
+            ``factory(C_in, C_out, stride, affine) -> nn.Module``, registered under ``name`` at class definition.
+        num_inputs: input nodes of a cell (numbered ``0..num_inputs-1``).
+        num_nodes: intermediate nodes (numbered after the inputs).
+        edges: ``(src, dst)`` per edge in α row order; None means :func:`dense_edges`.
+        cell_output: ``"last"`` (the last node), ``"sum"`` or ``"concat"`` (channel axis 1) of the intermediate nodes.
+        cell_types: α groups this space may use (``make_cell(group=...)``); the first is the default.
+        genotype_rule: ``"argmax"`` (per-edge argmax, :func:`~dnas.cells.base.argmax_cell`) or ``"topk"`` (DARTS
+            rule, :func:`~dnas.cells.base.topk_cell`).
+        topk_edges: k of the ``"topk"`` rule.
+        genotype_exclude: candidates the rule never picks (``"topk"`` excludes ``"none"`` when this is None).
+        search_affine: affine flag of the candidates' norms during search (False as DARTS / NAS-Bench-201).
+        pool_bn: append ``BatchNorm2d(affine=False)`` to 2-D pooling candidates, as the DARTS search MixedOp does.
+        mixed_op_impl: mixed-op implementation (:data:`dnas.ops.MIXED_OP_IMPLS`).
+        partial_channels: PC-DARTS' K; edges see ``C/K`` channels on axis 1, the rest bypass (1 = off).
+        edge_normalization: PC-DARTS edge normalisation: ``beta_<group>`` (one per edge), per-node softmax.
+    """
+
+    space_name: ClassVar[str]
+    candidates: Sequence[str | tuple[str, OpFactory]] = ()
+    num_inputs: int = 1
+    num_nodes: int = 3
+    edges: Sequence[tuple[int, int]] | None = None
+    cell_output: str = "last"
+    cell_types: Sequence[str] = ("cell",)
+    genotype_rule: str = "argmax"
+    topk_edges: int = 2
+    genotype_exclude: Sequence[str] | None = None
+    search_affine: bool = False
+    pool_bn: bool = False
+    mixed_op_impl: str = "naive"
+    partial_channels: int = 1
+    edge_normalization: bool = False
+
+    # ------------------------------------------------------------------ class-level registration
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.candidates = tuple(_register_candidates(cls.__name__, cls.candidates))
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls.__dict__["__init__"])
+        if "space_name" in cls.__dict__:
+            from dnas.export import register_builder
+
+            register_builder(cls.space_name, cls.from_genotype)
+            if cls.candidates:
+                try:
+                    register_space(_space_spec_of(cls))
+                except ValueError:
+                    pass  # declarations completed per instance; the spec is registered at the first make_cell
+
+    def __init__(self) -> None:
+        super().__init__()
+        if not isinstance(getattr(type(self), "space_name", None), str) or not type(self).space_name:
+            raise TypeError(f"{type(self).__name__} must set the class attribute space_name (a non-empty string)")
+        self._discrete: _DiscreteBuild | None = _DISCRETE.get()
+        _DISCRETE.set(None)  # modules built inside this one are not discrete by accident
+        self._declared = False
+        self._used_groups: set[str] = set()
+        self._node_rows: dict[str, list[list[int]]] = {}
+        if not hasattr(self, "_space_options"):
+            self._space_options: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ declarations
+    @property
+    def candidate_names(self) -> tuple[str, ...]:
+        return tuple(c if isinstance(c, str) else c[0] for c in self.candidates)
+
+    @property
+    def cell_edges(self) -> tuple[tuple[int, int], ...]:
+        edges = dense_edges(self.num_inputs, self.num_nodes) if self.edges is None else self.edges
+        return tuple((int(s), int(d)) for s, d in edges)
+
+    @property
+    def space_spec(self) -> SpaceSpec:  # type: ignore[override]
+        return _space_spec_of(self)
+
+    @property
+    def is_discrete(self) -> bool:
+        """True for a network built by :meth:`from_genotype` (no α, fixed ops)."""
+        return self._discrete is not None
+
+    @property
+    def space_options(self) -> dict[str, Any]:
+        """The JSON-able constructor arguments this instance was built with (recorded in genotypes)."""
+        return dict(self._space_options)
+
+    def _finalize_declarations(self) -> None:
+        """Check the declarations once (first :meth:`make_cell`) and register the space's spec."""
+        if self._declared:
+            return
+        self.candidates = tuple(_register_candidates(type(self).__name__, self.candidates))
+        names = self.candidate_names
+        if not names:
+            raise ValueError(f"{type(self).__name__}: declare at least one candidate op in `candidates`")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{type(self).__name__}: candidate ops must be unique, got {list(names)}")
+        for name in names:
+            get_op(name)  # UnknownOpError naming the registered ops
+        if self.num_inputs < 1 or self.num_nodes < 1:
+            raise ValueError(f"{type(self).__name__}: num_inputs and num_nodes must be >= 1")
+        check_edges(self.cell_edges, self.num_inputs, self.num_nodes)
+        if len(set(self.cell_edges)) != len(self.cell_edges):
+            raise ValueError(f"{type(self).__name__}: edges contain a duplicate (src, dst): {list(self.cell_edges)}")
+        if self.cell_output not in ("last", "sum", "concat"):
+            raise ValueError(f"cell_output must be 'last', 'sum' or 'concat', got {self.cell_output!r}")
+        if self.genotype_rule not in GENOTYPE_RULES:
+            raise ValueError(f"genotype_rule must be one of {GENOTYPE_RULES}, got {self.genotype_rule!r}")
+        if not self.cell_types or len(set(self.cell_types)) != len(self.cell_types):
+            raise ValueError(f"cell_types must be non-empty and unique, got {list(self.cell_types)}")
+        if self.partial_channels < 1:
+            raise ValueError(f"partial_channels must be >= 1, got {self.partial_channels}")
+        for name in self._rule_exclude():
+            if name not in names:
+                raise ValueError(
+                    f"genotype_exclude names {name!r}, which is not a candidate; candidates: {list(names)}"
+                )
+        spec = register_space(self.space_spec)
+        if self._discrete is not None:
+            self._discrete.genotype.validate(spec, source=f"genotype for {type(self).__name__}")
+            allowed = set(self.cell_edges)
+            for group, cell in self._discrete.genotype.cells.items():
+                for i, e in enumerate(cell.edges):
+                    if (e.src, e.dst) not in allowed:
+                        raise GenotypeError(
+                            f"genotype cells.{group}.edges[{i}] connects {e.src}->{e.dst}, which is not an edge of "
+                            f"space {self.space_name!r}; edges: {sorted(allowed)}"
+                        )
+        self._declared = True
+
+    def _rule_exclude(self) -> tuple[str, ...]:
+        if self.genotype_exclude is not None:
+            return tuple(self.genotype_exclude)
+        return ("none",) if self.genotype_rule == "topk" and "none" in self.candidate_names else ()
+
+    # ------------------------------------------------------------------ building cells
+    def make_cell(self, channels: int, group: str | None = None, stride: int = 1) -> nn.Module:
+        """A cell of ``channels`` channels weighted by α group ``group`` (default: the first of ``cell_types``).
+
+        ``stride`` applies to edges leaving the input nodes (DARTS reduction cells). Every cell of one group shares
+        its α. In a network built by :meth:`from_genotype` this returns the discrete cell of the genotype instead.
+        """
+        self._finalize_declarations()
+        group = self.cell_types[0] if group is None else group
+        if group not in self.cell_types:
+            raise ValueError(f"unknown cell type {group!r}; {type(self).__name__}.cell_types = {list(self.cell_types)}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self._used_groups.add(group)
+        if self._discrete is not None:
+            cell_genotype = self._discrete.genotype.cells[group]
+            ops = [
+                self.make_discrete_edge(e.op, channels, stride if e.src < self.num_inputs else 1, self._discrete.affine)
+                for e in cell_genotype.edges
+            ]
+            return DiscreteCell(group, self.num_inputs, self.num_nodes, cell_genotype.edges, ops, self.cell_output)
+        if group not in self.arch_groups:
+            self.add_arch_group(group, self.cell_edges, self.candidate_names)
+            self._node_rows[group] = [
+                [r for r, (_, dst) in enumerate(self.cell_edges) if dst == node]
+                for node in range(self.num_inputs, self.num_inputs + self.num_nodes)
+            ]
+            if self.edge_normalization:
+                self.register_parameter(f"beta_{group}", nn.Parameter(1e-3 * torch.randn(len(self.cell_edges))))
+
+        def edge(src: int, dst: int) -> nn.Module:
+            return self.make_edge(group, src, dst, channels, stride if src < self.num_inputs else 1)
+
+        return SearchCell(group, DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output))
+
+    def make_edge(self, group: str, src: int, dst: int, channels: int, stride: int) -> nn.Module:
+        """One search edge, called as ``edge(x, weights_row)``: a mixed op (partial-channel wrapped when K > 1).
+
+        Override to build edges differently (e.g. a different mixed op per edge); keep the call convention.
+        """
+        k = self.partial_channels
+        if channels % k:
+            raise ValueError(f"partial_channels={k} must divide the cell's channels ({channels})")
+        op = MixedOp(
+            channels // k,
+            stride,
+            primitives=self.candidate_names,
+            impl=self.mixed_op_impl,
+            affine=self.search_affine,
+            pool_bn=self.pool_bn,
+        )
+        if k == 1:
+            return op
+        from dnas.ops.partial import PartialChannelEdge
+
+        return PartialChannelEdge(op, channels, k, stride)
+
+    def make_discrete_edge(self, op: str, channels: int, stride: int, affine: bool) -> nn.Module:
+        """The module of one chosen op in an exported network (override for ops needing more than the registry)."""
+        return build_op(op, channels, channels, stride, affine)
+
+    # ------------------------------------------------------------------ forward plumbing
+    def cell_weights(self, weights: Mapping[str, torch.Tensor] | None = None) -> CellWeights | None:
+        """What each cell's forward takes: ``weights`` (default :meth:`edge_weights`) plus edge scales, per group.
+
+        Returns None for a discrete network, whose cells ignore weights.
+        """
+        if self._discrete is not None:
+            return None
+        weights = self.edge_weights() if weights is None else weights
+        missing = set(self.arch_groups) - set(weights)
+        if missing:
+            raise KeyError(f"edge weights lack group(s) {sorted(missing)}; groups: {sorted(self.arch_groups)}")
+        return {g: (weights[g], self.edge_scales(g)) for g in self.arch_groups}
+
+    def edge_scales(self, group: str) -> list[torch.Tensor] | None:
+        """Per-node weights of incoming edges (softmax β per node) with edge normalisation, else None."""
+        if not self.edge_normalization or self._discrete is not None:
+            return None
+        beta = getattr(self, f"beta_{group}")
+        return [torch.softmax(beta[rows], dim=-1) for rows in self._node_rows[group]]
+
+    def selection_weights(self) -> dict[str, torch.Tensor]:
+        """Softmax α with selection applied, each row times its node's softmax β under edge normalisation."""
+        weights = super().selection_weights()
+        if not self.edge_normalization:
+            return weights
+        with torch.no_grad():
+            for group, w in weights.items():
+                scale = torch.empty(w.shape[0], dtype=w.dtype, device=w.device)
+                for rows, s in zip(self._node_rows[group], self.edge_scales(group)):
+                    scale[rows] = s.detach().to(w.dtype)
+                weights[group] = w * scale[:, None]
+        return weights
+
+    # ------------------------------------------------------------------ genotype
+    def cell_genotype(self, weights: torch.Tensor, group: ArchGroup) -> CellGenotype:
+        """The rule turning one group's ``(E, K)`` weights into a cell genotype (override for a custom rule)."""
+        last = self.num_inputs + self.num_nodes - 1
+        concat = (last,) if self.cell_output == "last" else tuple(range(self.num_inputs, last + 1))
+        exclude = self._rule_exclude()
+        if self.genotype_rule == "topk":
+            return topk_cell(weights, group, k=self.topk_edges, exclude=exclude, concat=concat)
+        cell = argmax_cell(weights, group, exclude=exclude)
+        if "none" in group.candidates and "none" not in exclude:
+            # an edge removed by selection (all-zero row) is "none", not whatever argmax of zeros picks first
+            removed = [i for i, row in enumerate(weights) if not bool(row.abs().sum() > 0)]
+            edges = list(cell.edges)
+            for i in removed:
+                edges[i] = Edge("none", edges[i].src, edges[i].dst)
+            cell = CellGenotype(tuple(edges), cell.concat)
+        return CellGenotype(cell.edges, concat)
+
+    def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
+        """The discrete architecture by this space's rule; a discrete network returns the genotype it was built from."""
+        if self._discrete is not None:
+            return self._discrete.genotype
+        if not self.arch_groups:
+            raise RuntimeError(f"{type(self).__name__} built no cell; call make_cell in __init__")
+        weights = self.selection_weights() if weights is None else weights
+        cells = {g: self.cell_genotype(weights[g].detach().float().cpu(), grp) for g, grp in self.arch_groups.items()}
+        return Genotype(self.space_name, cells, {"space_options": self.space_options})
+
+    # ------------------------------------------------------------------ export
+    @classmethod
+    def from_genotype(cls, genotype: Genotype | str, *, affine: bool = True, **options: Any) -> CellSupernet:
+        """The discrete network of ``genotype``: this class built with the chosen op per edge, no α.
+
+        Args:
+            genotype: a :class:`~dnas.Genotype` (or a published name / JSON path) of this space.
+            affine: affine norms in the chosen ops (True for training the found network, as DARTS evaluation).
+            **options: constructor arguments; default to the genotype's ``meta["space_options"]`` (the searched
+                skeleton), then to the constructor's defaults.
+
+        Raises:
+            GenotypeError: the genotype belongs to another space, or names ops/edges/cells this space lacks.
+        """
+        if isinstance(genotype, str):
+            from dnas.genotypes import load
+
+            genotype = load(genotype)
+        if genotype.space != cls.space_name:
+            raise GenotypeError(
+                f"genotype is for space {genotype.space!r}, but {cls.__name__} is space {cls.space_name!r}"
+            )
+        recorded = genotype.meta.get("space_options") or {}
+        params = inspect.signature(cls.__init__).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        kwargs = {k: v for k, v in recorded.items() if takes_any or k in params}
+        kwargs.update(options)
+        token = _DISCRETE.set(_DiscreteBuild(genotype, bool(affine)))
+        try:
+            model = cls(**kwargs)
+        finally:
+            _DISCRETE.reset(token)
+        unused = set(genotype.cells) - model._used_groups
+        if unused:
+            raise GenotypeError(f"genotype cell(s) {sorted(unused)} are not used by {cls.__name__}'s network")
+        return model
+
+
+class SearchCell(nn.Module):
+    """A supernet cell: a :class:`~dnas.cells.base.DagCell` of mixed-op edges weighted by α group ``group``."""
+
+    def __init__(self, group: str, dag: DagCell):
+        super().__init__()
+        self.group, self.dag = group, dag
+
+    def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: CellWeights | None) -> torch.Tensor:
+        """``inputs``: the cell's input tensor(s); ``weights``: :meth:`CellSupernet.cell_weights`."""
+        inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        if len(inputs) != self.dag.num_inputs:
+            raise ValueError(f"this cell takes {self.dag.num_inputs} input(s), got {len(inputs)}")
+        if weights is None:
+            raise ValueError("a search cell needs edge weights: pass supernet.cell_weights(weights) to it")
+        w, scale = weights[self.group]
+        return self.dag(inputs, w, scale)
+
+
+class DiscreteCell(nn.Module):
+    """A found cell: node ``dst`` = Σ over the genotype's edges into it of ``op(state[src])``; weights are ignored.
+
+    Args:
+        group: the cell type (genotype cell name).
+        num_inputs: input nodes.
+        num_nodes: intermediate nodes.
+        edges: the genotype's edges, in order.
+        ops: one module per edge.
+        output: ``"last"``, ``"sum"`` or ``"concat"`` of the intermediate nodes (as the search cell).
+    """
+
+    def __init__(
+        self,
+        group: str,
+        num_inputs: int,
+        num_nodes: int,
+        edges: Sequence[Edge],
+        ops: Sequence[nn.Module],
+        output: str,
+    ):
+        super().__init__()
+        self.group, self.num_inputs, self.num_nodes, self.output = group, num_inputs, num_nodes, output
+        self.edge_index = tuple((e.src, e.dst) for e in edges)
+        self.op_names = tuple(e.op for e in edges)
+        self.ops = nn.ModuleList(ops)
+        self._incoming = [
+            [i for i, (_, d) in enumerate(self.edge_index) if d == node]
+            for node in range(num_inputs, num_inputs + num_nodes)
+        ]
+        empty = [num_inputs + n for n, rows in enumerate(self._incoming) if not rows]
+        if empty:
+            raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
+
+    def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: Any = None) -> torch.Tensor:
+        states = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        if len(states) != self.num_inputs:
+            raise ValueError(f"this cell takes {self.num_inputs} input(s), got {len(states)}")
+        for rows in self._incoming:
+            states.append(sum(self.ops[i](states[self.edge_index[i][0]]) for i in rows))
+        nodes = states[self.num_inputs :]
+        if self.output == "concat":
+            return torch.cat(nodes, dim=1)
+        if self.output == "sum":
+            return sum(nodes)
+        return nodes[-1]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{op}({s}->{d})" for op, (s, d) in zip(self.op_names, self.edge_index))
+
+
+# ---------------------------------------------------------------------- helpers
+def _register_candidates(owner: str, candidates: Sequence[Any]) -> list[str | tuple[str, OpFactory]]:
+    """Register ``(name, factory)`` entries with the op registry; names stay as they are."""
+    out: list[str | tuple[str, OpFactory]] = []
+    for c in candidates:
+        if isinstance(c, str):
+            out.append(c)
+            continue
+        if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str) and callable(c[1])):
+            raise TypeError(f"{owner}.candidates entries must be op names or (name, factory) pairs, got {c!r}")
+        register_op(c[0], c[1])  # raises if the name is taken by another factory
+        out.append((c[0], c[1]))
+    return out
+
+
+def _space_spec_of(obj: Any) -> SpaceSpec:
+    names = tuple(c if isinstance(c, str) else c[0] for c in obj.candidates)
+    if not names:
+        raise ValueError("no candidates declared")
+    num_inputs, num_nodes = obj.num_inputs, obj.num_nodes
+    edges = dense_edges(num_inputs, num_nodes) if obj.edges is None else tuple(tuple(e) for e in obj.edges)
+    dense = sorted(edges) == sorted(dense_edges(num_inputs, num_nodes))
+    if obj.genotype_rule == "argmax":
+        cell = CellSpec(ops=names, num_inputs=num_inputs, num_nodes=num_nodes, all_edges=dense)
+    else:
+        fan_in = [sum(1 for _, d in edges if d == node) for node in range(num_inputs, num_inputs + num_nodes)]
+        exact = obj.topk_edges if all(n >= obj.topk_edges for n in fan_in) else None
+        cell = CellSpec(ops=names, num_inputs=num_inputs, num_nodes=num_nodes, edges_per_node=exact)
+    return SpaceSpec(obj.space_name, {t: cell for t in obj.cell_types})
+
+
+def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a subclass ``__init__`` so the outermost call records its JSON-able arguments as ``space_options``."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args: Any, **kwargs: Any) -> None:
+        if "_space_options" not in self.__dict__:
+            options: dict[str, Any] = {}
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+            except TypeError:
+                bound = None
+            if bound is not None:
+                for name, value in list(bound.arguments.items())[1:]:
+                    kind = signature.parameters[name].kind
+                    items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
+                    if kind is inspect.Parameter.VAR_POSITIONAL:
+                        continue
+                    for key, v in items:
+                        try:
+                            options[key] = _json_value(v)
+                        except TypeError:
+                            pass  # modules, callables...: not recorded; pass them again at export
+            self.__dict__["_space_options"] = options
+        init(self, *args, **kwargs)
+
+    return wrapper
