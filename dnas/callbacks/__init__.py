@@ -1,3 +1,6 @@
 """Callbacks: architecture selection, temperature schedules, genotype tracking and plots."""
 
-__all__: list[str] = []
+from dnas.callbacks.magnitude import MagnitudeSelection
+from dnas.callbacks.perturbation import PerturbationSelection
+
+__all__: list[str] = ["MagnitudeSelection", "PerturbationSelection"]

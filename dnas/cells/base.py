@@ -124,6 +124,11 @@ class Supernet(nn.Module):
         fixed = getattr(self, f"fixed_{group}")
         return [i for i in range(self.arch_groups[group].num_edges) if not bool(fixed[i])]
 
+    def removed_edges(self, group: str) -> list[int]:
+        """Edges zeroed by :meth:`remove_edge` (every op masked): topology selection's decisions so far."""
+        mask = getattr(self, f"mask_{group}")
+        return [i for i in range(self.arch_groups[group].num_edges) if not bool(mask[i].any())]
+
     # ------------------------------------------------------------------ selection rule
     def selection_weights(self) -> dict[str, torch.Tensor]:
         """The weights the selection rule reads (softmax α with selection applied; PC-DARTS multiplies in β)."""

@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.io import append_line, atomic_write_text
+from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
 
 
@@ -46,6 +47,8 @@ class DARTS(pl.LightningModule):
         on_nonfinite: ``"raise"`` stops with an error naming the step and the term; ``"skip"`` drops that update.
         write_genotype: write ``genotype.json`` and ``genotype_history.jsonl`` to the log directory each epoch.
         num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
+        latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
+            combined with the task loss of the architecture step; its value is logged every step.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class DARTS(pl.LightningModule):
         on_nonfinite: Literal["raise", "skip"] = "raise",
         write_genotype: bool = True,
         num_classes: int | None = None,
+        latency_loss: LatencyLoss | None = None,
     ):
         super().__init__()
         if not isinstance(supernet, Supernet):
@@ -71,7 +75,8 @@ class DARTS(pl.LightningModule):
             raise ValueError(f"arch_warmup_epochs must be >= 0, got {arch_warmup_epochs}")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        self.save_hyperparameters(ignore=["supernet"])
+        self.save_hyperparameters(ignore=["supernet", "latency_loss"])
+        self.latency_loss = latency_loss
         self.automatic_optimization = False
         self.supernet = supernet
         self.unrolled = unrolled
@@ -82,6 +87,8 @@ class DARTS(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(n_cls, average="micro")
         self.test_acc = MulticlassAccuracy(n_cls, average="micro")
         self._epoch_start = 0.0
+        # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
+        self.arch_updates_enabled = True
 
     def _infer_num_classes(self) -> int:
         if self.hparams.num_classes:
@@ -112,7 +119,8 @@ class DARTS(pl.LightningModule):
         return F.cross_entropy(logits, y), logits, {}
 
     def arch_active(self) -> bool:
-        return self.current_epoch >= self.hparams.arch_warmup_epochs
+        """Run the α step this batch: after the warm-up, unless a callback froze α (``arch_updates_enabled``)."""
+        return self.arch_updates_enabled and self.current_epoch >= self.hparams.arch_warmup_epochs
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self):
@@ -204,7 +212,7 @@ class DARTS(pl.LightningModule):
             return self.weight_loss(*train_batch)[0]
 
         def val_loss() -> torch.Tensor:
-            loss, logits, _ = self.arch_loss(*arch_batch)
+            loss, logits, logits_box["extra"] = self.arch_loss(*arch_batch)
             logits_box["logits"] = logits.detach()
             return loss
 

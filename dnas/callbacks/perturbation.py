@@ -1,0 +1,580 @@
+"""Perturbation-based architecture selection (DARTS-PT, Wang et al. ICLR 2021; ALGORITHMS.md §4).
+
+Instead of reading the architecture off the largest α, DARTS-PT measures how much the trained supernet *needs* each
+op: it masks the op, measures validation accuracy (or loss), and keeps the op whose removal hurts most. It discretises
+progressively, one edge per architecture group at a time, fine-tuning the supernet between decisions:
+
+1. **op projection**: pick an undecided edge (random or fixed order), mask each candidate op in turn (its weight set to
+   0, the others keep their weights: no renormalisation), keep the op whose removal gives the lowest accuracy (highest
+   loss); ties go to the lowest op index, as the reference. The edge is then fixed to that op (one-hot weights).
+2. **topology projection** (spaces whose genotype rule keeps ``edges_per_node`` inputs per node, i.e. DARTS' "2 inputs
+   per node"): for one node with more incoming edges, repeatedly remove the edge whose removal hurts least (highest
+   accuracy, ties to the later edge, as the reference) until ``edges_per_node`` remain.
+3. ``interval`` epochs of ordinary training between decisions, with the weight optimizer reset to the paper's
+   learning rate (0.0025, cosine to 0.001) and α either trained (default) or frozen (the "fix-α" variant).
+
+**Scheduling inside Lightning (design choice).** Selection is a callback inside the same ``fit`` as the supernet
+training: the tuning epochs are ordinary training epochs that come after the search epochs. Set
+``trainer.max_epochs = search_epochs + tune_epochs`` (:meth:`PerturbationSelection.tune_epochs` gives the number; the
+error message at start-up names it too). From ``start_epoch`` on (default ``max_epochs - tune_epochs``) the callback
+acts at epoch starts: decision ``k`` happens at the start of epoch ``start_epoch + k·interval``, before that epoch's
+training; the first decision also resets the weight optimizer (state cleared once; the learning rate is then set per
+epoch by the closed-form cosine). Everything else (data, α steps, logging, checkpoints, DDP) is the search module's
+own loop, so no second trainer, no second optimizer configuration, and the callback works with every search module
+that exposes ``.supernet``. As a **separate stage** on an already trained supernet, run ``dnas fit`` with
+``--ckpt_path <our checkpoint>`` and a larger ``max_epochs``, or start a fresh fit with ``init_from=<state dict file>``
+(our supernet state dict, a Lightning checkpoint of ours, or a reference DARTS supernet state) and
+``max_epochs = tune_epochs``.
+
+**Resuming.** Decisions live in the supernet's selection buffers (``fixed_*``, ``override_*``, ``mask_*``; in every
+checkpoint) plus this callback's :meth:`state_dict` (decisions so far with their scores, the drawn edge/node order,
+the resolved schedule), so ``--ckpt_path last.ckpt`` continues at the next undecided step.
+
+**Measurements** run under ``no_grad`` on the supernet's own ``edge_weights()`` (softmax α with the selection
+applied), in train mode (BN batch statistics) as the reference, on the first ``val_subset`` samples of the
+datamodule's ``val_dataloader()`` (the architecture half in search mode; the reference uses the whole half). BN running
+statistics are restored afterwards, so measuring has no side effect. Under DDP, batches are dealt round-robin to the
+ranks and the counts are all-reduced, so every rank sees the same scores and takes the same decision.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+from dnas.cells.base import Supernet
+from dnas.genotypes import Genotype
+from dnas.io import append_line, atomic_write_text
+
+Evaluate = Callable[[], tuple[float, float]]
+"""A measurement: ``() -> (accuracy, mean loss)`` of the supernet as it is right now."""
+
+_SELECTION_BUFFERS = ("mask_", "fixed_", "override_")
+
+
+# ---------------------------------------------------------------------------------------------------------- plan
+def topology_k(supernet: Supernet, group: str) -> int | None:
+    """Inputs kept per node by the space's genotype rule (``edges_per_node``), or None when there is no such rule."""
+    spec = supernet.space_spec.cells.get(group)
+    if spec is None or spec.all_edges or spec.chain:
+        return None
+    return spec.edges_per_node
+
+
+def topology_nodes(supernet: Supernet, group: str) -> list[int]:
+    """Nodes of ``group`` with more incoming edges than the rule keeps (the nodes topology projection decides)."""
+    k = topology_k(supernet, group)
+    if k is None:
+        return []
+    edges = supernet.arch_groups[group].edges
+    return [n for n in sorted({d for _, d in edges}) if sum(1 for _, d in edges if d == n) > k]
+
+
+def num_decisions(supernet: Supernet) -> int:
+    """Decision steps of a full selection: one edge per group per op step, one node per group per topology step."""
+    ops = max((supernet.arch_groups[g].num_edges for g in supernet.arch_groups), default=0)
+    topo = max((len(topology_nodes(supernet, g)) for g in supernet.arch_groups), default=0)
+    return ops + topo
+
+
+def _goodness(score: tuple[float, float], crit: str) -> float:
+    """Higher = the supernet works better: accuracy, or minus the loss."""
+    return score[0] if crit == "acc" else -score[1]
+
+
+# ---------------------------------------------------------------------------------------------------------- steps
+def project_op(
+    supernet: Supernet,
+    group: str,
+    edge: int,
+    evaluate: Evaluate,
+    crit: Literal["acc", "loss"] = "acc",
+    exclude: Iterable[str] = (),
+) -> dict[str, Any]:
+    """One op decision: mask each candidate of ``edge`` in turn, fix the edge to the op whose removal hurts most.
+
+    Ties go to the lowest op index (strict comparison in candidate order, as ``ruocwang/darts-pt``). Ops in
+    ``exclude`` (and ops already masked out) are neither measured nor chosen.
+
+    Returns:
+        The decision record: group, edge, its ``(src, dst)``, base score, per-candidate scores, and the choice.
+    """
+    info = supernet.arch_groups[group]
+    excluded = set(exclude)
+    mask = getattr(supernet, f"mask_{group}")
+    candidates = [j for j, name in enumerate(info.candidates) if name not in excluded and bool(mask[edge, j] != 0)]
+    if not candidates:
+        raise ValueError(
+            f"edge {edge} of group {group!r} has no candidate left to choose from "
+            f"(candidates {list(info.candidates)}, excluded {sorted(excluded)})"
+        )
+    base = evaluate()
+    scores: dict[str, dict[str, float]] = {}
+    best_j, best = candidates[0], None
+    for j in candidates:
+        with supernet.masked(group, edge, j):
+            score = evaluate()
+        scores[info.candidates[j]] = {"acc": score[0], "loss": score[1]}
+        if best is None or _goodness(score, crit) < best:  # strict: ties keep the lower op index
+            best_j, best = j, _goodness(score, crit)
+    supernet.fix_edge(group, edge, best_j)
+    src, dst = info.edges[edge]
+    return {
+        "kind": "op",
+        "group": group,
+        "edge": edge,
+        "src": src,
+        "dst": dst,
+        "crit": crit,
+        "base": {"acc": base[0], "loss": base[1]},
+        "scores": scores,
+        "choice": info.candidates[best_j],
+    }
+
+
+def project_topology(
+    supernet: Supernet, group: str, node: int, k: int, evaluate: Evaluate, crit: Literal["acc", "loss"] = "acc"
+) -> dict[str, Any]:
+    """One topology decision: drop the incoming edges of ``node`` whose removal hurts least until ``k`` remain.
+
+    Each round masks every remaining incoming edge in turn (whole weight row zeroed) and removes the one with the
+    highest accuracy (lowest loss) when removed; ties go to the later edge, as the reference.
+
+    Returns:
+        The decision record: group, node, one entry per round (remaining edges, scores, removed edge), kept edges.
+    """
+    info = supernet.arch_groups[group]
+    removed = set(supernet.removed_edges(group))
+    live = [i for i, (_, d) in enumerate(info.edges) if d == node and i not in removed]
+    rounds = []
+    while len(live) > k:
+        scores: dict[int, dict[str, float]] = {}
+        drop, best = live[0], None
+        for i in live:
+            with supernet.masked(group, i):
+                score = evaluate()
+            scores[i] = {"acc": score[0], "loss": score[1]}
+            if best is None or _goodness(score, crit) >= best:  # ties -> the later edge
+                drop, best = i, _goodness(score, crit)
+        supernet.remove_edge(group, drop)
+        rounds.append({"live": list(live), "scores": {str(i): s for i, s in scores.items()}, "removed": drop})
+        live.remove(drop)
+    kept = [{"edge": i, "src": info.edges[i][0], "dst": node} for i in live]
+    return {"kind": "topology", "group": group, "node": node, "crit": crit, "rounds": rounds, "kept": kept}
+
+
+# ---------------------------------------------------------------------------------------------------------- measuring
+class SupernetEvaluator:
+    """``() -> (accuracy, mean loss)`` of ``supernet`` on the first ``subset`` samples of ``loader``.
+
+    Args:
+        supernet: the supernet; evaluated with its own ``edge_weights()`` (``supernet(x)``).
+        loader: a non-shuffled loader of ``(x, y)`` batches (the same samples every call).
+        subset: number of samples (None = the whole loader).
+        bn_mode: ``"train"`` (BN batch statistics, as the reference) or ``"eval"`` (running statistics).
+        device: where batches go (default: the supernet's device).
+        world_size, rank: DDP layout; batches are dealt round-robin and the sums all-reduced.
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        loader: Iterable,
+        subset: int | None = None,
+        bn_mode: Literal["train", "eval"] = "train",
+        device: torch.device | None = None,
+        world_size: int = 1,
+        rank: int = 0,
+    ):
+        self.supernet, self.loader, self.subset, self.bn_mode = supernet, loader, subset, bn_mode
+        self.device = device
+        self.world_size, self.rank = world_size, rank
+        self.calls = 0
+        self.seconds = 0.0
+
+    def _batches(self):
+        seen = 0
+        for i, batch in enumerate(self.loader):
+            x, y = batch["arch"] if isinstance(batch, dict) else batch
+            if self.subset is not None:
+                if seen >= self.subset:
+                    return
+                x, y = x[: self.subset - seen], y[: self.subset - seen]
+            seen += len(y)
+            yield i, x, y
+
+    @torch.no_grad()
+    def __call__(self) -> tuple[float, float]:
+        start = time.perf_counter()
+        net = self.supernet
+        device = self.device or next(net.parameters()).device
+        was_training = net.training
+        net.train(self.bn_mode == "train")
+        saved = {n: b.clone() for n, b in net.named_buffers() if not n.startswith(_SELECTION_BUFFERS)}
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
+        mine, n_batches, last = 0, 0, None
+        try:
+            for i, x, y in self._batches():
+                n_batches += 1
+                if i % self.world_size != self.rank:
+                    continue
+                x, y = x.to(device), y.to(device)
+                logits = net(x)
+                totals[0] += (logits.argmax(-1) == y).sum()
+                totals[1] += F.cross_entropy(logits.float(), y, reduction="sum")
+                totals[2] += len(y)
+                mine, last = mine + 1, x
+            # every rank runs the same number of forwards (collective layers such as SyncBN stay in step)
+            for _ in range(math.ceil(n_batches / self.world_size) - mine):
+                if last is not None:
+                    net(last)
+            if self.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(totals)
+        finally:
+            buffers = dict(net.named_buffers())
+            for n, b in saved.items():
+                buffers[n].copy_(b)
+            net.train(was_training)
+        if totals[2] == 0:
+            raise ValueError("the validation loader for perturbation selection yielded no samples")
+        self.calls += 1
+        self.seconds += time.perf_counter() - start
+        return float(totals[0] / totals[2]), float(totals[1] / totals[2])
+
+
+# ---------------------------------------------------------------------------------------------------------- callback
+class PerturbationSelection(Callback):
+    """Progressive perturbation-based selection with fine-tuning between decisions (see module docstring).
+
+    The defaults are the paper's schedule for the DARTS space and NAS-Bench-201 (``ruocwang/darts-pt``): 5 tuning
+    epochs between decisions, weight lr 0.0025 cosine to 0.001 over the tuning epochs with a fresh optimizer state,
+    α trained, random edge order, accuracy criterion, the whole validation split. For DARTS that is
+    ``num_decisions = 14 + 3`` (op steps, topology steps) and ``tune_epochs = 5·16 + 1 = 81``; NAS-Bench-201:
+    6 op steps, ``tune_epochs = 26`` (the reference runs 25 with its last decision at epoch 24, one epoch early).
+
+    Args:
+        start_epoch: first tuning epoch (decision 0 happens at its start). None = ``max_epochs - tune_epochs``.
+        interval: training epochs between decisions (paper: 5).
+        edge_order: ``"random"`` (seeded; the paper) or ``"fixed"`` (edge/node index order).
+        crit: ``"acc"`` (choose the op whose removal gives the lowest accuracy) or ``"loss"`` (highest loss).
+        val_subset: measure on the first N validation samples (None = all, as the paper). Run time of a decision
+            scales linearly with it (README: "Perturbation selection").
+        train_alpha: keep training α during tuning (paper default); False = "fix-α" (needs a search module with
+            ``arch_updates_enabled``, as :class:`dnas.DARTS`).
+        tune_lr: weight learning rate at the first tuning epoch (paper: 0.025/10 = 0.0025); None leaves the search
+            module's schedule alone.
+        tune_lr_min: end of the cosine over the tuning epochs (paper: 0.001).
+        reset_optimizer: clear the weight optimizer's state (momentum) once when tuning starts (paper: new optimizer).
+        exclude_ops: ops never chosen. None = ``["none"]`` in spaces with a topology rule (the DARTS rule never emits
+            ``none``; DARTS-PT's space drops it) and nothing otherwise (in NAS-Bench-201 ``none`` is legal).
+        bn_mode: BN during measurements: ``"train"`` (batch statistics, the reference) or ``"eval"``.
+        seed: seed of the random edge/node order (the same on every rank).
+        init_from: a file loaded into the supernet (``torch.load(weights_only=True)``) before the first tuning epoch:
+            a supernet ``state_dict()``, a Lightning checkpoint of a search module (keys ``supernet.*``), or a
+            reference DARTS search-network state with ``alphas_normal``/``alphas_reduce`` (imported with
+            :func:`dnas.cells.darts.import_reference_state`). Applied once; a resumed selection never reloads it.
+        genotype_file: final genotype, written atomically to the log directory.
+        decisions_file: one JSON line per decision (edge or node, candidate scores, choice) in the log directory.
+    """
+
+    def __init__(
+        self,
+        start_epoch: int | None = None,
+        interval: int = 5,
+        edge_order: Literal["random", "fixed"] = "random",
+        crit: Literal["acc", "loss"] = "acc",
+        val_subset: int | None = None,
+        train_alpha: bool = True,
+        tune_lr: float | None = 0.0025,
+        tune_lr_min: float = 0.001,
+        reset_optimizer: bool = True,
+        exclude_ops: list[str] | None = None,
+        bn_mode: Literal["train", "eval"] = "train",
+        seed: int = 0,
+        init_from: str | None = None,
+        genotype_file: str = "genotype_perturbation.json",
+        decisions_file: str = "selection_decisions.jsonl",
+    ):
+        super().__init__()
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1 epoch, got {interval}")
+        if edge_order not in ("random", "fixed"):
+            raise ValueError(f"edge_order must be 'random' or 'fixed', got {edge_order!r}")
+        if crit not in ("acc", "loss"):
+            raise ValueError(f"crit must be 'acc' or 'loss', got {crit!r}")
+        if bn_mode not in ("train", "eval"):
+            raise ValueError(f"bn_mode must be 'train' or 'eval', got {bn_mode!r}")
+        if val_subset is not None and val_subset < 1:
+            raise ValueError(f"val_subset must be >= 1 sample or None (all), got {val_subset}")
+        if start_epoch is not None and start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        if init_from is not None and not Path(init_from).is_file():
+            raise FileNotFoundError(f"init_from: no such file {init_from!r}")
+        self.start_epoch, self.interval, self.edge_order, self.crit = start_epoch, interval, edge_order, crit
+        self.val_subset, self.train_alpha, self.bn_mode, self.seed = val_subset, train_alpha, bn_mode, seed
+        self.tune_lr, self.tune_lr_min, self.reset_optimizer = tune_lr, tune_lr_min, reset_optimizer
+        self.exclude_ops = None if exclude_ops is None else list(exclude_ops)
+        self.init_from, self.genotype_file, self.decisions_file = init_from, genotype_file, decisions_file
+        # resumable state (see state_dict)
+        self.decisions: list[dict[str, Any]] = []
+        self.order: dict[str, dict[str, list[int]]] | None = None
+        self.resolved_start: int | None = None
+        self.optimizer_reset = False
+        self.init_applied = False
+        self.finished = False
+        self._evaluator: SupernetEvaluator | None = None
+
+    # ------------------------------------------------------------------ public helpers
+    def tune_epochs(self, supernet: Supernet) -> int:
+        """Tuning epochs a full selection needs: ``interval·(num_decisions − 1) + 1``."""
+        return self.interval * (num_decisions(supernet) - 1) + 1
+
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__name__}[{self.genotype_file}]"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "decisions": self.decisions,
+            "order": self.order,
+            "resolved_start": self.resolved_start,
+            "optimizer_reset": self.optimizer_reset,
+            "init_applied": self.init_applied,
+            "finished": self.finished,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.decisions = list(state_dict.get("decisions", []))
+        self.order = state_dict.get("order")
+        self.resolved_start = state_dict.get("resolved_start")
+        self.optimizer_reset = bool(state_dict.get("optimizer_reset", False))
+        self.init_applied = bool(state_dict.get("init_applied", False))
+        self.finished = bool(state_dict.get("finished", False))
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        supernet = _supernet(pl_module)
+        if self.init_from is not None and not self.init_applied:
+            load_supernet_state(supernet, self.init_from)
+            self.init_applied = True
+            rank_zero_info(f"PerturbationSelection: loaded the supernet from {self.init_from}")
+        needed = self.tune_epochs(supernet)
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
+        if self.resolved_start is None:
+            if self.start_epoch is not None:
+                start = self.start_epoch
+            elif max_epochs is not None:
+                start = max_epochs - needed
+            else:
+                raise ValueError("PerturbationSelection needs trainer.max_epochs (or start_epoch) to schedule tuning")
+            if start < 0 or (max_epochs is not None and start + needed > max_epochs):
+                raise ValueError(
+                    f"PerturbationSelection needs {needed} tuning epochs ({num_decisions(supernet)} decisions, "
+                    f"interval {self.interval}) from start_epoch {start}, but trainer.max_epochs is {max_epochs}: "
+                    f"set trainer.max_epochs to search_epochs + {needed}"
+                    + ("" if self.start_epoch is None else f" (here >= {self.start_epoch + needed})")
+                )
+            self.resolved_start = start
+        if trainer.current_epoch < self.resolved_start:
+            rank_zero_info(
+                f"PerturbationSelection: supernet training until epoch {self.resolved_start}, then "
+                f"{num_decisions(supernet)} decisions every {self.interval} epoch(s) ({needed} tuning epochs)"
+            )
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.resolved_start is None or trainer.current_epoch < self.resolved_start:
+            return
+        supernet = _supernet(pl_module)
+        t = trainer.current_epoch - self.resolved_start
+        self._tune_settings(trainer, pl_module, supernet, t)
+        total = num_decisions(supernet)
+        k = len(self.decisions)
+        if k < total and t >= k * self.interval:
+            self._decide(trainer, pl_module, supernet, k)
+        pl_module.log("selection/decisions", float(len(self.decisions)), on_step=False, on_epoch=True)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.resolved_start is None or trainer.current_epoch < self.resolved_start:
+            return
+        supernet = _supernet(pl_module)
+        if len(self.decisions) < num_decisions(supernet):
+            rank_zero_warn(
+                f"PerturbationSelection stopped after {len(self.decisions)}/{num_decisions(supernet)} decisions; "
+                "resume with --ckpt_path to finish (no final genotype written)"
+            )
+            return
+        self.finished = True
+        genotype = supernet.genotype()
+        meta = {
+            **genotype.meta,
+            "selection": "perturbation",
+            "crit": self.crit,
+            "val_subset": self.val_subset,
+            "train_alpha": self.train_alpha,
+            "decisions": len(self.decisions),
+            "epoch": int(trainer.current_epoch),
+        }
+        genotype = Genotype(genotype.space, genotype.cells, meta)
+        if trainer.is_global_zero:
+            path = atomic_write_text(_log_dir(trainer) / self.genotype_file, genotype.to_json())
+            rank_zero_info(f"PerturbationSelection: final genotype written to {path}: {genotype}")
+
+    # ------------------------------------------------------------------ internals
+    def _tune_settings(self, trainer: pl.Trainer, pl_module: pl.LightningModule, supernet: Supernet, t: int) -> None:
+        w_opt = _find_optimizer(trainer, supernet.weight_parameters())
+        if w_opt is not None and self.reset_optimizer and not self.optimizer_reset:
+            w_opt.state.clear()
+            self.optimizer_reset = True
+        if w_opt is not None and self.tune_lr is not None:
+            T = self.tune_epochs(supernet)
+            lr = self.tune_lr_min + (self.tune_lr - self.tune_lr_min) * (1 + math.cos(math.pi * t / T)) / 2
+            for group in w_opt.param_groups:
+                group["lr"] = lr
+        if not self.train_alpha:
+            if hasattr(pl_module, "arch_updates_enabled"):
+                pl_module.arch_updates_enabled = False
+            else:
+                a_opt = _find_optimizer(trainer, supernet.arch_parameters())
+                if a_opt is None:
+                    raise TypeError(f"cannot freeze α: {type(pl_module).__name__} has no arch_updates_enabled")
+                for group in a_opt.param_groups:  # lr 0: Adam/SGD then leave α unchanged (the step still runs)
+                    group["lr"] = 0.0
+
+    def _plan(self, supernet: Supernet) -> dict[str, dict[str, list[int]]]:
+        gen = torch.Generator().manual_seed(self.seed)
+        plan = {}
+        for g in supernet.arch_groups:
+            edges = supernet.undecided_edges(g)
+            nodes = topology_nodes(supernet, g)
+            if self.edge_order == "random":
+                edges = [edges[i] for i in torch.randperm(len(edges), generator=gen).tolist()]
+                nodes = [nodes[i] for i in torch.randperm(len(nodes), generator=gen).tolist()]
+            plan[g] = {"edges": edges, "nodes": nodes}
+        return plan
+
+    def _evaluate_fn(self, trainer: pl.Trainer, supernet: Supernet) -> SupernetEvaluator:
+        if self._evaluator is None:
+            dm = trainer.datamodule
+            if dm is None or not hasattr(dm, "val_dataloader"):
+                raise ValueError("PerturbationSelection measures on the datamodule's val_dataloader(); none is set")
+            self._evaluator = SupernetEvaluator(
+                supernet,
+                dm.val_dataloader(),
+                self.val_subset,
+                self.bn_mode,
+                world_size=trainer.world_size,
+                rank=trainer.global_rank,
+            )
+        return self._evaluator
+
+    def _exclude(self, supernet: Supernet, group: str) -> list[str]:
+        if self.exclude_ops is not None:
+            return self.exclude_ops
+        return ["none"] if topology_k(supernet, group) is not None else []
+
+    def _decide(self, trainer: pl.Trainer, pl_module: pl.LightningModule, supernet: Supernet, k: int) -> None:
+        if self.order is None:
+            self.order = self._plan(supernet)
+        evaluate = self._evaluate_fn(trainer, supernet)
+        start = time.perf_counter()
+        calls0 = evaluate.calls
+        n_ops = max(len(p["edges"]) for p in self.order.values())
+        records = []
+        for g, plan in self.order.items():
+            if k < n_ops:
+                if k < len(plan["edges"]):
+                    records.append(
+                        project_op(supernet, g, plan["edges"][k], evaluate, self.crit, self._exclude(supernet, g))
+                    )
+            elif k - n_ops < len(plan["nodes"]):
+                node = plan["nodes"][k - n_ops]
+                records.append(project_topology(supernet, g, node, topology_k(supernet, g), evaluate, self.crit))
+        seconds = time.perf_counter() - start
+        step = {
+            "step": k,
+            "epoch": int(trainer.current_epoch),
+            "seconds": round(seconds, 4),
+            "measurements": evaluate.calls - calls0,
+            "records": records,
+        }
+        self.decisions.append(step)
+        for r in records:
+            if r["kind"] == "op":
+                s = ", ".join(f"{op}={v[self.crit]:.4f}" for op, v in r["scores"].items())
+                msg = (
+                    f"{r['group']} edge {r['edge']} ({r['src']}->{r['dst']}): {r['choice']}  [{self.crit} w/o op: {s}]"
+                )
+            else:
+                msg = f"{r['group']} node {r['node']}: keep {[e['src'] for e in r['kept']]}"
+            rank_zero_info(f"PerturbationSelection step {k} (epoch {trainer.current_epoch}): {msg}")
+        pl_module.log("selection/decision_s", seconds, on_step=False, on_epoch=True)
+        if trainer.is_global_zero:
+            append_line(_log_dir(trainer) / self.decisions_file, json.dumps(step, separators=(",", ":")))
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+def _supernet(pl_module: pl.LightningModule) -> Supernet:
+    net = getattr(pl_module, "supernet", None)
+    if not isinstance(net, Supernet):
+        raise TypeError(
+            f"selection callbacks need a search module with a .supernet (dnas.cells.Supernet); "
+            f"{type(pl_module).__name__} has {type(net).__name__}"
+        )
+    return net
+
+
+def _log_dir(trainer: pl.Trainer) -> Path:
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def _find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+    ids = {id(p) for p in params}
+    for opt in trainer.optimizers:
+        opt = getattr(opt, "optimizer", opt)
+        if any(id(p) in ids for group in opt.param_groups for p in group["params"]):
+            return opt
+    return None
+
+
+def load_supernet_state(supernet: Supernet, path: str | Path) -> None:
+    """Load ``path`` (``torch.load(weights_only=True)``) into ``supernet``; formats as ``init_from`` above.
+
+    Raises:
+        ValueError: the file is not a state dict, or its keys do not fit the supernet (naming the file and keys).
+    """
+    path = Path(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict (a mapping of tensors), got {type(state).__name__}")
+    if "state_dict" in state and isinstance(state["state_dict"], dict):  # a Lightning checkpoint of a search module
+        prefix = "supernet."
+        state = {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
+        if not state:
+            raise ValueError(f"{path}: a Lightning checkpoint without 'supernet.*' weights")
+    if "alphas_normal" in state:  # the reference DARTS search network (quark0/darts)
+        from dnas.cells.darts import import_reference_state
+
+        import_reference_state(supernet, state)
+        return
+    ours = supernet.state_dict()
+    missing = [k for k in ours if k not in state and not k.startswith(_SELECTION_BUFFERS)]
+    unexpected = [k for k in state if k not in ours]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit this {type(supernet).__name__}: {len(missing)} missing key(s) {missing[:3]}, "
+            f"{len(unexpected)} unexpected key(s) {unexpected[:3]}"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(ours[k].shape):
+            raise ValueError(f"{path}: shape of {k!r} is {tuple(v.shape)}, the supernet has {tuple(ours[k].shape)}")
+    supernet.load_state_dict(state, strict=False)
