@@ -26,7 +26,6 @@ from torchmetrics.classification import MulticlassAccuracy
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.io import append_line, atomic_write_text
-from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
 
 
@@ -47,8 +46,6 @@ class DARTS(pl.LightningModule):
         on_nonfinite: ``"raise"`` stops with an error naming the step and the term; ``"skip"`` drops that update.
         write_genotype: write ``genotype.json`` and ``genotype_history.jsonl`` to the log directory each epoch.
         num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
-        latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
-            combined with the task loss of the architecture step; its value is logged every step.
     """
 
     def __init__(
@@ -66,7 +63,6 @@ class DARTS(pl.LightningModule):
         on_nonfinite: Literal["raise", "skip"] = "raise",
         write_genotype: bool = True,
         num_classes: int | None = None,
-        latency_loss: LatencyLoss | None = None,
     ):
         super().__init__()
         if not isinstance(supernet, Supernet):
@@ -75,8 +71,7 @@ class DARTS(pl.LightningModule):
             raise ValueError(f"arch_warmup_epochs must be >= 0, got {arch_warmup_epochs}")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        self.save_hyperparameters(ignore=["supernet", "latency_loss"])
-        self.latency_loss = latency_loss
+        self.save_hyperparameters(ignore=["supernet"])
         self.automatic_optimization = False
         self.supernet = supernet
         self.unrolled = unrolled
@@ -212,7 +207,7 @@ class DARTS(pl.LightningModule):
             return self.weight_loss(*train_batch)[0]
 
         def val_loss() -> torch.Tensor:
-            loss, logits, logits_box["extra"] = self.arch_loss(*arch_batch)
+            loss, logits, _ = self.arch_loss(*arch_batch)
             logits_box["logits"] = logits.detach()
             return loss
 
