@@ -2,5 +2,6 @@
 
 from dnas.callbacks.magnitude import MagnitudeSelection
 from dnas.callbacks.perturbation import PerturbationSelection
+from dnas.callbacks.temperature import TemperatureSchedule
 
-__all__: list[str] = ["MagnitudeSelection", "PerturbationSelection"]
+__all__: list[str] = ["MagnitudeSelection", "PerturbationSelection", "TemperatureSchedule"]

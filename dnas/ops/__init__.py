@@ -2,6 +2,7 @@
 
 from dnas.ops import conv1d as _conv1d  # noqa: F401  (registers the 1-D conv ops)
 from dnas.ops import darts as _darts  # noqa: F401  (registers the DARTS ops)
+from dnas.ops import fbnet as _fbnet  # noqa: F401  (registers the FBNet blocks)
 from dnas.ops import nb201 as _nb201  # noqa: F401  (registers the NAS-Bench-201 convs)
 from dnas.ops import tabular as _tabular  # noqa: F401  (registers the tabular ops)
 from dnas.ops.darts import DARTS_PRIMITIVES, PARAMETER_FREE_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero

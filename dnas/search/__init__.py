@@ -1,5 +1,6 @@
 """Search algorithms as LightningModules."""
 
 from dnas.search.darts import DARTS
+from dnas.search.fbnet import FBNet
 
-__all__ = ["DARTS"]
+__all__ = ["DARTS", "FBNet"]

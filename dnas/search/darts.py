@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.io import append_line, atomic_write_text
+from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
 
 
@@ -46,6 +47,8 @@ class DARTS(pl.LightningModule):
         on_nonfinite: ``"raise"`` stops with an error naming the step and the term; ``"skip"`` drops that update.
         write_genotype: write ``genotype.json`` and ``genotype_history.jsonl`` to the log directory each epoch.
         num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
+        latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
+            combined with the task loss of the architecture step; its value is logged every step.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class DARTS(pl.LightningModule):
         on_nonfinite: Literal["raise", "skip"] = "raise",
         write_genotype: bool = True,
         num_classes: int | None = None,
+        latency_loss: LatencyLoss | None = None,
     ):
         super().__init__()
         if not isinstance(supernet, Supernet):
@@ -71,7 +75,8 @@ class DARTS(pl.LightningModule):
             raise ValueError(f"arch_warmup_epochs must be >= 0, got {arch_warmup_epochs}")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        self.save_hyperparameters(ignore=["supernet"])
+        self.save_hyperparameters(ignore=["supernet", "latency_loss"])
+        self.latency_loss = latency_loss
         self.automatic_optimization = False
         self.supernet = supernet
         self.unrolled = unrolled
@@ -109,9 +114,18 @@ class DARTS(pl.LightningModule):
         return F.cross_entropy(logits, y), logits, {}
 
     def arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Loss of the architecture step (validation split): ``(loss, logits, extra logs)``."""
-        logits = self(x)
-        return F.cross_entropy(logits, y), logits, {}
+        """Loss of the architecture step (validation split): ``(loss, logits, extra logs)``.
+
+        With ``latency_loss`` the cross-entropy is combined with the expected cost of the *same* edge weights the
+        forward used (softmax here, the Gumbel mask in FBNet), so the cost is differentiable in α.
+        """
+        weights = self.sample_weights()
+        logits = self(x, weights)
+        loss = F.cross_entropy(logits, y)
+        if self.latency_loss is None:
+            return loss, logits, {}
+        loss, extra = self.latency_loss(loss, self.supernet, weights)
+        return loss, logits, extra
 
     def arch_active(self) -> bool:
         """Run the α step this batch: after the warm-up, unless a callback froze α (``arch_updates_enabled``)."""
@@ -158,7 +172,7 @@ class DARTS(pl.LightningModule):
         a_opt.zero_grad()
         if self.unrolled:
             grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params)
-            extra: dict[str, Any] = {}
+            extra: dict[str, Any] = self._unrolled_extra
         else:
             loss, logits, extra = self.arch_loss(*arch_batch)
             if not self._check_finite(loss, "architecture loss"):
@@ -207,7 +221,7 @@ class DARTS(pl.LightningModule):
             return self.weight_loss(*train_batch)[0]
 
         def val_loss() -> torch.Tensor:
-            loss, logits, _ = self.arch_loss(*arch_batch)
+            loss, logits, logits_box["extra"] = self.arch_loss(*arch_batch)
             logits_box["logits"] = logits.detach()
             return loss
 
@@ -223,6 +237,7 @@ class DARTS(pl.LightningModule):
             r=self.hparams.unrolled_r,
             buffers=buffers,
         )
+        self._unrolled_extra = logits_box.get("extra") or {}
         return grads, loss, logits_box["logits"]
 
     def weight_step(self, w_opt, x: torch.Tensor, y: torch.Tensor) -> None:

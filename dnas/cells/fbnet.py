@@ -1,0 +1,185 @@
+"""The FBNet search space (Wu et al. 2019, Table 1; ALGORITHMS.md §6): 22 searchable layers, 9 candidate blocks each.
+
+The macro-architecture is a stem conv, seven stages of TBS (to-be-searched) layers, a 1×1 head conv, global pooling
+and a linear classifier. The layers form a chain: a DAG whose edges go ``l -> l+1``, so one α group ``layers`` of
+shape ``(22, 9)`` holds every choice, the genotype is :meth:`dnas.Genotype.chain`, and the selection rule is the
+per-layer argmax (:func:`dnas.cells.argmax_cell`).
+
+Input resolution, width, classes and head width are settings. Strides adapt to the resolution: the 224 px layout
+downsamples 5 times (stem and the first layer of stages 2, 3, 4 and 6), ending at 7×7; a smaller input keeps only the
+*last* ``d = clamp(floor(log2(input_size / 4)), 0, 5)`` of those reductions (CIFAR 32 px: 3, ending at 4×4; digits
+8 px: 1), as CIFAR adaptations of ImageNet nets drop the early ones. ``stem_stride`` / ``stage_strides`` override it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from dnas.cells.base import DagCell, Supernet, argmax_cell
+from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
+from dnas.ops.fbnet import FBNET_PRIMITIVES, conv_bn
+from dnas.ops.mixed import MixedOp
+
+STAGE_CHANNELS: tuple[int, ...] = (16, 24, 32, 64, 112, 184, 352)
+"""Output channels of the 7 TBS stages (paper Table 1)."""
+STAGE_REPEATS: tuple[int, ...] = (1, 4, 4, 4, 4, 4, 1)
+"""Layers per stage: 22 in all."""
+IMAGENET_STRIDES: tuple[int, ...] = (2, 1, 2, 2, 2, 1, 2, 1)
+"""Stride of the stem, then of the first layer of each stage, at 224 px."""
+NUM_LAYERS = sum(STAGE_REPEATS)
+
+FBNET_SPACE = register_space(
+    SpaceSpec(
+        "fbnet", {"layers": CellSpec(FBNET_PRIMITIVES, num_inputs=1, num_nodes=NUM_LAYERS, all_edges=True, chain=True)}
+    )
+)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a width to a multiple of ``divisor`` (at least ``divisor``), never more than 10 % below ``value``."""
+    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * value else out
+
+
+def adapted_strides(input_size: int) -> tuple[int, ...]:
+    """Stem + stage strides for ``input_size`` px (module docstring): keep the last ``d`` of the 5 reductions."""
+    if input_size < 1:
+        raise ValueError(f"input_size must be >= 1, got {input_size}")
+    d = min(5, max(0, int(math.floor(math.log2(input_size / 4))))) if input_size >= 4 else 0
+    positions = [i for i, s in enumerate(IMAGENET_STRIDES) if s == 2]
+    keep = set(positions[len(positions) - d :])
+    return tuple(2 if i in keep else 1 for i in range(len(IMAGENET_STRIDES)))
+
+
+def layer_plan(
+    input_size: int = 224,
+    width_mult: float = 1.0,
+    stem_channels: int = 16,
+    stem_stride: int | None = None,
+    stage_strides: Sequence[int] | None = None,
+) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """``(stem channels, stem stride, [(C_in, C_out, stride) per layer])`` of the macro-architecture."""
+    strides = list(adapted_strides(input_size))
+    if stem_stride is not None:
+        strides[0] = int(stem_stride)
+    if stage_strides is not None:
+        if len(stage_strides) != len(STAGE_CHANNELS):
+            raise ValueError(f"stage_strides needs {len(STAGE_CHANNELS)} entries (one per stage), got {stage_strides}")
+        strides[1:] = [int(s) for s in stage_strides]
+    for s in strides:
+        if s not in (1, 2):
+            raise ValueError(f"strides must be 1 or 2, got {strides}")
+    C_stem = make_divisible(stem_channels * width_mult)
+    layers, C_in = [], C_stem
+    for stage, (c, n) in enumerate(zip(STAGE_CHANNELS, STAGE_REPEATS)):
+        C_out = make_divisible(c * width_mult)
+        for i in range(n):
+            layers.append((C_in, C_out, strides[stage + 1] if i == 0 else 1))
+            C_in = C_out
+    return C_stem, strides[0], layers
+
+
+class FBNetStemHead(nn.Module):
+    """Shared pieces of the supernet and the exported net: stem conv3×3, head conv1×1, pool, dropout, linear."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        C_stem: int,
+        stem_stride: int,
+        C_last: int,
+        head_channels: int,
+        num_classes: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.stem = conv_bn(in_channels, C_stem, 3, stem_stride)
+        self.head = conv_bn(C_last, head_channels, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(head_channels, num_classes)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pool(self.head(x)).flatten(1)))
+
+
+class FBNetSupernet(Supernet):
+    """The FBNet stochastic supernet: each of the 22 layers is a mixed op over the candidate blocks.
+
+    Args:
+        num_classes: classifier outputs (ImageNet: 1000; the FBNet search used ImageNet-100).
+        in_channels: image channels.
+        input_size: input height = width in pixels; sets the strides (module docstring).
+        width_mult: multiplies every width (rounded to multiples of 8).
+        head_channels: width of the 1×1 head conv (FBNet-A: 1504; B, C: 1984).
+        stem_channels: width of the stem conv before ``width_mult`` (16).
+        stem_stride: override the adapted stem stride.
+        stage_strides: override the adapted strides of the 7 stages' first layers.
+        primitives: candidate blocks, a subset of the 9 FBNet blocks, in α column order.
+        affine: BN affine flag inside the candidate blocks.
+        dropout: dropout before the classifier.
+        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        input_size: int = 224,
+        width_mult: float = 1.0,
+        head_channels: int = 1984,
+        stem_channels: int = 16,
+        stem_stride: int | None = None,
+        stage_strides: Sequence[int] | None = None,
+        primitives: Sequence[str] = FBNET_PRIMITIVES,
+        affine: bool = True,
+        dropout: float = 0.0,
+        mixed_op_impl: str = "naive",
+    ):
+        super().__init__()
+        unknown = [p for p in primitives if p not in FBNET_PRIMITIVES]
+        if unknown or not primitives:
+            raise ValueError(f"primitives {unknown or list(primitives)}: not FBNet blocks; allowed {FBNET_PRIMITIVES}")
+        self.space_spec = FBNET_SPACE
+        self.num_classes = num_classes
+        self.primitives = tuple(primitives)
+        self.macro = {
+            "in_channels": in_channels,
+            "input_size": input_size,
+            "width_mult": width_mult,
+            "head_channels": head_channels,
+            "stem_channels": stem_channels,
+            "stem_stride": stem_stride,
+            "stage_strides": list(stage_strides) if stage_strides is not None else None,
+        }
+        C_stem, s_stem, plan = layer_plan(input_size, width_mult, stem_channels, stem_stride, stage_strides)
+        self.plan = plan
+        self.body = FBNetStemHead(in_channels, C_stem, s_stem, plan[-1][1], head_channels, num_classes, dropout)
+
+        def make_edge(src: int, dst: int) -> nn.Module:
+            C_in, C_out, stride = plan[src]
+            return MixedOp(C_in, stride, self.primitives, mixed_op_impl, affine, pool_bn=False, C_out=C_out)
+
+        chain = tuple((i, i + 1) for i in range(len(plan)))
+        self.layers = DagCell(1, len(plan), chain, make_edge, output="last")
+        self.add_arch_group("layers", chain, self.primitives)
+
+    def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits for images ``x`` (B, C_in, H, W); ``weights["layers"]`` is (22, K)."""
+        weights = self.edge_weights() if weights is None else weights
+        x = self.layers([self.body.stem(x)], weights["layers"])
+        return self.body.classify(x)
+
+    def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
+        """Per-layer argmax; the macro options go to ``meta`` so the exporter rebuilds the same network."""
+        weights = self.selection_weights() if weights is None else weights
+        cell = argmax_cell(weights["layers"].float().cpu(), self.arch_groups["layers"])
+        return Genotype.chain([e.op for e in cell.edges], space="fbnet", meta=self.macro_meta())
+
+    def macro_meta(self) -> dict[str, Any]:
+        return {"macro": dict(self.macro), "num_classes": self.num_classes}

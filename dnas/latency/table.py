@@ -1,0 +1,229 @@
+"""Cost lookup tables: the cost of every candidate op of every mixed-op instance of a supernet, as JSON.
+
+A table is measured once per (space, input shape, device) and read by the latency loss. It stores one entry per
+mixed-op instance (:class:`~dnas.latency.shapes.Site`) with the op costs, plus how it was measured::
+
+    {"schema_version": 1, "kind": "dnas.cost_table", "metric": "latency", "unit": "ms",
+     "meta": {"device": "cpu", "dtype": "float32", "batch_size": 1, "threads": 1, "torch": "2.14.1", ...},
+     "entries": [{"module": "layers.edges.0", "group": "layers", "edge": 0, "input_shape": [1, 16, 112, 112],
+                  "ops": {"k3_e1": 0.41, ...}}, ...]}
+
+:meth:`CostTable.matrix` folds the instances into one ``(E, K)`` tensor per group (a shared α row costs the sum of
+its instances), the form the expected-cost term needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dnas.io import atomic_write_text
+from dnas.latency.shapes import Site
+
+SCHEMA_VERSION = 1
+KIND = "dnas.cost_table"
+METRICS = {"latency": "ms", "flops": "FLOPs", "params": "parameters"}
+
+
+class CostTableError(ValueError):
+    """A table that cannot be read, or that does not cover a supernet; the message names the entry and op."""
+
+
+@dataclass
+class Entry:
+    module: str
+    group: str
+    edge: int
+    input_shape: tuple[int, ...]
+    ops: dict[str, float]
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "module": self.module,
+            "group": self.group,
+            "edge": self.edge,
+            "input_shape": list(self.input_shape),
+            "ops": dict(self.ops),
+        }
+        if self.stats:
+            out["stats"] = self.stats
+        return out
+
+
+@dataclass
+class CostTable:
+    """Per-instance op costs plus measurement metadata.
+
+    Args:
+        metric: ``"latency"`` (unit ms), ``"flops"`` or ``"params"``.
+        entries: one per mixed-op instance.
+        meta: device, dtype, batch size, threads, library versions, settings.
+    """
+
+    metric: str
+    entries: list[Entry]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unit(self) -> str:
+        return METRICS[self.metric]
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": KIND,
+            "metric": self.metric,
+            "unit": self.unit,
+            "meta": self.meta,
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table atomically (a crash never leaves half a file)."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "cost table") -> CostTable:
+        if not isinstance(data, dict) or data.get("kind") != KIND:
+            raise CostTableError(f"{source}: not a dnas cost table (expected a JSON object with kind={KIND!r})")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            got = data.get("schema_version")
+            raise CostTableError(f"{source}: schema_version must be {SCHEMA_VERSION}, got {got!r}")
+        metric = data.get("metric")
+        if metric not in METRICS:
+            raise CostTableError(f"{source}: field 'metric' must be one of {sorted(METRICS)}, got {metric!r}")
+        raw = data.get("entries")
+        if not isinstance(raw, list) or not raw:
+            raise CostTableError(f"{source}: field 'entries' must be a non-empty list")
+        entries = []
+        for i, e in enumerate(raw):
+            where = f"{source}: entries[{i}]"
+            if not isinstance(e, dict):
+                raise CostTableError(f"{where} must be an object")
+            for key, typ in (("module", str), ("group", str), ("edge", int), ("input_shape", list), ("ops", dict)):
+                if not isinstance(e.get(key), typ) or isinstance(e.get(key), bool):
+                    raise CostTableError(f"{where}: field {key!r} must be a {typ.__name__}, got {e.get(key)!r}")
+            for op, v in e["ops"].items():
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                    raise CostTableError(f"{where} ({e['module']}): op {op!r} has cost {v!r}; need a finite value >= 0")
+            shape = tuple(int(s) for s in e["input_shape"])
+            entries.append(Entry(e["module"], e["group"], e["edge"], shape, dict(e["ops"]), e.get("stats", {})))
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise CostTableError(f"{source}: field 'meta' must be an object")
+        return cls(metric, entries, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostTable:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CostTableError(
+                f"cost table {str(path)!r} does not exist; measure one with `dnas lut --config ...`"
+            ) from None
+        except (IsADirectoryError, UnicodeDecodeError) as err:
+            raise CostTableError(f"cost table {str(path)!r} is not a UTF-8 JSON file ({err})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CostTableError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        return cls.from_dict(data, source=str(path))
+
+    # ------------------------------------------------------------------ checks and use
+    def validate(self, sites: Sequence[Site], check_shapes: bool = True) -> None:
+        """Check that every op of every site has an entry (and, with ``check_shapes``, at the same input shape).
+
+        Raises:
+            CostTableError: naming the first missing layer/op or the mismatching shape.
+        """
+        by_module = {e.module: e for e in self.entries}
+        for site in sites:
+            where = f"layer {site.module!r} (group {site.group!r}, edge {site.edge})"
+            entry = by_module.get(site.module)
+            if entry is None:
+                raise CostTableError(f"cost table has no entry for {where}; re-measure it for this supernet")
+            if (entry.group, entry.edge) != (site.group, site.edge):
+                raise CostTableError(
+                    f"cost table entry for {where} is recorded as group {entry.group!r}, edge {entry.edge}"
+                )
+            if check_shapes and tuple(entry.input_shape[1:]) != tuple(site.input_shape[1:]):
+                raise CostTableError(
+                    f"cost table entry for {where} was measured at input shape {list(entry.input_shape)}, "
+                    f"but the supernet feeds it {list(site.input_shape)}; re-measure for this input size"
+                )
+            for op in site.ops:
+                if op not in entry.ops:
+                    raise CostTableError(f"cost table has no entry for op {op!r} of {where}; have {sorted(entry.ops)}")
+
+    def matrix(self, group: str, candidates: Sequence[str], num_edges: int) -> torch.Tensor:
+        """``(E, K)`` float64 costs of ``group``: for each α row and candidate, the sum over its instances."""
+        out = torch.zeros(num_edges, len(candidates), dtype=torch.float64)
+        found = torch.zeros(num_edges, dtype=torch.bool)
+        for e in self.entries:
+            if e.group != group:
+                continue
+            if not 0 <= e.edge < num_edges:
+                raise CostTableError(
+                    f"cost table entry {e.module!r} names edge {e.edge} of group {group!r}, which has {num_edges} edges"
+                )
+            for k, op in enumerate(candidates):
+                if op not in e.ops:
+                    raise CostTableError(
+                        f"cost table has no entry for op {op!r} of layer {e.module!r} (group {group!r}, edge {e.edge})"
+                    )
+                out[e.edge, k] += float(e.ops[op])
+            found[e.edge] = True
+        missing = [i for i in range(num_edges) if not found[i]]
+        if missing:
+            raise CostTableError(f"cost table has no entry for group {group!r}, edge(s) {missing}")
+        return out
+
+    def total(self, choice: dict[str, Sequence[str]]) -> float:
+        """Cost of a discrete choice ``group -> op name per edge`` (sums the instances)."""
+        return float(sum(e.ops[choice[e.group][e.edge]] for e in self.entries if e.group in choice))
+
+
+def merge(tables: Iterable[CostTable], overwrite: bool = False) -> CostTable:
+    """Merge tables of the same metric: entries union, per-op costs combined (later tables add missing ops).
+
+    Raises:
+        CostTableError: metrics differ, an entry's group/edge/shape differs, or (without ``overwrite``) two tables
+            give the same op of the same entry different costs.
+    """
+    tables = list(tables)
+    if not tables:
+        raise CostTableError("nothing to merge")
+    metric = tables[0].metric
+    merged: dict[str, Entry] = {}
+    metas = []
+    for t in tables:
+        if t.metric != metric:
+            raise CostTableError(f"cannot merge a {t.metric!r} table into a {metric!r} table")
+        metas.append(t.meta)
+        for e in t.entries:
+            have = merged.get(e.module)
+            if have is None:
+                merged[e.module] = Entry(e.module, e.group, e.edge, e.input_shape, dict(e.ops), dict(e.stats))
+                continue
+            if (have.group, have.edge, have.input_shape[1:]) != (e.group, e.edge, e.input_shape[1:]):
+                raise CostTableError(f"cannot merge entries for {e.module!r}: group/edge/input shape differ")
+            for op, v in e.ops.items():
+                if op in have.ops and have.ops[op] != v and not overwrite:
+                    raise CostTableError(
+                        f"tables disagree on op {op!r} of {e.module!r} ({have.ops[op]} vs {v}); pass overwrite=True"
+                    )
+                have.ops[op] = v
+                if op in e.stats:
+                    have.stats[op] = e.stats[op]
+    meta = dict(tables[0].meta)
+    meta["merged_from"] = metas
+    return CostTable(metric, list(merged.values()), meta)
