@@ -35,6 +35,7 @@ class Conv1dSupernet(CellSupernet):
     num_inputs = 1
     num_nodes = 3
     cell_output = "last"
+    genotype_exclude = ("none",)  # per-edge argmax over the real ops (a "none" edge can orphan a node)
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ class TabularSupernet(CellSupernet):
     num_inputs = 1
     num_nodes = 3
     cell_output = "last"
+    genotype_exclude = ("none",)  # per-edge argmax over the real ops (a "none" edge can orphan a node)
 
     def __init__(
         self,

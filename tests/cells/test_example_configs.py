@@ -1,0 +1,78 @@
+"""The MNIST-1D and tabular quickstarts run end to end through the CLI, and their found genotypes export."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dnas.cli import main
+from dnas.export import build_model
+from dnas.genotypes import Genotype
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args):
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(args)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+EXAMPLES = [
+    # config, run name, extra overrides (tiny data), input shape of one sample
+    ("quickstart_mnist1d.yaml", "quickstart_mnist1d", ["--data.init_args.num_samples", "300"], (1, 40)),
+    ("quickstart_tabular.yaml", "quickstart_tabular", [], (30,)),
+]
+
+
+@pytest.mark.parametrize("config,name,extra,shape", EXAMPLES)
+def test_config_prints_and_round_trips(tmp_path, config, name, extra, shape):
+    code, text, err = _run(["fit", "--config", str(ROOT / "configs" / config), "--print_config"])
+    assert code == 0, err
+    saved = tmp_path / "c.yaml"
+    saved.write_text(text)
+    code, again, err = _run(["fit", "--config", str(saved), "--print_config"])
+    assert code == 0, err
+    assert yaml.safe_load(again) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("config,name,extra,shape", EXAMPLES)
+def test_darts_search_then_export(tmp_path, config, name, extra, shape):
+    code, _, err = _run(
+        ["fit", "--config", str(ROOT / "configs" / config)]
+        + extra
+        + [
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    assert code == 0, err
+    run = tmp_path / name / "version_0"
+    genotype = Genotype.from_file(run / "genotype.json")
+    assert genotype.meta["algorithm"] == "DARTS"
+    assert all(e.op != "none" for e in genotype.cells["cell"].edges)
+    net = build_model(genotype).eval()
+    assert net.is_discrete
+    assert net(torch.randn(3, *shape)).shape[0] == 3
+    metrics = (run / "metrics.csv").read_text()
+    assert "arch/loss" in metrics and "val/acc" in metrics
+    assert json.loads((run / "genotype.json").read_text())["meta"]["space_options"]
