@@ -2,5 +2,7 @@
 
 from dnas.search.darts import DARTS
 from dnas.search.fbnet import FBNet
+from dnas.search.pcdarts import PCDARTS
+from dnas.search.sddarts import SDDARTS
 
-__all__ = ["DARTS", "FBNet"]
+__all__ = ["DARTS", "FBNet", "PCDARTS", "SDDARTS"]
