@@ -14,7 +14,9 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
-TOOLS: dict[str, str] = {}
+TOOLS: dict[str, str] = {
+    "lut": "dnas.latency.cli:main",
+}
 """Extra subcommands: name -> ``"module:function"``; the function takes the remaining argv list."""
 
 

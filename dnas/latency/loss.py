@@ -34,7 +34,8 @@ class LatencyLoss:
     """A cost term read from a table, combined with the task loss by a named form.
 
     Args:
-        table: path of a cost table JSON (``dnas lut`` writes one); a :class:`CostTable` also works from Python.
+        table: path of a cost table JSON (``dnas lut`` writes one), read when the term is first used (so
+            ``dnas lut`` can build the same config before the file exists); a :class:`CostTable` works from Python.
         form: ``"fbnet"``, ``"mul_log"`` or ``"add"`` (module docstring).
         alpha: α of the multiplicative forms (FBNet: 0.2).
         beta: β of the multiplicative forms (FBNet: 0.6; ProxylessNAS: 0.3).
@@ -65,12 +66,20 @@ class LatencyLoss:
             raise ValueError(f"form 'add' needs a positive target, got {target}")
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale}")
-        self.table = table if isinstance(table, CostTable) else CostTable.load(table)
+        self._table = table if isinstance(table, CostTable) else None
+        self.path = None if isinstance(table, CostTable) else str(table)
         self.form, self.alpha, self.beta = form, alpha, beta
         self.reference, self.target, self.lam, self.scale = reference, target, lam, scale
         self.check_shapes = check_shapes
         self._matrices: dict[str, torch.Tensor] = {}
         self._bound: int | None = None
+
+    @property
+    def table(self) -> CostTable:
+        """The cost table (loaded from ``path`` on first access)."""
+        if self._table is None:
+            self._table = CostTable.load(self.path)
+        return self._table
 
     @property
     def name(self) -> str:

@@ -1,0 +1,94 @@
+"""``dnas lut``: measure a cost table for the supernet of a search config, or merge tables.
+
+Usage::
+
+    dnas lut --config configs/fbnet_digits.yaml --out lut.json [--metric latency] [--device cuda] [--batch_size 1]
+    dnas lut merge a.json b.json --out merged.json [--overwrite]
+
+The supernet (``model.init_args.supernet``) and the datamodule are built from the config exactly as ``dnas fit``
+builds them (every ``--model.*`` / ``--data.*`` override works); the input shape comes from the datamodule's
+``input_size`` unless ``--input_shape C H W`` is given. Nothing is trained and no data is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from dnas.latency.measure import DTYPES, measure_table
+from dnas.latency.table import METRICS, CostTable, merge
+
+
+def _measure_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dnas lut",
+        description="Measure the cost of every candidate op of every searchable edge of a config's supernet.",
+        epilog="Other arguments (--config, --model.*, --data.*) are read as by `dnas fit`. "
+        "`dnas lut merge A.json B.json --out C.json` merges tables.",
+    )
+    p.add_argument("--out", default="lut.json", help="output JSON (default: lut.json)")
+    p.add_argument("--metric", choices=sorted(METRICS), default="latency")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--batch_size", type=int, default=1, help="samples per timed call (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls per op (default 10)")
+    p.add_argument("--min_run_time", type=float, default=0.05, help="seconds of timing per op (default 0.05)")
+    p.add_argument("--input_shape", type=int, nargs="+", help="sample shape, e.g. 3 32 32 (default: from the data)")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _merge(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="dnas lut merge", description="Merge cost tables of the same metric.")
+    p.add_argument("tables", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="later tables win where they disagree")
+    args = p.parse_args(argv)
+    merged = merge((CostTable.load(t) for t in args.tables), overwrite=args.overwrite)
+    merged.save(args.out)
+    print(f"merged {len(args.tables)} tables ({len(merged.entries)} entries) into {args.out}")
+
+
+def build_from_config(rest: list[str]):
+    """``(supernet, datamodule)`` of a ``dnas fit`` config, without training or loading data."""
+    from dnas.cli import DnasCLI
+
+    cli = DnasCLI(args=rest, run=False, save_config_callback=None)
+    supernet = getattr(cli.model, "supernet", None)
+    if supernet is None:
+        raise SystemExit(f"dnas lut: the config's model ({type(cli.model).__name__}) has no `supernet` to measure")
+    return supernet, cli.datamodule
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``dnas lut`` (``argv`` without the tool name)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "merge":
+        _merge(argv[1:])
+        return
+    args, rest = _measure_parser().parse_known_args(argv)
+    if not any(a == "--config" or a.startswith("--config=") or a.startswith("--model") for a in rest):
+        _measure_parser().error("give the search config: --config CONFIG.yaml (the same file `dnas fit` reads)")
+    supernet, datamodule = build_from_config(rest)
+    shape = args.input_shape or list(getattr(datamodule, "input_size", None) or [])
+    if not shape:
+        raise SystemExit("dnas lut: the datamodule has no `input_size`; pass --input_shape C H W")
+    example = torch.zeros((1, *shape))
+    table = measure_table(
+        supernet,
+        example,
+        metric=args.metric,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        warmup=args.warmup,
+        min_run_time=args.min_run_time,
+        progress=not args.no_progress,
+    )
+    table.save(args.out)
+    total = sum(len(e.ops) for e in table.entries)
+    print(f"wrote {args.out}: {len(table.entries)} mixed ops, {total} candidate {args.metric} entries ({table.unit})")
