@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
 TOOLS: dict[str, str] = {
+    "export": "dnas.export.cli:main",
     "lut": "dnas.latency.cli:main",
 }
 """Extra subcommands: name -> ``"module:function"``; the function takes the remaining argv list."""
