@@ -146,12 +146,13 @@ class FusedMixedFunction(torch.autograd.Function):
             out = weighted_sum([o.detach() for o in outs], weights.detach()[active])
         else:
             out = _zeros_out(mixed, plan, x.detach())
+        # parameters go through save_for_backward so an in-place change before backward raises, as with naive
+        ctx.num_params = len(params)
         if save:
             ctx.graph = (xi, ri, outs)
-            ctx.save_for_backward(x, weights, *[o.detach() for o in outs])
+            ctx.save_for_backward(x, weights, *params, *[o.detach() for o in outs])
         else:
-            ctx.save_for_backward(x, weights)
-        ctx.params = params
+            ctx.save_for_backward(x, weights, *params)
         return out
 
     @staticmethod
@@ -159,8 +160,8 @@ class FusedMixedFunction(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError(_DOUBLE_BACKWARD)
         mixed, plan, active = ctx.mixed, plan_for(ctx.mixed), ctx.active
-        x, weights = ctx.saved_tensors[:2]
-        params = ctx.params
+        saved = ctx.saved_tensors
+        x, weights, params = saved[0], saved[1], saved[2 : 2 + ctx.num_params]
         need_x, need_w = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
         need_p = ctx.needs_input_grad[6:]
         grad = grad.contiguous()
