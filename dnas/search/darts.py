@@ -305,6 +305,14 @@ class DARTS(pl.LightningModule):
         return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
 
     def log_dir(self) -> Path:
+        """The run's log directory.
+
+        Resolved once in :meth:`setup` on every rank: ``trainer.log_dir`` is a collective (a broadcast) under DDP,
+        so calling it from rank-zero-only code would hang.
+        """
+        cached = getattr(self, "_log_dir", None)
+        if cached is not None:
+            return cached
         trainer = self.trainer
         return Path(trainer.log_dir or trainer.default_root_dir)
 
@@ -338,7 +346,16 @@ class DARTS(pl.LightningModule):
         return torch.softmax(self(x), dim=-1)
 
     # ------------------------------------------------------------------ setup checks
+    needs_unused_parameters: bool = False
+    """Whether some parameters get no gradient in a step (sampled single-path methods). Under DDP the module
+    turns on ``find_unused_parameters`` itself when this is true; users never set it."""
+
     def setup(self, stage: str) -> None:
+        self._log_dir = None
+        self._log_dir = self.log_dir()  # collective under DDP: every rank calls it here
+        strategy = self.trainer.strategy
+        if self.needs_unused_parameters and hasattr(strategy, "_ddp_kwargs"):
+            strategy._ddp_kwargs["find_unused_parameters"] = True  # read when the model is wrapped, after setup()
         dm = getattr(self.trainer, "datamodule", None)
         want = getattr(dm, "num_classes", None)
         have = self.train_acc.num_classes
@@ -350,3 +367,10 @@ class DARTS(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()
+        # The global RNG drives Gumbel noise and augmentation; restoring it makes a resumed search continue exactly.
+        checkpoint["dnas_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("dnas_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
