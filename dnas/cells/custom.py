@@ -337,6 +337,14 @@ class CellSupernet(Supernet):
         if self.genotype_rule == "topk":
             return topk_cell(weights, group, k=self.topk_edges, exclude=exclude, concat=concat)
         cell = argmax_cell(weights, group, exclude=exclude)
+        fixed = getattr(self, f"fixed_{group.name}", None)
+        if fixed is not None and bool(fixed.any()):
+            # an edge a selection callback fixed keeps its op, even one the rule would exclude
+            override = getattr(self, f"override_{group.name}")
+            edges = list(cell.edges)
+            for i in torch.nonzero(fixed).flatten().tolist():
+                edges[i] = Edge(group.candidates[int(override[i].argmax())], edges[i].src, edges[i].dst)
+            cell = CellGenotype(tuple(edges), cell.concat)
         if "none" in group.candidates and "none" not in exclude:
             # an edge removed by selection (all-zero row) is "none", not whatever argmax of zeros picks first
             removed = [i for i, row in enumerate(weights) if not bool(row.abs().sum() > 0)]

@@ -1,0 +1,122 @@
+"""Every search algorithm, both selection callbacks, cost tables and export work on the new spaces (no space code)."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import dnas
+from dnas.callbacks import MagnitudeSelection, PerturbationSelection
+from dnas.cells.conv1d import Conv1dSupernet
+from dnas.cells.custom import SearchCell
+from dnas.cells.nb201 import NB201Supernet
+from dnas.cells.tabular import TabularSupernet
+from dnas.data import DigitsDataModule
+from dnas.data.mnist1d import MNIST1DDataModule
+from dnas.data.tabular import TabularDataModule
+from dnas.export import build_model
+from dnas.genotypes import Genotype
+from dnas.latency import LatencyLoss, candidate_sites, measure_table
+
+SPACES = {
+    "tabular": (
+        lambda **kw: TabularSupernet(in_features=13, num_classes=3, hidden=8, num_cells=1, **kw),
+        lambda: TabularDataModule(dataset="wine", batch_size=16),
+        (13,),
+    ),
+    "conv1d": (
+        lambda **kw: Conv1dSupernet(channels=4, stages=1, **kw),
+        lambda: MNIST1DDataModule(num_samples=100, batch_size=16),
+        (1, 40),
+    ),
+    "nb201": (
+        lambda **kw: NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1, **kw),
+        lambda: DigitsDataModule(batch_size=16),
+        (1, 8, 8),
+    ),
+}
+
+
+def fit(module, dm, tmp_path, epochs=1, callbacks=()):
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module, datamodule=dm)
+    return trainer
+
+
+def check_export(supernet, shape):
+    g = Genotype.from_json(supernet.genotype().to_json())
+    net = build_model(g).eval()
+    assert net(torch.randn(2, *shape)).shape[0] == 2
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+@pytest.mark.parametrize(
+    "algorithm,space_kwargs,module_kwargs",
+    [
+        ("PCDARTS", dict(partial_channels=2, edge_normalization=True), dict(arch_warmup_epochs=0)),
+        ("SDDARTS", dict(), dict(num_teachers=1)),
+        ("FBNet", dict(), dict(arch_warmup_epochs=0)),
+    ],
+)
+def test_search_algorithms_run_on_every_space(tmp_path, space, algorithm, space_kwargs, module_kwargs):
+    torch.manual_seed(0)
+    make, make_dm, shape = SPACES[space]
+    supernet = make(**space_kwargs)
+    before = {n: p.detach().clone() for n, p in supernet.named_arch_parameters()}
+    module = getattr(dnas, algorithm)(supernet, write_genotype=False, **module_kwargs)
+    fit(module, make_dm(), tmp_path)
+    moved = [n for n, p in supernet.named_arch_parameters() if not torch.equal(p.detach(), before[n])]
+    assert "alpha_cell" in moved
+    if space_kwargs:
+        assert "beta_cell" in moved
+    check_export(supernet, shape)
+
+
+def test_selection_callbacks_on_a_user_space(tmp_path):
+    torch.manual_seed(0)
+    make, make_dm, shape = SPACES["tabular"]
+    supernet = make()
+    pt = PerturbationSelection(start_epoch=1, interval=1, val_subset=16, tune_lr=None, exclude_ops=["none"])
+    epochs = 1 + pt.tune_epochs(supernet)  # one search epoch, then one decision per epoch for the 6 edges
+    mag = MagnitudeSelection(at_epoch=0)
+    trainer = fit(dnas.DARTS(supernet, write_genotype=False), make_dm(), tmp_path, epochs, [mag, pt])
+    assert mag.genotype is not None and mag.genotype.space == "tabular"
+    assert bool(supernet.fixed_cell.all())  # every edge decided by perturbation
+    chosen = Genotype.from_file(tmp_path / "genotype_perturbation.json")
+    assert all(e.op != "none" for e in chosen.cells["cell"].edges)
+    assert chosen.cells == supernet.genotype().cells  # the space's rule honours fixed edges
+    net = build_model(chosen).eval()
+    assert net(torch.randn(2, *shape)).shape == (2, 3)
+    assert trainer.current_epoch == epochs
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_cost_tables_and_latency_loss(tmp_path, space):
+    make, make_dm, shape = SPACES[space]
+    supernet = make()
+    x = torch.randn(1, *shape)
+    sites = candidate_sites(supernet, x)
+    n_cells = sum(isinstance(m, SearchCell) for m in supernet.modules())
+    assert sorted(s.edge for s in sites) == sorted(list(range(6)) * n_cells)  # one mixed op per edge and cell
+    table = measure_table(supernet, x, metric="params", progress=False, sites=sites)
+    loss = LatencyLoss(table, form="add", target=1000.0)
+    # one-hot weights: the expected cost is the parameter count of the chosen op on every edge, read off the modules
+    K = len(supernet.candidate_names)
+    for k in range(K):
+        w = {"cell": torch.eye(K)[k].repeat(6, 1)}
+        modules = dict(supernet.named_modules())
+        want = sum(sum(p.numel() for p in modules[s.module]._ops[k].parameters()) for s in sites)
+        assert float(loss.expected(supernet, w)) == pytest.approx(want)
+    module = dnas.DARTS(supernet, write_genotype=False, latency_loss=loss)
+    fit(module, make_dm(), tmp_path)
+    check_export(supernet, shape)
