@@ -43,7 +43,8 @@ class LatencyLoss:
         target: target cost of ``"add"`` in the table unit.
         lam: λ of ``"add"``.
         scale: multiplies the cost before the log forms (unit change).
-        check_shapes: on binding, run one probe forward and check every entry's input shape against the supernet.
+        check_shapes: on binding (one probe forward at the table's input shape), also check every entry's input
+            shape against the supernet's; entries and ops are always checked.
     """
 
     def __init__(
@@ -91,14 +92,19 @@ class LatencyLoss:
         if self._bound == id(supernet):
             return
         shape = self.table.meta.get("input_shape")
-        if self.check_shapes and shape:
+        required: dict[str, set[int]] | None = None
+        if shape:  # one probe forward: which edges run (a group may have no instance) and at which shapes
             from dnas.latency.shapes import candidate_sites
 
             param = next(iter(supernet.parameters()))
-            probe = torch.zeros((1, *shape), device=param.device, dtype=param.dtype)
-            self.table.validate(candidate_sites(supernet, probe))
+            sites = candidate_sites(supernet, torch.zeros((1, *shape), device=param.device, dtype=param.dtype))
+            self.table.validate(sites, check_shapes=self.check_shapes)
+            required = {g: set() for g in supernet.arch_groups}
+            for site in sites:
+                required[site.group].add(site.edge)
         self._matrices = {
-            g: self.table.matrix(g, grp.candidates, grp.num_edges) for g, grp in supernet.arch_groups.items()
+            g: self.table.matrix(g, grp.candidates, grp.num_edges, None if required is None else sorted(required[g]))
+            for g, grp in supernet.arch_groups.items()
         }
         self._bound = id(supernet)
 

@@ -164,8 +164,13 @@ class CostTable:
                 if op not in entry.ops:
                     raise CostTableError(f"cost table has no entry for op {op!r} of {where}; have {sorted(entry.ops)}")
 
-    def matrix(self, group: str, candidates: Sequence[str], num_edges: int) -> torch.Tensor:
-        """``(E, K)`` float64 costs of ``group``: for each α row and candidate, the sum over its instances."""
+    def matrix(
+        self, group: str, candidates: Sequence[str], num_edges: int, required: Iterable[int] | None = None
+    ) -> torch.Tensor:
+        """``(E, K)`` float64 costs of ``group``: for each α row and candidate, the sum over its instances.
+
+        ``required`` lists the edges that must have an entry (default: all); rows no instance runs cost 0.
+        """
         out = torch.zeros(num_edges, len(candidates), dtype=torch.float64)
         found = torch.zeros(num_edges, dtype=torch.bool)
         for e in self.entries:
@@ -182,7 +187,7 @@ class CostTable:
                     )
                 out[e.edge, k] += float(e.ops[op])
             found[e.edge] = True
-        missing = [i for i in range(num_edges) if not found[i]]
+        missing = [i for i in (range(num_edges) if required is None else required) if not found[i]]
         if missing:
             raise CostTableError(f"cost table has no entry for group {group!r}, edge(s) {missing}")
         return out
