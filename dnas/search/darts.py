@@ -49,6 +49,11 @@ class DARTS(pl.LightningModule):
         num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
         latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
             combined with the task loss of the architecture step; its value is logged every step.
+        export_on_fit_end: at the end of ``fit`` write the final genotype's discrete network to ``<log dir>/export/``
+            (``model.py`` needing only torch, ``weights.pt`` = untrained initialisation, ``summary.json``); spaces
+            without a python exporter are skipped with a message.
+        export_init_channels: C of that network; None = the supernet's.
+        export_layers: cells of that network; None = the supernet's.
     """
 
     def __init__(
@@ -67,6 +72,9 @@ class DARTS(pl.LightningModule):
         write_genotype: bool = True,
         num_classes: int | None = None,
         latency_loss: LatencyLoss | None = None,
+        export_on_fit_end: bool = True,
+        export_init_channels: int | None = None,
+        export_layers: int | None = None,
     ):
         super().__init__()
         if not isinstance(supernet, Supernet):
@@ -89,6 +97,8 @@ class DARTS(pl.LightningModule):
         self._epoch_start = 0.0
         # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
         self.arch_updates_enabled = True
+        self.export_on_fit_end = export_on_fit_end
+        self.export_options = {"init_channels": export_init_channels, "layers": export_layers}
 
     def _infer_num_classes(self) -> int:
         if self.hparams.num_classes:
@@ -282,10 +292,10 @@ class DARTS(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         sched = self.lr_schedulers()
         if sched is not None:
-            self.log("lr/w", sched.optimizer.param_groups[0]["lr"], on_epoch=True)
+            self.log("lr/w", sched.optimizer.param_groups[0]["lr"], on_epoch=True, sync_dist=True)
             sched.step()
         self.log_alpha_stats()
-        self.log("time/epoch_s", time.perf_counter() - self._epoch_start, on_epoch=True)
+        self.log("time/epoch_s", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
         if self.hparams.write_genotype:
             self.write_genotype()
 
@@ -294,7 +304,7 @@ class DARTS(pl.LightningModule):
             for group in self.supernet.arch_groups:
                 p = torch.softmax(self.supernet.alpha(group).detach().float(), dim=-1)
                 entropy = -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
-                self.log(f"alpha/entropy_{group}", entropy, on_epoch=True)
+                self.log(f"alpha/entropy_{group}", entropy, on_epoch=True, sync_dist=True)
 
     def current_genotype(self) -> Genotype:
         genotype = self.supernet.genotype()
@@ -364,6 +374,22 @@ class DARTS(pl.LightningModule):
                 f"the datamodule has {want} classes but the model outputs {have}; "
                 f"set model.init_args.supernet.init_args.num_classes: {want}"
             )
+
+    def on_fit_end(self) -> None:
+        if not self.export_on_fit_end or not self.trainer.is_global_zero:
+            return
+        from dnas.export.search_hook import export_search_result
+
+        dm = getattr(self.trainer, "datamodule", None)
+        size = getattr(dm, "input_size", None)
+        _, message = export_search_result(
+            self.supernet.genotype(),
+            self.supernet,
+            self.log_dir() / "export",
+            input_size=tuple(size[-2:]) if size and len(size) == 3 else None,
+            **self.export_options,
+        )
+        rank_zero_info(f"dnas: {message}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()

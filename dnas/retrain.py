@@ -1,0 +1,224 @@
+"""Retrain (evaluate) a found architecture from scratch: the DARTS evaluation recipe as a LightningModule.
+
+Defaults are the DARTS CIFAR-10 recipe (reference ``cnn/train.py``, ALGORITHMS.md §2): SGD lr 0.025 momentum 0.9
+weight decay 3e-4, cosine schedule to 0 over the run, auxiliary head weighted 0.4, drop-path 0.2 ramped linearly
+(``p · epoch / epochs``), gradient clipping at norm 5 (cutout 16 is a datamodule option:
+``CIFAR10DataModule(search=False, cutout=16)``). The ImageNet recipe (``train_imagenet.py``) is a configuration of
+the same module: ``label_smoothing=0.1``, ``lr_schedule="step"`` (γ 0.97 every epoch), lr 0.1, weight decay 3e-5,
+``drop_path_prob=0``, ``stem="imagenet"`` (see ``configs/retrain_imagenet.yaml``).
+
+The network is :func:`dnas.export.build_model` of the genotype, so a retrained checkpoint exports with
+``dnas export --ckpt <checkpoint>`` (options and genotype are read from the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
+from torchmetrics.classification import MulticlassAccuracy
+
+from dnas.genotypes import Genotype
+from dnas.io import atomic_write_text
+
+
+class Retrain(pl.LightningModule):
+    """Train ``build_model(genotype, ...)`` from scratch.
+
+    Args:
+        genotype: a published name (``"DARTS_V2"``) or a genotype JSON path (e.g. a search's ``genotype.json``); from
+            Python a :class:`~dnas.Genotype` is accepted too.
+        init_channels: C of the first cells (CIFAR-10: 36, ImageNet: 48).
+        layers: number of cells (CIFAR-10: 20, ImageNet: 14).
+        num_classes: classifier outputs (checked against the datamodule's ``num_classes``).
+        in_channels: image channels.
+        stem: ``"cifar"`` or ``"imagenet"`` network stem.
+        auxiliary: train with the auxiliary head after cell ``2*layers//3`` (needs ≥ 5×5 maps there).
+        auxiliary_weight: weight of the auxiliary loss (DARTS: 0.4).
+        drop_path_prob: final drop-path probability; epoch ``e`` uses ``drop_path_prob · e / max_epochs``.
+        lr: initial SGD learning rate (CIFAR 0.025; ImageNet 0.1).
+        momentum: SGD momentum (0.9).
+        weight_decay: SGD weight decay (CIFAR 3e-4; ImageNet 3e-5).
+        lr_schedule: ``"cosine"`` (to ``lr_min`` over ``max_epochs``) or ``"step"`` (× ``step_gamma`` every
+            ``step_size`` epochs); both stepped once per epoch.
+        lr_min: final learning rate of the cosine schedule (DARTS evaluation: 0).
+        step_gamma: decay factor of the step schedule (DARTS ImageNet: 0.97).
+        step_size: epochs between decays of the step schedule (1).
+        label_smoothing: cross-entropy label smoothing (ImageNet recipe: 0.1).
+        grad_clip: max gradient norm (5); 0 leaves clipping to the Trainer's ``gradient_clip_val``.
+        input_size: ``(H, W)`` for the FLOPs of the model summary; default: the datamodule's ``input_size``.
+        write_summary: write ``summary.json`` (parameters, FLOPs) to the log directory at the end of fit.
+    """
+
+    def __init__(
+        self,
+        genotype: str = "DARTS_V2",
+        init_channels: int = 36,
+        layers: int = 20,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem: Literal["cifar", "imagenet"] = "cifar",
+        auxiliary: bool = True,
+        auxiliary_weight: float = 0.4,
+        drop_path_prob: float = 0.2,
+        lr: float = 0.025,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+        lr_schedule: Literal["cosine", "step"] = "cosine",
+        lr_min: float = 0.0,
+        step_gamma: float = 0.97,
+        step_size: int = 1,
+        label_smoothing: float = 0.0,
+        grad_clip: float = 5.0,
+        input_size: tuple[int, int] | None = None,
+        write_summary: bool = True,
+    ):
+        super().__init__()
+        from dnas.export import build_model
+        from dnas.genotypes import load
+
+        if lr_schedule not in ("cosine", "step"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'step', got {lr_schedule!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if auxiliary_weight < 0:
+            raise ValueError(f"auxiliary_weight must be >= 0, got {auxiliary_weight}")
+        self.genotype = genotype if isinstance(genotype, Genotype) else load(genotype)
+        name = genotype if isinstance(genotype, str) else str(genotype.meta.get("name", "custom"))
+        self.save_hyperparameters(ignore=["genotype"])
+        self.hparams["genotype"] = name  # a name or path: checkpoints stay plain data (weights_only loading)
+        self.model = build_model(
+            self.genotype,
+            init_channels=init_channels,
+            layers=layers,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            stem=stem,
+            auxiliary=auxiliary,
+            drop_path_prob=0.0,
+        )
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        top5 = num_classes > 5
+        self.val_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # ------------------------------------------------------------------ training
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if isinstance(batch, dict):
+            raise TypeError(
+                "Retrain expects (x, y) batches but the datamodule yields search batches; "
+                "set data.init_args.search: false"
+            )
+        x, y = batch
+        logits, logits_aux = self.model.forward_with_aux(x)
+        loss = self._loss(logits, y)
+        if logits_aux is not None and self.hparams.auxiliary_weight > 0:
+            loss_aux = self._loss(logits_aux, y)
+            self.log("train/loss_aux", loss_aux.detach(), on_step=False, on_epoch=True, sync_dist=True)
+            loss = loss + self.hparams.auxiliary_weight * loss_aux
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if self.hparams.grad_clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_train_epoch_start(self) -> None:
+        # reference train.py: model.drop_path_prob = args.drop_path_prob * epoch / args.epochs
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        self.model.drop_path_prob = self.hparams.drop_path_prob * self.current_epoch / epochs
+        self.log("drop_path_prob", self.model.drop_path_prob, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(
+            self.model.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
+        if self.hparams.lr_schedule == "cosine":
+            t_max = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, eta_min=self.hparams.lr_min)
+        else:
+            hp = self.hparams
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.step_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: Any, prefix: str, metric: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch["arch"] if isinstance(batch, dict) else batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        self.log(f"{prefix}/loss", loss, prog_bar=prefix == "val", on_epoch=True, sync_dist=True)
+        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val", on_epoch=True)
+        if prefix == "val" and self.val_top5 is not None:
+            self.val_top5(logits, y)
+            self.log("val/acc_top5", self.val_top5, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return torch.softmax(self.model(x), dim=-1)
+
+    # ------------------------------------------------------------------ setup, checkpoints, summary
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        for key in ("num_classes", "in_channels"):
+            want = getattr(dm, key, None)
+            have = self.hparams[key]
+            if want is not None and int(want) != int(have):
+                raise ValueError(
+                    f"the datamodule has {key}={want} but the model was built with {key}={have}; "
+                    f"set model.init_args.{key}: {want}"
+                )
+        if self.trainer.is_global_zero:
+            n = sum(p.numel() for n_, p in self.model.named_parameters() if "auxiliary" not in n_)
+            rank_zero_info(f"dnas.Retrain: {self.hparams.genotype}, {n / 1e6:.6f}M parameters (without aux head)")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dnas_genotype"] = self.genotype.to_dict()
+
+    def summary(self) -> dict[str, Any]:
+        """Parameters (with and without the auxiliary head) and FLOPs at the configured input size."""
+        from dnas.export.summary import model_summary
+
+        size = self.hparams.input_size
+        if size is None:
+            dm_size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
+            size = tuple(dm_size[-2:]) if dm_size else ((224, 224) if self.hparams.stem == "imagenet" else (32, 32))
+        shape = (1, self.hparams.in_channels, int(size[0]), int(size[1]))
+        extra = {"genotype": self.hparams.genotype, "space": self.genotype.space}
+        return model_summary(self.model, shape, extra=extra)
+
+    def on_fit_end(self) -> None:
+        if not self.hparams.write_summary or not self.trainer.is_global_zero:
+            return
+        from dnas.export.summary import format_summary
+
+        summary = self.summary()
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        rank_zero_info(f"dnas.Retrain: {format_summary(summary)}; wrote {out / 'summary.json'}")
