@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import ArgsType, LightningCLI
@@ -31,6 +32,18 @@ class DnasCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"default_env": True, "env_prefix": "DNAS"})
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> pl.Trainer:
+        from pytorch_lightning.plugins import CheckpointIO
+
+        from dnas.io import AtomicCheckpointIO
+
+        plugins = config.get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())  # checkpoints are written to a temp file, then renamed
+        config = {**config, "plugins": plugins}
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def _tool(name: str) -> Callable[[list[str]], object]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -47,3 +48,16 @@ def append_line(path: str | Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line.rstrip("\n") + "\n")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO writing to a temporary file, then renaming it.
+
+    A crash mid-write (or a full disk) leaves the previous checkpoint valid. The ``dnas`` CLI installs it unless
+    another CheckpointIO plugin is configured.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)

@@ -1,7 +1,8 @@
 """Callbacks: architecture selection, temperature schedules, genotype tracking and plots."""
 
+from dnas.callbacks.ddp_check import ArchSyncCheck
 from dnas.callbacks.magnitude import MagnitudeSelection
 from dnas.callbacks.perturbation import PerturbationSelection
 from dnas.callbacks.temperature import TemperatureSchedule
 
-__all__: list[str] = ["MagnitudeSelection", "PerturbationSelection", "TemperatureSchedule"]
+__all__: list[str] = ["ArchSyncCheck", "MagnitudeSelection", "PerturbationSelection", "TemperatureSchedule"]

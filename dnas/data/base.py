@@ -13,7 +13,23 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
+
+
+class EpochSeededSampler(RandomSampler):
+    """A random sampler whose order depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a search resumed from a checkpoint sees exactly the
+    batches the uninterrupted run would have seen. Under DDP Lightning swaps it for a ``DistributedSampler``
+    (also seeded per epoch), because it is a ``RandomSampler``.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int):
+        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + 1_000_003 * epoch)
 
 
 def split_indices(n: int, train_portion: float, seed: int) -> tuple[list[int], list[int]]:
@@ -83,11 +99,13 @@ class SearchDataModule(pl.LightningDataModule):
             else:
                 self.train_idx, self.arch_idx = list(range(n)), []
 
-    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool, seed_offset: int = 0) -> DataLoader:
+        # the order follows the global seed (seed_everything) and the epoch, never the RNG's history
+        sampler = EpochSeededSampler(ds, torch.initial_seed() + seed_offset) if shuffle else None
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             drop_last=False,
             persistent_workers=self.num_workers > 0,
@@ -104,7 +122,7 @@ class SearchDataModule(pl.LightningDataModule):
         weights = self._loader(self.weight_dataset(), self.batch_size, shuffle=True)
         if not self.search:
             return weights
-        arch = self._loader(self.arch_dataset(), self.arch_batch_size, shuffle=True)
+        arch = self._loader(self.arch_dataset(), self.arch_batch_size, shuffle=True, seed_offset=1)
         return CombinedLoader({"train": weights, "arch": arch}, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
