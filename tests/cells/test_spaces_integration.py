@@ -120,3 +120,12 @@ def test_cost_tables_and_latency_loss(tmp_path, space):
     module = dnas.DARTS(supernet, write_genotype=False, latency_loss=loss)
     fit(module, make_dm(), tmp_path)
     check_export(supernet, shape)
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_exported_network_traces_with_torch_export(space):
+    make, _, shape = SPACES[space]
+    net = build_model(make().genotype()).eval()
+    x = torch.randn(2, *shape)
+    program = torch.export.export(net, (x,))
+    torch.testing.assert_close(program.module()(x), net(x))
