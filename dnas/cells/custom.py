@@ -55,7 +55,7 @@ from torch import nn
 from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
 from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
 from dnas.ops.mixed import MixedOp
-from dnas.ops.registry import OpFactory, build_op, get_op, register_op
+from dnas.ops.registry import OpFactory, build_op, get_op, is_registered, register_op
 
 CellWeights = Mapping[str, tuple[torch.Tensor, Sequence[torch.Tensor] | None]]
 """What :meth:`CellSupernet.cell_weights` returns: group -> (edge weights ``(E, K)``, per-node edge scales)."""
@@ -136,6 +136,11 @@ class CellSupernet(Supernet):
     # ------------------------------------------------------------------ class-level registration
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "space_name" not in cls.__dict__ and isinstance(getattr(cls, "space_name", None), str):
+            raise TypeError(
+                f"{cls.__name__} subclasses the space {cls.space_name!r} without its own space_name; a changed "
+                f"network is another space (its genotypes must export to {cls.__name__}): set space_name"
+            )
         cls.candidates = tuple(_register_candidates(cls.__name__, cls.candidates))
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__dict__["__init__"])
@@ -481,7 +486,14 @@ def _register_candidates(owner: str, candidates: Sequence[Any]) -> list[str | tu
             continue
         if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str) and callable(c[1])):
             raise TypeError(f"{owner}.candidates entries must be op names or (name, factory) pairs, got {c!r}")
-        register_op(c[0], c[1])  # raises if the name is taken by another factory
+        # a class re-defined (notebook cell run twice, module reloaded) re-registers its own factory; a name taken by
+        # any other factory is an error (the registry says which)
+        taken = get_op(c[0]) if is_registered(c[0]) else None
+        same_source = taken is not None and (
+            getattr(taken, "__module__", None),
+            getattr(taken, "__qualname__", None),
+        ) == (getattr(c[1], "__module__", None), getattr(c[1], "__qualname__", None))
+        register_op(c[0], c[1], overwrite=same_source)
         out.append((c[0], c[1]))
     return out
 

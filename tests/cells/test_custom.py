@@ -217,3 +217,27 @@ def test_missing_space_name_and_op_name_clash_are_clear():
         class Clash(ToySpace):
             space_name = "test_clash"
             candidates = (("skip_connect", lambda C_in, C_out, stride, affine: nn.Identity()),)
+
+
+def test_redefining_a_class_reregisters_its_own_factory_but_not_a_foreign_one():
+    def define():
+        class Again(CellSupernet):
+            space_name = "test_again"
+            candidates = ("skip_connect", ("test_again_double", lambda C_in, C_out, stride, affine: Double()))
+
+        return Again
+
+    define()
+    define()  # a notebook cell run twice: same source, no error
+    with pytest.raises(ValueError, match="already registered"):
+
+        class Other(CellSupernet):
+            space_name = "test_other"
+            candidates = (("test_again_double", lambda C_in, C_out, stride, affine: nn.Identity()),)
+
+
+def test_subclass_of_a_space_must_name_its_own_space():
+    with pytest.raises(TypeError, match="without its own space_name"):
+
+        class Wider(ToySpace):
+            pass

@@ -80,6 +80,9 @@ def test_search_algorithms_run_on_every_space(tmp_path, space, algorithm, space_
     if space_kwargs:
         assert "beta_cell" in moved
     check_export(supernet, shape)
+    if algorithm == "FBNet":  # FBNet's final="sample": architectures drawn from softmax(α), exported as well
+        for g in module.sample_genotypes(2):
+            assert build_model(g).eval()(torch.randn(2, *shape)).shape[0] == 2
 
 
 def test_selection_callbacks_on_a_user_space(tmp_path):
