@@ -134,9 +134,11 @@ class FusedMixedFunction(torch.autograd.Function):
         ctx.mixed, ctx.policy, ctx.active = mixed, policy, active
         ctx.shared_relu = any(plan.tail[k] is not None for k in active)
         save = policy == "save" and record
-        if policy == "recompute" and record:
+        if policy == "recompute" and record:  # what the recompute must reproduce: RNG streams and autocast
             ctx.cpu_rng = torch.get_rng_state()
             ctx.cuda_rng = torch.cuda.get_rng_state(x.device) if x.is_cuda else None
+            dev = x.device.type
+            ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
         with torch.enable_grad() if save else torch.no_grad():
             xi = x.detach().requires_grad_(ctx.needs_input_grad[4]) if save else x
             r = torch.relu(xi) if ctx.shared_relu else None
@@ -207,7 +209,8 @@ class FusedMixedFunction(torch.autograd.Function):
             del ctx.graph
         else:
             devices = [x.device] if x.is_cuda else []
-            with torch.random.fork_rng(devices=devices, enabled=True):
+            dev, amp, amp_dtype = ctx.autocast
+            with torch.random.fork_rng(devices=devices), torch.autocast(dev, dtype=amp_dtype, enabled=amp):
                 torch.set_rng_state(ctx.cpu_rng)
                 if ctx.cuda_rng is not None:
                     torch.cuda.set_rng_state(ctx.cuda_rng, x.device)
