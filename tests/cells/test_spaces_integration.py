@@ -16,6 +16,7 @@ from dnas.data.tabular import TabularDataModule
 from dnas.export import build_model
 from dnas.genotypes import Genotype
 from dnas.latency import LatencyLoss, candidate_sites, measure_table
+from dnas.ops import MIXED_OP_IMPLS
 
 SPACES = {
     "tabular": (
@@ -132,3 +133,18 @@ def test_exported_network_traces_with_torch_export(space):
     x = torch.randn(2, *shape)
     program = torch.export.export(net, (x,))
     torch.testing.assert_close(program.module()(x), net(x))
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+@pytest.mark.parametrize("impl", [i for i in MIXED_OP_IMPLS if i != "naive"])
+def test_mixed_op_implementations_agree_on_every_space(space, impl):
+    make, _, shape = SPACES[space]
+    torch.manual_seed(0)
+    naive, other = make(), make(mixed_op_impl=impl)
+    other.load_state_dict(naive.state_dict())
+    x = torch.randn(4, *shape)
+    y_naive, y_other = naive(x), other(x)
+    torch.testing.assert_close(y_other, y_naive, atol=1e-5, rtol=1e-5)
+    y_naive.square().mean().backward()
+    y_other.square().mean().backward()
+    torch.testing.assert_close(other.alpha("cell").grad, naive.alpha("cell").grad, atol=1e-5, rtol=1e-4)
