@@ -177,7 +177,7 @@ def test_num_decisions_darts_and_nb201_shapes():
     # DARTS: 14 edges, nodes 3..5 have > 2 inputs -> 14 + 3 decisions (ALGORITHMS.md §4: 16 intervals + 1)
     from dnas.cells.darts import DartsSupernet
 
-    darts = DartsSupernet(init_channels=4, layers=3, in_channels=1)
+    darts = DartsSupernet(init_channels=2, layers=1, in_channels=1)
     assert num_decisions(darts) == 17
     assert topology_nodes(darts, "normal") == [3, 4, 5]
     # a space without a topology rule (edges_per_node None): only op steps
@@ -187,7 +187,7 @@ def test_num_decisions_darts_and_nb201_shapes():
 def test_load_supernet_state_formats(tmp_path):
     from dnas.cells.darts import DartsSupernet
 
-    src = DartsSupernet(init_channels=4, layers=3, in_channels=1)
+    src = DartsSupernet(init_channels=2, layers=1, in_channels=1)
     ours = tmp_path / "ours.pt"
     torch.save(src.state_dict(), ours)
     ref = {}
@@ -203,14 +203,15 @@ def test_load_supernet_state_formats(tmp_path):
     ckpt = tmp_path / "model.ckpt"
     torch.save({"state_dict": {"supernet." + k: v for k, v in src.state_dict().items()}, "epoch": 3}, ckpt)
     for path in (ours, reference, ckpt):
-        dst = DartsSupernet(init_channels=4, layers=3, in_channels=1)
+        dst = DartsSupernet(init_channels=2, layers=1, in_channels=1)
         load_supernet_state(dst, path)
+        got = dst.state_dict()
         for k, v in src.state_dict().items():
-            assert torch.equal(dst.state_dict()[k], v), (path.name, k)
+            assert torch.equal(got[k], v), (path.name, k)
     bad = tmp_path / "bad.pt"
     torch.save({"nope": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="does not fit"):
-        load_supernet_state(DartsSupernet(init_channels=4, layers=3, in_channels=1), bad)
+        load_supernet_state(DartsSupernet(init_channels=2, layers=1, in_channels=1), bad)
 
 
 def test_decisions_are_json():
