@@ -98,5 +98,5 @@ def test_cost_table_tool_and_latency_aware_search_on_the_tabular_example(tmp_pat
     )
     assert code == 0, err
     run = tmp_path / "quickstart_tabular" / "version_0"
-    assert "params" in (run / "metrics.csv").read_text()  # the expected cost is logged by the arch step
+    assert "arch/params" in (run / "metrics.csv").read_text()  # the expected cost is logged by the arch step
     assert build_model(Genotype.from_file(run / "genotype.json")) is not None
