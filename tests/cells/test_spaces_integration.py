@@ -67,6 +67,7 @@ def check_export(supernet, shape):
         ("PCDARTS", dict(partial_channels=2, edge_normalization=True), dict(arch_warmup_epochs=0)),
         ("SDDARTS", dict(), dict(num_teachers=1)),
         ("FBNet", dict(), dict(arch_warmup_epochs=0)),
+        ("DARTS", dict(), dict(unrolled=True)),  # second order
     ],
 )
 def test_search_algorithms_run_on_every_space(tmp_path, space, algorithm, space_kwargs, module_kwargs):
