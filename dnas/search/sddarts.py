@@ -122,6 +122,8 @@ class SDDARTS(DARTS):
         self._bank: torch.Tensor | None = None  # (K, N): one flat snapshot per row
         self._bank_steps: list[int] = []  # weight step of each row's snapshot; -1 = empty
         self._layout: list[tuple[str, tuple[int, ...], int, int]] | None = None  # (name, shape, offset, numel)
+        self._is_buffer: list[bool] = []  # per layout entry
+        self._row_views: dict[int, list[torch.Tensor]] = {}  # bank row -> views as the supernet's tensors
         self._weight_steps = 0  # weight steps taken so far (checkpointed: decides when to snapshot)
         self._bank_version = 0  # bumped by every snapshot: invalidates cached teacher targets
         # (x, teacher target, bank version, number of teachers) of the last batch seen
@@ -197,6 +199,8 @@ class SDDARTS(DARTS):
                 layout.append((name, tuple(t.shape), offset, t.numel()))
                 offset += t.numel()
             self._layout = layout
+            params = dict(self.supernet.named_parameters())
+            self._is_buffer = [name not in params for name, *_ in layout]
         device = next(iter(tensors.values())).device
         dtype = getattr(torch, self.hparams.teacher_dtype)
         n = self._layout[-1][2] + self._layout[-1][3] if self._layout else 0
@@ -204,8 +208,19 @@ class SDDARTS(DARTS):
         if self._bank is None:
             self._bank = torch.zeros(K, n, dtype=dtype, device=device)
             self._bank_steps = [-1] * K
+            self._row_views = {}
         elif self._bank.device != device:
             self._bank = self._bank.to(device)
+            self._row_views = {}
+
+    def _split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a flat snapshot as the supernet's tensors, in layout order."""
+        return [flat[offset : offset + numel].view(shape) for _, shape, offset, numel in self._layout]
+
+    def _row(self, slot: int) -> list[torch.Tensor]:
+        if slot not in self._row_views:
+            self._row_views[slot] = self._split(self._bank[slot])
+        return self._row_views[slot]
 
     @torch.no_grad()
     def push_snapshot(self) -> None:
@@ -213,9 +228,7 @@ class SDDARTS(DARTS):
         self._ensure_bank()
         slot = min(range(len(self._bank_steps)), key=lambda i: self._bank_steps[i])  # empty (-1) or oldest
         tensors = self._snapshot_tensors()
-        row = self._bank[slot]
-        for name, _, offset, numel in self._layout:
-            row[offset : offset + numel].copy_(tensors[name].detach().reshape(-1))
+        torch._foreach_copy_(self._row(slot), [tensors[name].detach() for name, *_ in self._layout])  # casts too
         self._bank_steps[slot] = self._weight_steps
         self._bank_version += 1
 
@@ -238,20 +251,25 @@ class SDDARTS(DARTS):
             for n, b in self.supernet.named_buffers()
             if not b.is_floating_point() and not n.startswith(("mask_", "fixed_", "override_"))
         }
+        names = [f"supernet.{name}" for name, *_ in self._layout]
+        dtypes = [student[name].dtype for name, *_ in self._layout]
+        uniform = all(d == self._bank.dtype for d in dtypes)
         was_training = self.supernet.training
         out = []
         try:
             if running:
                 self.supernet.eval()
             for slot in self._teacher_slots():
-                row = self._bank[slot]
+                if uniform:
+                    views = self._row(slot)
+                elif len(set(dtypes)) == 1:  # e.g. bfloat16 storage: one float32 copy of the row
+                    views = self._split(self._bank[slot].to(dtypes[0]))
+                else:
+                    views = [v.to(d) for v, d in zip(self._row(slot), dtypes)]
                 tensors = dict(scratch)
-                for name, shape, offset, numel in self._layout:
-                    ref = student[name]
-                    t = row[offset : offset + numel].view(shape).to(ref.dtype)
-                    if not running and not isinstance(ref, torch.nn.Parameter):
-                        t = t.clone()  # BN running stats are updated in place: keep the snapshot intact
-                    tensors[f"supernet.{name}"] = t
+                for name, view, is_buffer in zip(names, views, self._is_buffer):
+                    # BN running statistics are updated in place by a training-mode forward: keep the snapshot intact
+                    tensors[name] = view.clone() if is_buffer and not running else view
                 out.append(functional_call(self, tensors, (x,), strict=False).float())
         finally:
             self.supernet.train(was_training)
@@ -292,6 +310,7 @@ class SDDARTS(DARTS):
         super().on_load_checkpoint(checkpoint)
         state = checkpoint.get(_CKPT_KEY)
         self._bank, self._bank_steps, self._layout, self._target_cache = None, [], None, None
+        self._row_views = {}
         self._bank_version += 1
         if state is None:
             rank_zero_info("dnas: the checkpoint has no SD-DARTS teachers; distillation restarts without teachers")
