@@ -18,6 +18,7 @@ from pytorch_lightning.cli import ArgsType, LightningCLI
 TOOLS: dict[str, str] = {
     "export": "dnas.export.cli:main",
     "lut": "dnas.latency.cli:main",
+    "plot": "dnas.viz.cli:main",
 }
 """Extra subcommands: name -> ``"module:function"``; the function takes the remaining argv list."""
 

@@ -3,6 +3,13 @@
 from dnas.callbacks.ddp_check import ArchSyncCheck
 from dnas.callbacks.magnitude import MagnitudeSelection
 from dnas.callbacks.perturbation import PerturbationSelection
+from dnas.callbacks.plots import AlphaPlots
 from dnas.callbacks.temperature import TemperatureSchedule
 
-__all__: list[str] = ["ArchSyncCheck", "MagnitudeSelection", "PerturbationSelection", "TemperatureSchedule"]
+__all__: list[str] = [
+    "AlphaPlots",
+    "ArchSyncCheck",
+    "MagnitudeSelection",
+    "PerturbationSelection",
+    "TemperatureSchedule",
+]

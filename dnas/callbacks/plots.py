@@ -1,0 +1,271 @@
+"""See the search: α heatmaps and their evolution, collapse scalars, and a report at the end of ``fit``.
+
+Works for any :class:`~dnas.cells.Supernet` (read through ``arch_groups``, ``selection_weights()`` and
+``genotype()`` only) inside any LightningModule that holds one. Pictures are written on global rank zero with
+matplotlib's Agg canvas (never pyplot), to ``<log dir>/plots/`` and, when a TensorBoard logger is present, as images.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+from dnas.cells.base import Supernet
+from dnas.genotypes import Genotype
+from dnas.viz.alpha import GroupInfo, edge_entropy, plot_alpha_evolution, plot_alpha_heatmaps
+from dnas.viz.style import figure_bytes
+
+EXTRA_PARAMETER_FREE_OPS = ("skip", "identity")
+"""Counted as parameter-free besides :data:`dnas.ops.PARAMETER_FREE_OPS` (FBNet's identity-like ``skip``)."""
+
+
+def find_supernet(pl_module: torch.nn.Module) -> Supernet:
+    """The module's ``supernet`` attribute, else the first :class:`Supernet` among its submodules."""
+    net = getattr(pl_module, "supernet", None)
+    if isinstance(net, Supernet):
+        return net
+    for m in pl_module.modules():
+        if isinstance(m, Supernet):
+            return m
+    raise TypeError(f"{type(pl_module).__name__} holds no dnas.cells.Supernet; AlphaPlots needs a search module")
+
+
+class AlphaPlots(pl.Callback):
+    """α pictures per epoch, collapse scalars with a warning, and ``report.md``/``report.html`` at the end of fit.
+
+    Each ``every_n_epochs`` epochs (and at the last) it writes ``plots/alpha_heatmap[_epochNNN].png`` (edges × ops
+    per group, the current genotype's ops outlined) and ``plots/alpha_evolution_<group>.png`` (each edge's op
+    weights over epochs). Every epoch it logs ``alpha/weight_entropy_<group>`` (mean entropy in nats of the
+    normalised selection weights, which include PC-DARTS' β and removed ops) and ``alpha/param_free_<group>`` (the
+    number of parameter-free ops, skip and pooling, in the current genotype's cell of that group), and warns once
+    when a watched group's count reaches ``collapse_threshold`` (the DARTS collapse to skip connections).
+
+    Args:
+        every_n_epochs: draw pictures every n epochs (scalars and history are kept every epoch).
+        collapse_threshold: warn when a watched cell has at least this many parameter-free ops (DARTS normal cell:
+            8 edges; DARTS V1, a healthy result, has 3 skips, collapsed searches 4 or more).
+        collapse_groups: groups watched for collapse; None = every group except ``reduce`` (reduction cells
+            legitimately favour pooling: DARTS V2's has 6 parameter-free ops of 8).
+        parameter_free_ops: op names counted; None = :data:`dnas.ops.PARAMETER_FREE_OPS` plus ``skip``/``identity``.
+        keep_epoch_files: also keep one heatmap per drawn epoch (``alpha_heatmap_epochNNN.png``).
+        tensorboard: add the pictures to every TensorBoard logger of the trainer.
+        report: write ``report.md`` and ``report.html`` into the log directory at the end of ``fit`` (rank zero).
+        measure_latency: in the report, time the exported model when the module used a latency table.
+        dpi: resolution of the PNGs.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        collapse_threshold: int = 4,
+        collapse_groups: list[str] | None = None,
+        parameter_free_ops: list[str] | None = None,
+        keep_epoch_files: bool = True,
+        tensorboard: bool = True,
+        report: bool = True,
+        measure_latency: bool = True,
+        dpi: int = 90,
+    ):
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if collapse_threshold < 1:
+            raise ValueError(f"collapse_threshold must be >= 1, got {collapse_threshold}")
+        self.every_n_epochs = every_n_epochs
+        self.collapse_threshold = collapse_threshold
+        self.collapse_groups = None if collapse_groups is None else list(collapse_groups)
+        self.parameter_free_ops = None if parameter_free_ops is None else list(parameter_free_ops)
+        self.keep_epoch_files = keep_epoch_files
+        self.tensorboard = tensorboard
+        self.report = report
+        self.measure_latency = measure_latency
+        self.dpi = dpi
+        self._reset_state()
+        self._fit_start: float | None = None
+
+    def _reset_state(self) -> None:
+        # everything in here is in state_dict, so a resumed run keeps its curves
+        self.groups: dict[str, GroupInfo] = {}
+        self.epochs: list[int] = []  # epochs completed at each record (0 = before training)
+        self.weights: dict[str, list[list[list[float]]]] = {}
+        self.metrics: list[dict[str, float]] = []
+        self.collapse_warned: dict[str, bool] = {}
+        self.warnings: list[str] = []
+        self.run_time_s = 0.0
+        self.input_shape: list[int] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def free_ops(self) -> frozenset[str]:
+        if self.parameter_free_ops is not None:
+            return frozenset(self.parameter_free_ops)
+        from dnas.ops import PARAMETER_FREE_OPS
+
+        return frozenset(PARAMETER_FREE_OPS) | frozenset(EXTRA_PARAMETER_FREE_OPS)
+
+    def watched(self, group: str) -> bool:
+        return group != "reduce" if self.collapse_groups is None else group in self.collapse_groups
+
+    def param_free_counts(self, genotype: Genotype) -> dict[str, int]:
+        """Parameter-free ops per genotype cell (``none`` edges are not counted: they are no op at all)."""
+        free = self.free_ops() - {"none"}
+        return {name: sum(op in free for op in cell.ops()) for name, cell in genotype.cells.items()}
+
+    @staticmethod
+    def out_dir(trainer: pl.Trainer) -> Path:
+        return Path(trainer.log_dir or trainer.default_root_dir)
+
+    def _record(self, supernet: Supernet, epoch: int) -> dict[str, np.ndarray]:
+        weights = {g: w.float().cpu().numpy() for g, w in supernet.selection_weights().items()}
+        for g, group in supernet.arch_groups.items():
+            self.groups.setdefault(g, GroupInfo.of(group))
+        if self.epochs and self.epochs[-1] == epoch:  # re-recording the same epoch (resume): replace
+            self.epochs.pop()
+            for g in self.weights:
+                self.weights[g].pop()
+        self.epochs.append(epoch)
+        for g, w in weights.items():
+            self.weights.setdefault(g, []).append(w.tolist())
+        return weights
+
+    def _snapshot_metrics(self, trainer: pl.Trainer, epoch: int) -> None:
+        values = {}
+        for k, v in trainer.callback_metrics.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1 and torch.isfinite(v):
+                values[k] = float(v)
+        if values and not any(row["epoch"] == epoch for row in self.metrics):
+            self.metrics.append({"epoch": epoch, **values})
+
+    # ------------------------------------------------------------------ hooks
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        find_supernet(pl_module)  # fail early with a clear message
+        self._fit_start = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.epochs:
+            self._record(find_supernet(pl_module), trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if self.input_shape is None:
+            x = batch.get("train", batch) if isinstance(batch, dict) else batch
+            x = x[0] if isinstance(x, (list, tuple)) else x
+            if isinstance(x, torch.Tensor):
+                self.input_shape = [int(s) for s in x.shape[1:]]
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the epoch-level metrics of the previous epoch are complete only after its on_train_epoch_end hooks
+        if trainer.current_epoch > 0:
+            self._snapshot_metrics(trainer, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        supernet = find_supernet(pl_module)
+        done = trainer.current_epoch + 1
+        weights = self._record(supernet, done)
+        genotype = supernet.genotype()
+        counts = self.param_free_counts(genotype)
+        for g, w in weights.items():
+            pl_module.log(f"alpha/weight_entropy_{g}", float(edge_entropy(w).mean()), on_epoch=True)
+        for g, n in counts.items():
+            pl_module.log(f"alpha/param_free_{g}", float(n), on_epoch=True)
+            if not self.watched(g):
+                continue
+            if n >= self.collapse_threshold and not self.collapse_warned.get(g):
+                msg = (
+                    f"epoch {trainer.current_epoch}: cell {g!r} of the current genotype has {n} parameter-free ops "
+                    f"(threshold {self.collapse_threshold}); the search may be collapsing to skip connections/pooling"
+                )
+                self.warnings.append(msg)
+                rank_zero_warn("dnas.AlphaPlots: " + msg)
+            self.collapse_warned[g] = n >= self.collapse_threshold
+        last = trainer.max_epochs is not None and done >= trainer.max_epochs
+        if trainer.is_global_zero and (done % self.every_n_epochs == 0 or last):
+            self.draw(trainer, genotype, done)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.epochs:
+            self._snapshot_metrics(trainer, self.epochs[-1])
+        if self._fit_start is not None:
+            self.run_time_s += time.perf_counter() - self._fit_start
+            self._fit_start = None
+        if self.report and trainer.is_global_zero and len(self.epochs) > 1:
+            from dnas.viz.search_report import write_search_report
+
+            md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module))
+            rank_zero_info(f"dnas: search report written to {md} (and report.html)")
+
+    # ------------------------------------------------------------------ pictures
+    def history(self, group: str) -> np.ndarray:
+        return np.asarray(self.weights[group], dtype=np.float64)
+
+    def draw(self, trainer: pl.Trainer, genotype: Genotype | None, epoch: int) -> dict[str, Path]:
+        """Write the heatmap and evolution PNGs for the latest record; returns name -> path."""
+        from dnas.io import atomic_write_bytes
+
+        plots = self.out_dir(trainer) / "plots"
+        latest = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
+        figures = {
+            "alpha_heatmap": plot_alpha_heatmaps(
+                latest, self.groups, title=f"edge weights after epoch {epoch}", genotype=genotype, dpi=self.dpi
+            )
+        }
+        if len(self.epochs) > 1:
+            for g, info in self.groups.items():
+                figures[f"alpha_evolution_{g}"] = plot_alpha_evolution(self.epochs, self.history(g), info, dpi=self.dpi)
+        written = {}
+        for name, fig in figures.items():
+            png = figure_bytes(fig, "png", self.dpi)
+            written[name] = atomic_write_bytes(plots / f"{name}.png", png)
+            if name == "alpha_heatmap" and self.keep_epoch_files:
+                atomic_write_bytes(plots / f"{name}_epoch{epoch:03d}.png", png)
+            if self.tensorboard:
+                self._to_tensorboard(trainer, f"alpha/{name}", png, epoch)
+        return written
+
+    @staticmethod
+    def _to_tensorboard(trainer: pl.Trainer, tag: str, png: bytes, step: int) -> None:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        from PIL import Image
+
+        image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        for lg in loggers:
+            lg.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "groups": {
+                g: {"edges": [list(e) for e in i.edges], "candidates": list(i.candidates)}
+                for g, i in self.groups.items()
+            },
+            "epochs": list(self.epochs),
+            "weights": self.weights,
+            "metrics": self.metrics,
+            "collapse_warned": dict(self.collapse_warned),
+            "warnings": list(self.warnings),
+            "run_time_s": self.run_time_s,
+            "input_shape": self.input_shape,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._reset_state()
+        self.groups = {
+            g: GroupInfo(g, tuple(tuple(e) for e in v["edges"]), tuple(v["candidates"]))
+            for g, v in state_dict.get("groups", {}).items()
+        }
+        self.epochs = [int(e) for e in state_dict.get("epochs", [])]
+        self.weights = {g: list(v) for g, v in state_dict.get("weights", {}).items()}
+        self.metrics = [dict(m) for m in state_dict.get("metrics", [])]
+        self.collapse_warned = dict(state_dict.get("collapse_warned", {}))
+        self.warnings = list(state_dict.get("warnings", []))
+        self.run_time_s = float(state_dict.get("run_time_s", 0.0))
+        self.input_shape = state_dict.get("input_shape")

@@ -1,0 +1,160 @@
+"""Pictures of architecture weights: per-group heatmaps (edges × ops) and per-edge evolution over epochs.
+
+Inputs are plain arrays plus the group's edges and candidate names, so the same code draws a live supernet (through
+:meth:`~dnas.cells.Supernet.selection_weights`) or a history saved in a callback's state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dnas.genotypes import Genotype
+from dnas.viz.style import new_figure, op_colors
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What a picture needs to know about one architecture group (mirrors :class:`dnas.cells.ArchGroup`)."""
+
+    name: str
+    edges: tuple[tuple[int, int], ...]
+    candidates: tuple[str, ...]
+
+    @classmethod
+    def of(cls, group) -> GroupInfo:
+        return cls(str(group.name), tuple((int(s), int(d)) for s, d in group.edges), tuple(group.candidates))
+
+    def edge_labels(self) -> list[str]:
+        return [f"{s}→{d}" for s, d in self.edges]
+
+
+def normalised(weights: np.ndarray) -> np.ndarray:
+    """Rows scaled to sum 1 (removed edges, all-zero rows, stay zero)."""
+    w = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    total = w.sum(-1, keepdims=True)
+    return np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+
+
+def edge_entropy(weights: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each edge's normalised op weights; removed edges get 0."""
+    p = normalised(weights)
+    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1)
+
+
+def plot_alpha_heatmaps(
+    weights: Mapping[str, np.ndarray],
+    groups: Mapping[str, GroupInfo],
+    title: str | None = None,
+    genotype: Genotype | None = None,
+    dpi: int = 100,
+) -> Figure:
+    """One heatmap per group: rows = edges (``src→dst``), columns = candidate ops, values annotated.
+
+    Args:
+        weights: group -> ``(E, K)`` edge weights (softmax α with selection applied).
+        groups: group -> :class:`GroupInfo` (edges and candidate names).
+        title: figure title (e.g. the epoch).
+        genotype: if given, the ops it keeps are outlined (cells named like the groups).
+        dpi: resolution.
+    """
+    names = [g for g in groups if g in weights]
+    if not names:
+        raise ValueError(f"no weights for any of the groups {list(groups)}")
+    shapes = [np.asarray(weights[g]).shape for g in names]
+    width = sum(max(3.2, 0.62 * k + 2.0) for _, k in shapes)
+    height = max(3.0, 0.3 * max(e for e, _ in shapes) + 2.0)
+    fig = new_figure(width, height, dpi)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        info, w = groups[name], np.asarray(weights[name], dtype=np.float64)
+        if w.shape != (len(info.edges), len(info.candidates)):
+            raise ValueError(
+                f"group {name!r}: weights have shape {w.shape}, expected {(len(info.edges), len(info.candidates))}"
+            )
+        vmax = max(float(w.max()), 1e-6)
+        im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(len(info.candidates)), info.candidates, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(info.edges)), info.edge_labels(), fontsize=8)
+        ax.set_ylabel("edge")
+        ax.set_title(name, fontsize=10)
+        if w.size <= 400:
+            for (i, j), v in np.ndenumerate(w):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if v < 0.6 * vmax else "black",
+                )
+        if genotype is not None and name in genotype.cells:
+            rows = {e: i for i, e in enumerate(info.edges)}
+            cols = {op: j for j, op in enumerate(info.candidates)}
+            for e in genotype.cells[name].edges:
+                i, j = rows.get((e.src, e.dst)), cols.get(e.op)
+                if i is not None and j is not None:
+                    ax.add_patch(_box(j, i))
+        fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+    if title:
+        fig.suptitle(title + ("  (outlined: current genotype)" if genotype is not None else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _box(x: float, y: float):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.8)
+
+
+def plot_alpha_evolution(
+    epochs: Sequence[float],
+    history: Sequence[np.ndarray],
+    group: GroupInfo,
+    max_cols: int = 5,
+    dpi: int = 100,
+) -> Figure:
+    """Each edge's op weights over epochs: one small panel per edge, one line per op, shared legend.
+
+    Args:
+        epochs: x values (epochs completed).
+        history: one ``(E, K)`` array per entry of ``epochs``.
+        group: the group drawn.
+        max_cols: panels per row.
+        dpi: resolution.
+    """
+    data = np.asarray(history, dtype=np.float64)
+    E, K = len(group.edges), len(group.candidates)
+    if data.ndim != 3 or data.shape[1:] != (E, K) or len(data) != len(epochs):
+        raise ValueError(f"group {group.name!r}: history has shape {data.shape}, expected ({len(epochs)}, {E}, {K})")
+    cols = min(E, max_cols)
+    rows = math.ceil(E / cols)
+    fig = new_figure(2.6 * cols, 1.9 * rows + 0.9, dpi)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    colors = op_colors(group.candidates)
+    x = np.asarray(epochs, dtype=np.float64)
+    top = max(float(data.max()), 1e-6) * 1.05
+    for e in range(rows * cols):
+        ax = axes[e // cols][e % cols]
+        if e >= E:
+            ax.axis("off")
+            continue
+        for k, op in enumerate(group.candidates):
+            ax.plot(x, data[:, e, k], color=colors[op], lw=1.4, marker="o" if len(x) <= 12 else None, ms=2.5)
+        ax.set_title(group.edge_labels()[e], fontsize=8)
+        ax.set_ylim(0, top)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if e // cols == rows - 1 or e + cols >= E:
+            ax.set_xlabel("epoch", fontsize=7)
+    handles = [axes[0][0].lines[k] for k in range(K)]
+    fig.legend(handles, group.candidates, loc="lower center", ncol=min(K, 8), fontsize=7, frameon=False)
+    fig.suptitle(f"{group.name}: op weight per edge over epochs", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((K - 1) // 8), 1, 0.97))
+    return fig

@@ -1,0 +1,225 @@
+"""The end-of-search report: settings, genotype drawing, α pictures, curves, model size, latency, run time.
+
+Called by :class:`dnas.callbacks.AlphaPlots` at the end of ``fit`` on rank zero; reads the run only through the
+trainer, the callback's history and the supernet contract.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dnas.genotypes import Genotype
+from dnas.io import atomic_write_text
+from dnas.viz.cells import render_genotype
+from dnas.viz.curves import plot_curves
+from dnas.viz.report import Section, write_report
+from dnas.viz.style import save_figure
+
+
+def _fmt_time(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def export_options(pl_module, supernet, genotype: Genotype) -> list[dict[str, Any]]:
+    """Option sets to try with ``build_model``, most specific first (the module's export options, then less)."""
+    from dnas.export.search_hook import supernet_options
+
+    found = supernet_options(supernet)
+    chosen = {k: v for k, v in (getattr(pl_module, "export_options", None) or {}).items() if v is not None}
+    darts_like = {**found, **chosen, "stem": "cifar", "auxiliary": False}
+    basic = {k: found[k] for k in ("num_classes", "in_channels") if k in found}
+    return [darts_like, {**found, **chosen}, basic, {}]
+
+
+def exported_model(pl_module, supernet, genotype: Genotype) -> tuple[torch.nn.Module | None, dict, str]:
+    """``(model, options, message)``: the discrete network of ``genotype`` via :func:`dnas.export.build_model`."""
+    from dnas.export.builders import registered_builders
+
+    if genotype.space not in registered_builders():
+        return None, {}, f"no exporter for space {genotype.space!r} (spaces with one: {registered_builders()})"
+    from dnas.export import build_model
+
+    errors = []
+    for options in export_options(pl_module, supernet, genotype):
+        try:
+            return build_model(genotype, **options), options, ""
+        except (TypeError, ValueError, KeyError) as err:
+            errors.append(f"{options}: {err}")
+    return None, {}, "build_model failed: " + errors[-1]
+
+
+def model_section(pl_module, supernet, genotype: Genotype, input_shape, measure_latency: bool) -> Section:
+    from dnas.export.summary import FLOPS_DEFINITION, model_summary
+
+    sec = Section("Exported model")
+    model, options, message = exported_model(pl_module, supernet, genotype)
+    rows = []
+    if model is None:
+        sec.text(f"No discrete network: {message}.")
+    else:
+        shape = (1, *input_shape) if input_shape else None
+        try:
+            summary = (
+                model_summary(model, shape) if shape else {"parameters": sum(p.numel() for p in model.parameters())}
+            )
+        except Exception as err:  # noqa: BLE001 - a summary must not cost the user the report
+            summary = {"parameters": sum(p.numel() for p in model.parameters()), "flops_error": str(err)}
+        sec.text(
+            "The final genotype built with dnas.export.build_model (fresh weights; retrain with dnas.Retrain) "
+            f"with options {json.dumps(options)}."
+        )
+        rows.append(["parameters", f"{summary['parameters']:,}"])
+        if "flops" in summary:
+            rows.append([f"FLOPs at input {tuple(summary['input_shape'])}", f"{summary['flops']:,}"])
+            rows.append(["MACs (mult-adds)", f"{summary['macs']:,}"])
+        if "flops_error" in summary:
+            rows.append(["FLOPs", f"not counted: {summary['flops_error']}"])
+    sec.table(
+        ["quantity", "value"], rows + [["supernet parameters", f"{sum(p.numel() for p in supernet.parameters()):,}"]]
+    )
+    if model is not None and "flops" in locals().get("summary", {}):
+        sec.text(FLOPS_DEFINITION)
+    latency = getattr(pl_module, "latency_loss", None)
+    if latency is not None:
+        sec.parts += latency_parts(pl_module, supernet, genotype, latency, model, input_shape, measure_latency)
+    return sec
+
+
+def _one_hot(supernet, genotype: Genotype) -> dict[str, torch.Tensor]:
+    out = {}
+    for g, group in supernet.arch_groups.items():
+        w = torch.zeros(group.num_edges, len(group.candidates))
+        cell = genotype.cells.get(g)
+        if cell is not None:
+            rows = {e: i for i, e in enumerate(group.edges)}
+            for e in cell.edges:
+                if (e.src, e.dst) in rows and e.op in group.candidates:
+                    w[rows[(e.src, e.dst)], group.candidates.index(e.op)] = 1.0
+        out[g] = w
+    return out
+
+
+def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, measure: bool) -> list[tuple]:
+    """Expected cost (table) of the soft weights and of the final genotype, and the measured latency of the model."""
+    note = ""
+    name = latency.name
+    unit = latency.table.unit
+    rows = []
+    logged = pl_module.trainer.callback_metrics.get(
+        f"arch/{name}_epoch", pl_module.trainer.callback_metrics.get(f"arch/{name}")
+    )
+    if logged is not None:
+        rows.append(
+            [f"expected {name}, softmax weights, last epoch (logged arch/{name})", f"{float(logged):.4g} {unit}"]
+        )
+    try:
+        param = next(supernet.parameters())
+        one_hot = {k: v.to(param.device) for k, v in _one_hot(supernet, genotype).items()}
+        rows.append(
+            [
+                f"expected {name} of the final genotype (table)",
+                f"{float(latency.expected(supernet, one_hot)):.4g} {unit}",
+            ]
+        )
+    except Exception as err:  # noqa: BLE001
+        rows.append([f"expected {name} of the final genotype", f"not computed: {err}"])
+    env = latency.table.meta.get("environment") or {}
+    if measure and name == "latency" and model is not None and input_shape:
+        from dnas.latency.measure import time_module
+
+        batch = int(latency.table.meta.get("batch_size", env.get("batch_size", 1)) or 1)
+        model = model.eval()
+        stats = time_module(model, torch.zeros(batch, *input_shape), warmup=3, min_run_time=0.2)
+        rows.append(
+            [f"measured latency of the exported model here (CPU, batch {batch}, median)", f"{stats['median']:.4g} ms"]
+        )
+        note = (
+            "The table was measured on "
+            f"{env.get('device', latency.table.meta.get('device', 'its own device'))}; the measurement above is on "
+            "this machine's CPU with one thread, so compare the two only when those match. The table sums per-op "
+            "times and leaves out stems, heads and framework overhead."
+        )
+    parts: list[tuple] = [("text", f"A {name} table was used in the loss ({latency!r}).")]
+    parts.append(("table", [f"{name} ({latency.form} loss form)", "value"], rows))
+    return parts + ([("text", note)] if note else [])
+
+
+def write_search_report(callback, trainer, pl_module, supernet) -> tuple[Path, Path]:
+    """Render the final pictures and write ``report.md`` + ``report.html`` into the trainer's log directory."""
+    out = callback.out_dir(trainer)
+    plots = out / "plots"
+    genotype = supernet.genotype()
+    sections = []
+
+    # overview
+    ov = Section("Run")
+    last = callback.metrics[-1] if callback.metrics else {}
+    rows = [
+        ["search module", type(pl_module).__name__],
+        ["search space", f"{type(supernet).__name__} (genotype space {genotype.space!r})"],
+        ["epochs", str(callback.epochs[-1])],
+        ["run time (fit, all sessions)", _fmt_time(callback.run_time_s)],
+        ["log directory", str(out)],
+        ["finished", time.strftime("%Y-%m-%d %H:%M:%S")],
+    ]
+    rows += [[k, _fmt(v)] for k, v in last.items() if k != "epoch" and not k.endswith("_step")]
+    ov.table(["", ""], rows)
+    sections.append(ov)
+
+    # genotype
+    gen = Section("Final genotype")
+    render_genotype(genotype, plots / "genotype", ("png", "svg"), dpi=110)
+    gen.image("plots/genotype.png", "the cells of the final genotype (SVG: plots/genotype.svg)")
+    counts = callback.param_free_counts(genotype)
+    gen.table(
+        ["cell", "edges", "parameter-free ops", "watched for collapse"],
+        [[c, len(genotype.cells[c].edges), counts[c], "yes" if callback.watched(c) else "no"] for c in genotype.cells],
+    )
+    for w in callback.warnings:
+        gen.text("Warning: " + w)
+    gen.code(genotype.to_json(), "json")
+    sections.append(gen)
+
+    # α
+    al = Section("Architecture weights")
+    callback.draw(trainer, genotype, callback.epochs[-1])
+    al.text("Edge weights (softmax α with the selection applied) per edge and op; red boxes: the final genotype.")
+    al.image("plots/alpha_heatmap.png", "final edge weights")
+    for g in callback.groups:
+        al.image(f"plots/alpha_evolution_{g}.png", f"{g}: each edge's op weights over epochs")
+    sections.append(al)
+
+    # curves
+    cu = Section("Loss and accuracy")
+    if callback.metrics:
+        save_figure(plot_curves(callback.metrics, callback.dpi), plots / "curves", dpi=callback.dpi)
+        cu.image("plots/curves.png", "epoch-level losses and accuracies")
+    else:
+        cu.text("No metrics were logged.")
+    sections.append(cu)
+
+    sections.append(model_section(pl_module, supernet, genotype, callback.input_shape, callback.measure_latency))
+
+    # settings
+    st = Section("Settings")
+    config = out / "config.yaml"
+    if config.is_file():
+        st.text("The configuration LightningCLI saved for this run (config.yaml):")
+        st.code(config.read_text(encoding="utf-8"), "yaml")
+    else:
+        st.text("No config.yaml in the log directory (not run through the dnas CLI); the module's hyperparameters:")
+        st.code(json.dumps(dict(pl_module.hparams), indent=2, default=repr), "json")
+    sections.append(st)
+    atomic_write_text(plots / "metrics_history.json", json.dumps(callback.metrics, indent=1))
+    return write_report(out, f"dnas search report: {type(pl_module).__name__} on {genotype.space}", sections)

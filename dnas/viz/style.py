@@ -1,0 +1,60 @@
+"""Shared drawing helpers: headless figures (no pyplot state), op colours, PNG/SVG saving."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from dnas.io import atomic_write_bytes
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+
+
+def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
+    """A figure bound to the Agg canvas: never touches pyplot or a GUI backend, so it is safe anywhere."""
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int | None = None) -> bytes:
+    """Render ``fig`` to ``png``/``svg``/``pdf`` bytes."""
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}; allowed: {list(IMAGE_FORMATS)}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path, formats: Iterable[str] = ("png",), dpi: int | None = None) -> list[Path]:
+    """Save ``fig`` as ``path`` with each suffix in ``formats`` (written atomically); returns the files."""
+    path = Path(path)
+    out = []
+    for fmt in formats:
+        target = path.with_suffix("." + fmt)
+        out.append(atomic_write_bytes(target, figure_bytes(fig, fmt, dpi)))
+    return out
+
+
+def op_colors(ops: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """One colour per op, by position in ``ops``; parameter-free ops get greys so they stand out as such."""
+    from matplotlib import colormaps
+
+    from dnas.ops import PARAMETER_FREE_OPS
+
+    palette = colormaps["tab10" if len(ops) <= 10 else "tab20"]
+    greys = [(0.45, 0.45, 0.45, 1.0), (0.62, 0.62, 0.62, 1.0), (0.3, 0.3, 0.3, 1.0), (0.75, 0.75, 0.75, 1.0)]
+    colors: dict[str, tuple[float, float, float, float]] = {}
+    n_free = n_param = 0
+    for op in dict.fromkeys(ops):
+        if op in PARAMETER_FREE_OPS and op != "skip_connect" and n_free < len(greys):
+            colors[op] = greys[n_free]
+            n_free += 1
+        else:
+            colors[op] = tuple(palette(n_param % palette.N))
+            n_param += 1
+    return colors
