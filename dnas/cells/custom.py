@@ -220,6 +220,8 @@ class CellSupernet(Supernet):
                 raise ValueError(
                     f"genotype_exclude names {name!r}, which is not a candidate; candidates: {list(names)}"
                 )
+        if set(names) <= set(self._rule_exclude()):
+            raise ValueError(f"genotype_exclude {list(self._rule_exclude())} leaves no candidate for the rule to pick")
         spec = register_space(self.space_spec)
         if self._discrete is not None:
             self._discrete.genotype.validate(spec, source=f"genotype for {type(self).__name__}")

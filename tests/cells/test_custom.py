@@ -241,3 +241,12 @@ def test_subclass_of_a_space_must_name_its_own_space():
 
         class Wider(ToySpace):
             pass
+
+
+def test_rule_that_excludes_every_candidate_is_rejected():
+    class Nothing(ToySpace):
+        space_name = "test_nothing"
+        genotype_exclude = ("none", "skip_connect", "test_double")
+
+    with pytest.raises(ValueError, match="leaves no candidate"):
+        Nothing()
