@@ -1,0 +1,67 @@
+"""The export a search writes at the end of fit (``DARTS(export_on_fit_end=True)``)."""
+
+import importlib.util
+import json
+
+import pytorch_lightning as pl
+import torch
+
+from dnas import DARTS, Genotype
+from dnas.cells.darts import DartsSupernet
+from dnas.data import DigitsDataModule
+from dnas.export.search_hook import export_search_result, supernet_options
+
+
+def fit(tmp_path, **kw):
+    pl.seed_everything(0)
+    module = DARTS(DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1), **kw)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=pl.loggers.CSVLogger(tmp_path, name="s"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, DigitsDataModule(batch_size=16))
+    return module, tmp_path / "s" / "version_0"
+
+
+def test_search_leaves_a_ready_model(tmp_path):
+    module, log = fit(tmp_path)
+    export = log / "export"
+    assert sorted(p.name for p in export.iterdir()) == ["genotype.json", "model.py", "summary.json", "weights.pt"]
+    assert Genotype.from_file(export / "genotype.json") == module.supernet.genotype()
+    summary = json.loads((export / "summary.json").read_text())
+    assert summary["options"] == {
+        "init_channels": 4,
+        "layers": 3,
+        "num_classes": 10,
+        "in_channels": 1,
+        "stem": "cifar",
+        "auxiliary": False,
+    }
+    assert summary["input_shape"] == [1, 1, 8, 8] and "untrained" in summary["weights"]
+    spec = importlib.util.spec_from_file_location("search_export_model", export / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.load_model()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_export_can_be_switched_off_and_resized(tmp_path):
+    off = DARTS(DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1), export_on_fit_end=False)
+    assert off.on_fit_end() is None  # returns before touching the trainer: nothing is written
+    net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
+    out, message = export_search_result(net.genotype(), net, tmp_path / "e", (8, 8), init_channels=6, layers=4)
+    options = json.loads((out / "summary.json").read_text())["options"]
+    assert options["init_channels"] == 6 and options["layers"] == 4 and "untrained" in message
+
+
+def test_supernet_options_and_spaces_without_python_exporter(tmp_path):
+    net = DartsSupernet(init_channels=6, num_classes=7, layers=4, in_channels=2)
+    assert supernet_options(net) == {"in_channels": 2, "num_classes": 7, "layers": 4, "init_channels": 6}
+    g = Genotype.chain(["skip_connect"], space="some_user_space")
+    out, message = export_search_result(g, net, tmp_path / "x")
+    assert out is None and "no exporter for space 'some_user_space'" in message and not (tmp_path / "x").exists()
