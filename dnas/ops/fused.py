@@ -117,6 +117,13 @@ class _BuffersKept:
                 b.copy_(s)
 
 
+def _accumulate(acc: torch.Tensor | None, o: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``acc + w·o`` through ``dnas::weighted_sum`` (``1·acc`` is exact, so the naive rounding order is kept)."""
+    if acc is None:
+        return weighted_sum([o], w.reshape(1))
+    return weighted_sum([acc, o], torch.stack((torch.ones_like(w), w)))
+
+
 def _zeros_out(mixed: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
     k = plan.zero.index(True)
     return mixed._ops[k](x)
@@ -143,10 +150,14 @@ class FusedMixedFunction(torch.autograd.Function):
             xi = x.detach().requires_grad_(ctx.needs_input_grad[4]) if save else x
             r = torch.relu(xi) if ctx.shared_relu else None
             ri = r.detach().requires_grad_(ctx.needs_input_grad[4]) if (save and r is not None) else r
-            outs = [_run(plan, ops, k, xi, ri) for k in active]
-        if outs:
-            out = weighted_sum([o.detach() for o in outs], weights.detach()[active])
-        else:
+            outs, out = [], None
+            for k in active:  # accumulate as we go: at most two op outputs alive besides the sum
+                o = _run(plan, ops, k, xi, ri)
+                out = _accumulate(out, o.detach(), weights.detach()[k])
+                if save:
+                    outs.append(o)
+                del o
+        if out is None:
             out = _zeros_out(mixed, plan, x.detach())
         # parameters go through save_for_backward so an in-place change before backward raises, as with naive
         ctx.num_params = len(params)

@@ -265,3 +265,14 @@ def test_bad_impl_and_weights_shape():
     op = MixedOp(4, impl="fused")
     with pytest.raises(ValueError, match="one weight per candidate"):
         op(torch.randn(1, 4, 4, 4), torch.randn(2, 8))
+
+
+def test_torch_compile_matches_naive():
+    naive, fused = _pair("fused", torch.float64)
+    compiled = torch.compile(fused, backend="aot_eager")
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, dtype=torch.float64).softmax(0).requires_grad_()
+    yn, yc = naive(x, w), compiled(x, w)
+    assert torch.equal(yn, yc)
+    for a, b in zip(torch.autograd.grad(yc.sum(), [x, w]), torch.autograd.grad(yn.sum(), [x, w])):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
