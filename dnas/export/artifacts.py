@@ -177,6 +177,7 @@ def export_model(
     fmt: Format = "python",
     overwrite: bool = False,
     input_size: Sequence[int] = (32, 32),
+    input_shape: Sequence[int] | None = None,
     name: str | None = None,
     extra_summary: Mapping[str, Any] | None = None,
     flops: bool = True,
@@ -190,7 +191,9 @@ def export_model(
         out_dir: the directory to create.
         fmt: ``python`` (model.py + weights.pt), ``pt2`` (torch.export program) or ``onnx``.
         overwrite: replace an existing ``out_dir`` (only once the new one is complete).
-        input_size: ``(H, W)`` of the example input used for tracing and for the FLOP count.
+        input_size: ``(H, W)`` of the example image (``in_channels`` from ``options``) used for tracing and FLOPs.
+        input_shape: the full example input shape without the batch (e.g. ``(40, 1)`` for a 1-D space, ``(64,)``
+            for a tabular one); overrides ``input_size``.
         name: the genotype's name for docs and the summary.
         extra_summary: more entries for ``summary.json`` (e.g. the checkpoint exported).
         flops: count FLOPs for the summary.
@@ -211,8 +214,10 @@ def export_model(
         from dnas.export.codegen import python_exportable
 
         python_exportable(genotype)
-    in_channels = int(options.get("in_channels", 3))
-    input_shape = (1, in_channels, int(input_size[0]), int(input_size[1]))
+    if input_shape is not None:
+        input_shape = (1, *(int(d) for d in input_shape))
+    else:
+        input_shape = (1, int(options.get("in_channels", 3)), int(input_size[0]), int(input_size[1]))
     trace_shape = (2,) + input_shape[1:]  # batch 2 so the exported batch dimension stays dynamic
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -220,7 +225,7 @@ def export_model(
     model.eval()
     try:
         if fmt == "python":
-            _write_python(model, genotype, options, tmp, input_size, name)
+            _write_python(model, genotype, options, tmp, input_shape[-2:], name)
         elif fmt == "pt2":
             _write_pt2(model, tmp, trace_shape)
         else:

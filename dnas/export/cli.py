@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for tracing and FLOPs (32 32 / 224 224)"
     )
+    g.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        metavar="D",
+        help="input shape without the batch, for non-image spaces (e.g. 1 40 for MNIST-1D); overrides --input-size",
+    )
     g.add_argument("--no-flops", action="store_true", help="skip the FLOP count in summary.json")
     return p
 
@@ -58,15 +65,14 @@ def run(argv: list[str]) -> Path:
     """Parse ``argv`` and export; returns the output directory. Errors are raised (see :func:`main`)."""
     args = build_parser().parse_args(argv)
     from dnas.export import build_model
-    from dnas.export.artifacts import load_weights, read_checkpoint, weights_from_checkpoint
+    from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
+    from dnas.export.codegen import PYTHON_EXPORT_SPACES
     from dnas.genotypes import Genotype, GenotypeError, load
 
     ckpt: dict[str, Any] = {}
     if args.ckpt:
         ckpt = read_checkpoint(args.ckpt)
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt.get("hyper_parameters"), dict) else {}
-    options = {k: hparams[k] for k in OPTION_KEYS if k in hparams}
-    options = {**DEFAULTS, **options, **{k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k) is not None}}
 
     if args.genotype:
         genotype = load(args.genotype)
@@ -77,13 +83,25 @@ def run(argv: list[str]) -> Path:
     else:
         raise GenotypeError("no genotype: pass --genotype NAME_OR_PATH (or a --ckpt written by dnas.Retrain)")
 
-    model = build_model(genotype, **options)
+    # DARTS-space networks get the evaluation defaults; other spaces' builders keep their own defaults
+    darts_like = genotype.space in PYTHON_EXPORT_SPACES
+    options = {
+        **(DEFAULTS if darts_like else {}),
+        **{k: hparams[k] for k in OPTION_KEYS if k in hparams},
+        **{k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k) is not None},
+    }
+    try:
+        model = build_model(genotype, **options)
+    except TypeError as err:
+        raise ExportError(
+            f"the {genotype.space!r} builder does not take these options {sorted(options)}: {err}"
+        ) from None
     extra: dict[str, Any] = {"weights": "untrained (fresh initialisation)"}
     if args.ckpt:
         load_weights(model, weights_from_checkpoint(ckpt, source=args.ckpt), source=args.ckpt)
         extra["weights"] = f"from {args.ckpt}"
     input_size = (
-        tuple(args.input_size) if args.input_size else ((224, 224) if options["stem"] == "imagenet" else (32, 32))
+        tuple(args.input_size) if args.input_size else ((224, 224) if options.get("stem") == "imagenet" else (32, 32))
     )
     from dnas.export.artifacts import export_model
     from dnas.export.summary import format_summary
@@ -96,6 +114,7 @@ def run(argv: list[str]) -> Path:
         fmt=args.fmt,
         overwrite=args.overwrite,
         input_size=input_size,
+        input_shape=args.input_shape,
         name=name,
         extra_summary=extra,
         flops=not args.no_flops,
