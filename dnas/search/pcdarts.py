@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 import torch
+from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 
 from dnas.cells.base import Supernet
@@ -39,8 +40,8 @@ class PCDARTS(DARTS):
     def __init__(
         self,
         supernet: Supernet,
-        w_optimizer: Any = None,
-        a_optimizer: Any = None,
+        w_optimizer: OptimizerCallable | None = None,
+        a_optimizer: OptimizerCallable | None = None,
         w_lr_min: float = 0.0,
         arch_warmup_epochs: int = 15,
         **kwargs: Any,

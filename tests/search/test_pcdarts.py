@@ -10,7 +10,7 @@ import yaml
 
 import dnas
 from dnas.cells.darts import DartsSupernet
-from dnas.cli import main
+from dnas.cli import DnasCLI, main
 from dnas.data import DigitsDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +141,12 @@ def test_pcdarts_paper_config_parses():
     assert init["arch_warmup_epochs"] == 15 and init["w_optimizer"]["init_args"]["lr"] == 0.1
     assert init["a_optimizer"]["init_args"]["lr"] == 0.0006
     assert init["supernet"]["init_args"]["partial_channels"] == 4
+    cli = DnasCLI(args=["--config", str(ROOT / "configs" / "pcdarts_cifar10.yaml")], run=False)
+    (w_opt, a_opt), _ = cli.model.configure_optimizers()
+    assert isinstance(cli.model, dnas.PCDARTS) and cli.model.supernet.partial_channels == 4
+    assert (type(w_opt), w_opt.defaults["lr"], type(a_opt), a_opt.defaults["lr"]) == (
+        torch.optim.SGD,
+        0.1,
+        torch.optim.Adam,
+        6e-4,
+    )

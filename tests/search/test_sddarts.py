@@ -12,7 +12,7 @@ from torch import nn
 import dnas
 from dnas.cells.base import Supernet
 from dnas.cells.darts import DartsSupernet
-from dnas.cli import main
+from dnas.cli import DnasCLI, main
 from dnas.data import DigitsDataModule
 from dnas.search.sddarts import aggregate_teachers, distillation_loss
 
@@ -259,3 +259,13 @@ def test_bad_settings_are_named():
     ]:
         with pytest.raises(ValueError, match=match):
             dnas.SDDARTS(TinyLinear(), num_classes=3, **kw)
+
+
+def test_sddarts_paper_config_instantiates():
+    cli = DnasCLI(args=["--config", str(ROOT / "configs" / "sddarts_cifar10.yaml")], run=False)
+    model = cli.model
+    assert isinstance(model, dnas.SDDARTS)
+    assert (model.hparams.distill_weight, model.hparams.temperature, model.hparams.num_teachers) == (1.0, 3.0, 3)
+    assert model.hparams.aggregation == "vote" and cli.datamodule.batch_size == 64
+    (w_opt, a_opt), _ = model.configure_optimizers()
+    assert isinstance(w_opt, torch.optim.SGD) and w_opt.defaults["lr"] == 0.025 and a_opt.defaults["lr"] == 3e-4
