@@ -55,6 +55,7 @@ from torch import nn
 from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
 from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
 from dnas.ops.mixed import MixedOp
+from dnas.ops.partial import PartialChannelEdge
 from dnas.ops.registry import OpFactory, build_op, get_op, is_registered, register_op
 
 CellWeights = Mapping[str, tuple[torch.Tensor, Sequence[torch.Tensor] | None]]
@@ -291,11 +292,7 @@ class CellSupernet(Supernet):
             affine=self.search_affine,
             pool_bn=self.pool_bn,
         )
-        if k == 1:
-            return op
-        from dnas.ops.partial import PartialChannelEdge
-
-        return PartialChannelEdge(op, channels, k, stride)
+        return op if k == 1 else PartialChannelEdge(op, channels, k, stride)
 
     def make_discrete_edge(self, op: str, channels: int, stride: int, affine: bool) -> nn.Module:
         """The module of one chosen op in an exported network (override for ops needing more than the registry)."""
