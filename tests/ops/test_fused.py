@@ -276,3 +276,38 @@ def test_torch_compile_matches_naive():
     assert torch.equal(yn, yc)
     for a, b in zip(torch.autograd.grad(yc.sum(), [x, w]), torch.autograd.grad(yn.sum(), [x, w])):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_every_registered_op_matches_naive():
+    """Every op of every space (DARTS, NAS-Bench-201, FBNet, 1-D, tabular, …) on each input rank it accepts."""
+    from dnas.ops import registered_ops
+
+    shapes = {4: (2, 8, 6, 6), 3: (2, 8, 10), 2: (4, 8)}
+    checked = set()
+    for name in registered_ops():
+        prims = ("none", "skip_connect", name) if name not in ("none", "skip_connect") else (name,)
+        for shape in shapes.values():
+            for stride in (1, 2):
+                torch.manual_seed(0)
+                try:
+                    naive = MixedOp(8, stride, primitives=prims, pool_bn=False).double()
+                    x = torch.randn(*shape, dtype=torch.float64)
+                    w = torch.randn(len(prims), dtype=torch.float64).softmax(0)
+                    naive(x, w)  # does this op accept this rank/stride at all?
+                except (RuntimeError, ValueError, IndexError):
+                    continue
+                naive = MixedOp(8, stride, primitives=prims, pool_bn=False).double()
+                fused = copy.deepcopy(naive)
+                fused.impl = "fused"
+                res = []
+                for op in (naive, fused):
+                    xx, ww = x.clone().requires_grad_(), w.clone().requires_grad_()
+                    y = op(xx, ww)
+                    res.append((y, torch.autograd.grad(y.square().sum(), [xx, ww, *op.parameters()])))
+                assert torch.equal(res[0][0], res[1][0]), (name, shape, stride)
+                for a, b in zip(res[1][1], res[0][1]):
+                    torch.testing.assert_close(a, b, **TOL[torch.float64], msg=f"{name} {shape} stride {stride}")
+                for a, b in zip(naive.buffers(), fused.buffers()):
+                    assert torch.equal(a, b), (name, shape, stride)
+                checked.add(name)
+    assert {"sep_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "none", "skip_connect"} <= checked
