@@ -92,3 +92,22 @@ def test_training_uses_gumbel_weights_and_eval_uses_softmax():
     assert set(w.detach().unique().tolist()) == {0.0, 1.0}
     module.eval()
     torch.testing.assert_close(module.sample_weights()["layers"], torch.softmax(module.supernet.alpha("layers"), -1))
+
+
+def test_quickstart_config_measures_then_searches(tmp_path):
+    from pathlib import Path
+
+    from dnas.cli import main
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart_fbnet.yaml")
+    table = str(tmp_path / "lut.json")
+    small = ["--model.init_args.supernet.init_args.primitives", "[k3_e1, skip]"]
+    main(["lut", "--config", config, *small, "--out", table, "--metric", "flops", "--no_progress"])
+    main(
+        ["fit", "--config", config, *small, "--model.init_args.latency_loss.init_args.table", table]
+        + ["--model.init_args.latency_loss.init_args.scale", "1e-3", "--trainer.max_epochs", "2"]
+        + ["--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar"]
+        + ["false", "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.default_root_dir", str(tmp_path)]
+    )
+    run = tmp_path / "quickstart_fbnet" / "version_0"
+    assert (run / "genotype.json").exists() and len(list(run.glob("genotype_sample_*.json"))) == 3
