@@ -7,6 +7,7 @@ from dnas.ops import nb201 as _nb201  # noqa: F401  (registers the NAS-Bench-201
 from dnas.ops import tabular as _tabular  # noqa: F401  (registers the tabular ops)
 from dnas.ops.darts import DARTS_PRIMITIVES, PARAMETER_FREE_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
 from dnas.ops.fused import FUSED_POLICIES, FusedMixedFunction, fused_mixed_op
+from dnas.ops.gumbel import GumbelSampler, gumbel_softmax
 from dnas.ops.mixed import MIXED_OP_IMPLS, MixedOp
 from dnas.ops.registry import UnknownOpError, build_op, get_op, is_registered, register_op, registered_ops
 
@@ -18,6 +19,7 @@ __all__ = [
     "DilConv",
     "FactorizedReduce",
     "FusedMixedFunction",
+    "GumbelSampler",
     "MixedOp",
     "ReLUConvBN",
     "SepConv",
@@ -26,6 +28,7 @@ __all__ = [
     "build_op",
     "fused_mixed_op",
     "get_op",
+    "gumbel_softmax",
     "is_registered",
     "register_op",
     "registered_ops",
