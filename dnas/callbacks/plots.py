@@ -45,7 +45,9 @@ class AlphaPlots(pl.Callback):
     weights over epochs). Every epoch it logs ``alpha/weight_entropy_<group>`` (mean entropy in nats of the
     normalised selection weights, which include PC-DARTS' β and removed ops) and ``alpha/param_free_<group>`` (the
     number of parameter-free ops, skip and pooling, in the current genotype's cell of that group), and warns once
-    when a watched group's count reaches ``collapse_threshold`` (the DARTS collapse to skip connections).
+    when a watched group's count reaches ``collapse_threshold`` (the DARTS collapse to skip connections); no warning
+    while that group's weights are still near uniform (mean entropy within 0.5% of ``log K``), when the genotype is
+    only a tie-break of the initial noise.
 
     Args:
         every_n_epochs: draw pictures every n epochs (scalars and history are kept every epoch).
@@ -118,6 +120,12 @@ class AlphaPlots(pl.Callback):
         return {name: sum(op in free for op in cell.ops()) for name, cell in genotype.cells.items()}
 
     @staticmethod
+    def near_uniform(weights: np.ndarray, tolerance: float = 0.005) -> bool:
+        """Mean edge entropy within ``tolerance`` (relative) of the maximum ``log K``: nothing decided yet."""
+        k = weights.shape[-1]
+        return k > 1 and float(edge_entropy(weights).mean()) >= (1 - tolerance) * float(np.log(k))
+
+    @staticmethod
     def out_dir(trainer: pl.Trainer) -> Path:
         return Path(trainer.log_dir or trainer.default_root_dir)
 
@@ -175,6 +183,8 @@ class AlphaPlots(pl.Callback):
             pl_module.log(f"alpha/param_free_{g}", float(n), on_epoch=True)
             if not self.watched(g):
                 continue
+            if g in weights and self.near_uniform(weights[g]):
+                continue  # the genotype of a near-uniform α is a tie-break of initial noise, not a collapse
             if n >= self.collapse_threshold and not self.collapse_warned.get(g):
                 msg = (
                     f"epoch {trainer.current_epoch}: cell {g!r} of the current genotype has {n} parameter-free ops "
@@ -219,7 +229,7 @@ class AlphaPlots(pl.Callback):
                 figures[f"alpha_evolution_{g}"] = plot_alpha_evolution(self.epochs, self.history(g), info, dpi=self.dpi)
         written = {}
         for name, fig in figures.items():
-            png = figure_bytes(fig, "png", self.dpi)
+            png = figure_bytes(fig, "png", self.dpi, tight=False)
             written[name] = atomic_write_bytes(plots / f"{name}.png", png)
             if name == "alpha_heatmap" and self.keep_epoch_files:
                 atomic_write_bytes(plots / f"{name}_epoch{epoch:03d}.png", png)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dnas.genotypes import Genotype
 from dnas.viz.style import new_figure, op_colors
@@ -76,23 +77,20 @@ def plot_alpha_heatmaps(
             raise ValueError(
                 f"group {name!r}: weights have shape {w.shape}, expected {(len(info.edges), len(info.candidates))}"
             )
-        vmax = max(float(w.max()), 1e-6)
-        im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        # colour range = this group's range: early in a search all weights sit near 1/K and a 0..1 scale hides it
+        vmin, vmax = float(w.min()), float(w.max())
+        vmax = max(vmax, vmin + 1e-6)
+        im = ax.imshow(w, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
         ax.set_xticks(range(len(info.candidates)), info.candidates, rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(len(info.edges)), info.edge_labels(), fontsize=8)
         ax.set_ylabel("edge")
         ax.set_title(name, fontsize=10)
         if w.size <= 400:
+            spread = vmax - vmin
+            fmt = "{:.4f}" if spread < 0.005 else "{:.3f}" if spread < 0.05 else "{:.2f}"
             for (i, j), v in np.ndenumerate(w):
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=6.5,
-                    color="white" if v < 0.6 * vmax else "black",
-                )
+                light = v < vmin + 0.6 * (vmax - vmin)
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6, color="white" if light else "black")
         if genotype is not None and name in genotype.cells:
             rows = {e: i for i, e in enumerate(info.edges)}
             cols = {op: j for j, op in enumerate(info.candidates)}
@@ -139,7 +137,8 @@ def plot_alpha_evolution(
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     colors = op_colors(group.candidates)
     x = np.asarray(epochs, dtype=np.float64)
-    top = max(float(data.max()), 1e-6) * 1.05
+    lo, hi = float(data.min()), float(data.max())
+    pad = max(0.05 * (hi - lo), 1e-4)
     for e in range(rows * cols):
         ax = axes[e // cols][e % cols]
         if e >= E:
@@ -148,7 +147,8 @@ def plot_alpha_evolution(
         for k, op in enumerate(group.candidates):
             ax.plot(x, data[:, e, k], color=colors[op], lw=1.4, marker="o" if len(x) <= 12 else None, ms=2.5)
         ax.set_title(group.edge_labels()[e], fontsize=8)
-        ax.set_ylim(0, top)
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if e // cols == rows - 1 or e + cols >= E:
@@ -156,5 +156,15 @@ def plot_alpha_evolution(
     handles = [axes[0][0].lines[k] for k in range(K)]
     fig.legend(handles, group.candidates, loc="lower center", ncol=min(K, 8), fontsize=7, frameon=False)
     fig.suptitle(f"{group.name}: op weight per edge over epochs", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((K - 1) // 8), 1, 0.97))
+    # fixed margins (inches): tight_layout over many panels costs several seconds per figure
+    height = fig.get_figheight()
+    legend = 0.35 + 0.18 * ((K - 1) // 8)
+    fig.subplots_adjust(
+        left=0.45 / fig.get_figwidth(),
+        right=0.99,
+        top=1 - 0.55 / height,
+        bottom=(legend + 0.45) / height,
+        wspace=0.12,
+        hspace=0.45,
+    )
     return fig

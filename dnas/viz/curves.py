@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dnas.viz.style import new_figure
 
@@ -12,7 +13,8 @@ from dnas.viz.style import new_figure
 def curve_keys(history: Sequence[Mapping[str, float]], kind: str) -> list[str]:
     """Epoch-level metric names containing ``kind`` (``"loss"``/``"acc"``); per-step duplicates left out."""
     keys = dict.fromkeys(k for row in history for k in row if kind in k.split("/")[-1] and not k.endswith("_step"))
-    return [k for k in keys if k != "epoch"]
+    # Lightning reports an on_step+on_epoch metric as both "x" and "x_epoch": keep the explicit epoch value
+    return [k for k in keys if k != "epoch" and f"{k}_epoch" not in keys]
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], dpi: int = 100) -> Figure:
@@ -36,6 +38,7 @@ def plot_curves(history: Sequence[Mapping[str, float]], dpi: int = 100) -> Figur
                 label=key.removesuffix("_epoch"),
             )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if keys:

@@ -188,7 +188,14 @@ def write_search_report(callback, trainer, pl_module, supernet) -> tuple[Path, P
     )
     for w in callback.warnings:
         gen.text("Warning: " + w)
-    gen.code(genotype.to_json(), "json")
+    lines = [f'{{"schema_version": 1, "space": {json.dumps(genotype.space)}, "cells": {{']
+    for i, (name, cell) in enumerate(genotype.cells.items()):
+        edges = ", ".join(json.dumps([e.op, e.src, e.dst]) for e in cell.edges)
+        sep = "," if i < len(genotype.cells) - 1 else ""
+        lines.append(f'  {json.dumps(name)}: {{"edges": [{edges}], "concat": {json.dumps(list(cell.concat))}}}{sep}')
+    lines.append("}}")
+    gen.text("As JSON (genotype.json in the log directory holds it with the α softmax in its meta):")
+    gen.code("\n".join(lines), "json")
     sections.append(gen)
 
     # α

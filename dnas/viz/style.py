@@ -21,22 +21,24 @@ def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
     return fig
 
 
-def figure_bytes(fig: Figure, fmt: str = "png", dpi: int | None = None) -> bytes:
-    """Render ``fig`` to ``png``/``svg``/``pdf`` bytes."""
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int | None = None, tight: bool = True) -> bytes:
+    """Render ``fig`` to ``png``/``svg``/``pdf`` bytes; ``tight`` crops to the drawn content (costs a second draw)."""
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; allowed: {list(IMAGE_FORMATS)}")
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white")
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None, facecolor="white")
     return buf.getvalue()
 
 
-def save_figure(fig: Figure, path: str | Path, formats: Iterable[str] = ("png",), dpi: int | None = None) -> list[Path]:
+def save_figure(
+    fig: Figure, path: str | Path, formats: Iterable[str] = ("png",), dpi: int | None = None, tight: bool = True
+) -> list[Path]:
     """Save ``fig`` as ``path`` with each suffix in ``formats`` (written atomically); returns the files."""
     path = Path(path)
     out = []
     for fmt in formats:
         target = path.with_suffix("." + fmt)
-        out.append(atomic_write_bytes(target, figure_bytes(fig, fmt, dpi)))
+        out.append(atomic_write_bytes(target, figure_bytes(fig, fmt, dpi, tight)))
     return out
 
 
