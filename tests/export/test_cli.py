@@ -1,6 +1,7 @@
 """``dnas export`` from the command line: names and paths, checkpoints, and one clear error per bad input."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -60,14 +61,16 @@ def test_each_bad_input_gives_one_clear_error_and_no_files(tmp_path, capsys):
     out = tmp_path / "out"
     cases = [
         (["--genotype", str(tmp_path / "bad_op.json")], "conv_13x13"),
-        (["--genotype", str(tmp_path / "missing.json")], "node(s) [4] have no incoming edge"),
+        # the darts space's own rules or the builder's report it, depending on what is imported
+        (["--genotype", str(tmp_path / "missing.json")], re.compile(r"node\(s\) \[4\] have no incoming|node 4 has 0")),
         (["--genotype", "NOT_A_GENOTYPE"], "no published genotype named 'NOT_A_GENOTYPE'"),
         (["--genotype", "DARTS_V2", "--ckpt", str(tmp_path / "none.ckpt")], "does not exist"),
         ([], "no genotype"),
     ]
     for argv, message in cases:
         code, err = export([*argv, "--out", str(out), *SMALL], capsys)
-        assert code == 2 and message in err, (argv, err)
+        found = message.search(err) if isinstance(message, re.Pattern) else message in err
+        assert code == 2 and found, (argv, err)
         assert err.count("error:") == 1 and "Traceback" not in err
         assert not out.exists()
     out.mkdir()
