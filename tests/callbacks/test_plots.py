@@ -1,0 +1,86 @@
+import json
+import re
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+import dnas
+from dnas.callbacks import AlphaPlots
+from dnas.cells.darts import DartsSupernet
+from dnas.data import DigitsDataModule
+
+
+def tiny_search(tmp_path, callback, epochs=2, loggers=None):
+    pl.seed_everything(0)
+    net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
+    skip = net.primitives.index("skip_connect")
+    with torch.no_grad():  # a collapsed normal cell: skip wins every edge by far
+        net.alpha_normal[:, skip] = 6.0
+    model = dnas.DARTS(net, export_on_fit_end=False)
+    trainer = pl.Trainer(
+        max_epochs=epochs, limit_train_batches=1, limit_val_batches=1, logger=loggers or CSVLogger(tmp_path),
+        callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, DigitsDataModule(batch_size=16))
+    return trainer, model
+
+
+def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
+    cb = AlphaPlots(dpi=40, collapse_threshold=4)
+    tb = TensorBoardLogger(tmp_path, name="tb")
+    with pytest.warns(UserWarning, match=r"cell 'normal' .* 8 parameter-free ops .*collapsing"):
+        trainer, model = tiny_search(tmp_path, cb, loggers=[CSVLogger(tmp_path), tb])
+    out = trainer.log_dir and __import__("pathlib").Path(trainer.log_dir)
+    plots = out / "plots"
+    for name in ("alpha_heatmap", "alpha_evolution_normal", "alpha_evolution_reduce", "genotype", "curves"):
+        img = np.asarray(Image.open(plots / f"{name}.png").convert("L"), dtype=float)
+        assert img.shape[0] > 100 and img.shape[1] > 100 and img.var() > 50, name
+    assert (plots / "alpha_heatmap_epoch001.png").is_file() and (plots / "genotype.svg").is_file()
+    # scalars: the count is the genotype's, the entropy the mean over edges of the normalised weights
+    m = trainer.callback_metrics
+    assert float(m["alpha/param_free_normal"]) == 8.0
+    w = model.supernet.selection_weights()["normal"].numpy()
+    p = w / w.sum(-1, keepdims=True)
+    assert float(m["alpha/weight_entropy_normal"]) == pytest.approx(float((-(p * np.log(p)).sum(-1)).mean()), rel=1e-5)
+    # history: before training + 2 epochs, and the metrics of both epochs
+    assert cb.epochs == [0, 1, 2] and len(cb.weights["normal"]) == 3
+    assert [row["epoch"] for row in cb.metrics] == [1, 2] and "train/loss_epoch" in cb.metrics[-1]
+    # report: both files, every referenced image exists, HTML self-contained
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert {"plots/genotype.png", "plots/alpha_heatmap.png", "plots/curves.png"} <= set(refs)
+    assert all((out / r).is_file() for r in refs)
+    assert html.count('src="data:image/png;base64,') == len(refs) and "plots/" not in html.split("<pre>")[0].split(
+        "<body>"
+    )[1].replace("plots/genotype.svg", "")
+    assert "parameter-free ops" in md and "collapsing" in md and "Exported model" in md
+    assert re.search(r"\| parameters \| [\d,]+ \|", md) and "MACs" in md  # DARTS builder: params and FLOPs
+    block = md.split("```json\n")[1].split("```")[0]
+    assert json.loads(block)["cells"]["normal"]["edges"][0][0] == "skip_connect"
+    # TensorBoard got the pictures
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(tb.log_dir)
+    acc.Reload()
+    assert {"alpha/alpha_heatmap", "alpha/alpha_evolution_normal"} <= set(acc.Tags()["images"])
+
+
+def test_state_dict_round_trip_and_no_warning_when_uniform(tmp_path, recwarn):
+    cb = AlphaPlots(dpi=40, every_n_epochs=5, report=False)
+    net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
+    cb._record(net, 0)
+    cb.metrics.append({"epoch": 1, "val/acc": 0.5})
+    state = cb.state_dict()
+    json.dumps(state)  # plain data, safe in a checkpoint
+    other = AlphaPlots()
+    other.load_state_dict(state)
+    assert other.epochs == [0] and other.groups == cb.groups and other.metrics == cb.metrics
+    assert AlphaPlots.near_uniform(net.selection_weights()["normal"].numpy())
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        AlphaPlots(every_n_epochs=0)
