@@ -91,6 +91,7 @@ class AlphaPlots(pl.Callback):
         self.dpi = dpi
         self._reset_state()
         self._fit_start: float | None = None
+        self._drawn_epoch: int | None = None
 
     def _reset_state(self) -> None:
         # everything in here is in state_dict, so a resumed run keeps its curves
@@ -218,6 +219,9 @@ class AlphaPlots(pl.Callback):
         from dnas.io import atomic_write_bytes
 
         plots = self.out_dir(trainer) / "plots"
+        if self._drawn_epoch == epoch:  # already drawn (the report asks again at the end of fit)
+            return {p.stem: p for p in plots.glob("alpha_*.png") if "_epoch" not in p.stem}
+        self._drawn_epoch = epoch
         latest = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
         figures = {
             "alpha_heatmap": plot_alpha_heatmaps(

@@ -31,7 +31,7 @@ def tiny_search(tmp_path, callback, epochs=2, loggers=None):
 
 
 def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
-    cb = AlphaPlots(dpi=40, collapse_threshold=4)
+    cb = AlphaPlots(dpi=40, collapse_threshold=4, every_n_epochs=2)  # draws once, at the last epoch
     tb = TensorBoardLogger(tmp_path, name="tb")
     with pytest.warns(UserWarning, match=r"cell 'normal' .* 8 parameter-free ops .*collapsing"):
         trainer, model = tiny_search(tmp_path, cb, loggers=[CSVLogger(tmp_path), tb])
@@ -40,7 +40,11 @@ def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
     for name in ("alpha_heatmap", "alpha_evolution_normal", "alpha_evolution_reduce", "genotype", "curves"):
         img = np.asarray(Image.open(plots / f"{name}.png").convert("L"), dtype=float)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img.var() > 50, name
-    assert (plots / "alpha_heatmap_epoch001.png").is_file() and (plots / "genotype.svg").is_file()
+    assert (
+        (plots / "alpha_heatmap_epoch002.png").is_file()
+        and not (plots / "alpha_heatmap_epoch001.png").exists()
+        and (plots / "genotype.svg").is_file()
+    )
     # scalars: the count is the genotype's, the entropy the mean over edges of the normalised weights
     m = trainer.callback_metrics
     assert float(m["alpha/param_free_normal"]) == 8.0
