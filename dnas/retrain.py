@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
-from dnas.genotypes import Genotype
+import dnas.export.darts  # noqa: F401  (registers the darts builder and the "nasnet" genotype space at import dnas)
+from dnas.export import build_model
+from dnas.genotypes import Genotype, load
 from dnas.io import atomic_write_text
 
 
@@ -79,9 +81,6 @@ class Retrain(pl.LightningModule):
         write_summary: bool = True,
     ):
         super().__init__()
-        from dnas.export import build_model
-        from dnas.genotypes import load
-
         if lr_schedule not in ("cosine", "step"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'step', got {lr_schedule!r}")
         if not 0.0 <= label_smoothing < 1.0:
