@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -34,6 +35,19 @@ class DnasCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
 
+    def instantiate_classes(self) -> None:
+        """Instantiate model, data and trainer; a bad value gets one clear line, not a traceback from deep inside."""
+        from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+        from dnas.genotypes import GenotypeError
+
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, KeyError, FileNotFoundError, MisconfigurationException, GenotypeError) as err:
+            message = str(err).strip() or type(err).__name__
+            print(f"dnas: error: invalid configuration ({type(err).__name__}): {message}", file=sys.stderr)
+            sys.exit(2)
+
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> pl.Trainer:
         from pytorch_lightning.plugins import CheckpointIO
 
@@ -52,12 +66,35 @@ def _tool(name: str) -> Callable[[list[str]], object]:
     return getattr(importlib.import_module(module), func)
 
 
+def _check_config_files(argv: list[str]) -> None:
+    """Reject unreadable or non-UTF-8 ``--config`` files with one clear line (jsonargparse would show a traceback)."""
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        if path is None or not Path(path).is_file():
+            continue
+        try:
+            Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            print(
+                f"dnas: error: config file {path!r} is not UTF-8 text ({err.reason} at byte {err.start})",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        except OSError as err:
+            print(f"dnas: error: cannot read config file {path!r}: {err.strerror}", file=sys.stderr)
+            sys.exit(2)
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of ``dnas`` and ``python -m dnas``; ``args`` allows running from Python (tests, notebooks)."""
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else args
     if isinstance(argv, list) and argv and argv[0] in TOOLS:
         _tool(argv[0])(argv[1:])
         return
+    if isinstance(argv, list):
+        _check_config_files(argv)
     if isinstance(argv, list) and argv and argv[0] in ("-h", "--help"):
         print(f"dnas tools (besides fit/validate/test/predict): {', '.join(sorted(TOOLS)) or 'none'}\n")
     DnasCLI(args=argv)
