@@ -97,3 +97,16 @@ def test_datamodule_mismatch_is_named(tmp_path):
     model = Retrain("DARTS_V2", init_channels=4, layers=3, in_channels=3, auxiliary=False)
     with pytest.raises(ValueError, match="in_channels=1.*in_channels: 1"):
         trainer(tmp_path, max_epochs=1).fit(model, DigitsDataModule(batch_size=32, search=False))
+
+
+def test_gradient_clipping_uses_the_recipe_norm():
+    calls = []
+    m = Retrain("DARTS_V2", init_channels=4, layers=3)
+    m.clip_gradients = lambda opt, gradient_clip_val=None, gradient_clip_algorithm=None: calls.append(
+        (gradient_clip_val, gradient_clip_algorithm)
+    )
+    m.configure_gradient_clipping(None, 1.0, "value")
+    off = Retrain("DARTS_V2", init_channels=4, layers=3, grad_clip=0.0)
+    off.clip_gradients = m.clip_gradients
+    off.configure_gradient_clipping(None, 1.0, "value")  # 0 defers to the Trainer's setting
+    assert calls == [(5.0, "norm"), (1.0, "value")]
