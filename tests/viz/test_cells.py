@@ -97,3 +97,13 @@ def test_dnas_plot_published_and_json(tmp_path, capsys):
     with pytest.raises(SystemExit, match="unknown"):
         plot_main(["DARTS_V2", "--cells", "middle", "--out", str(out)])
     assert GenotypeError  # the loader's error type is what the CLI reports
+
+
+def test_graphviz_engine_needs_dot(tmp_path, monkeypatch):
+    import dnas.viz.cells as cells
+
+    monkeypatch.setattr(cells.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="'dot' binary"):
+        render_genotype(DARTS_V2, tmp_path / "g", engine="graphviz")
+    with pytest.raises(SystemExit, match="'dot' binary"):
+        plot_main(["DARTS_V2", "--engine", "graphviz", "--out", str(tmp_path / "g")])
