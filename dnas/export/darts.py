@@ -20,7 +20,6 @@ Module names equal the reference's (``stem``, ``cells.<i>.preprocess0``, ``cells
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -56,8 +55,8 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x / keep * mask
 
 
-def cell_nodes(cell: CellGenotype, num_inputs: int = 2) -> list[int]:
-    """Intermediate nodes of ``cell`` in order (``num_inputs..``), each with at least one incoming edge."""
+def cell_nodes(cell: CellGenotype) -> list[int]:
+    """The nodes ``cell``'s edges go into (its intermediate nodes), sorted."""
     return sorted({e.dst for e in cell.edges})
 
 
@@ -77,7 +76,7 @@ def check_cell(cell: CellGenotype, name: str, num_inputs: int = 2) -> None:
             )
         if e.dst < num_inputs:
             raise GenotypeError(f"{where}.edges[{i}] goes into node {e.dst}, but nodes 0..{num_inputs - 1} are inputs")
-    nodes = cell_nodes(cell, num_inputs)
+    nodes = cell_nodes(cell)
     expected = list(range(num_inputs, num_inputs + len(nodes)))
     if nodes != expected:
         missing = sorted(set(range(num_inputs, max(nodes) + 1)) - set(nodes))
@@ -334,7 +333,7 @@ def _register() -> None:
 
 _register()
 
-__all__: Sequence[str] = [
+__all__ = [
     "NASNET_SPACE",
     "AuxiliaryHead",
     "DartsEvalNetwork",
