@@ -11,6 +11,7 @@ table's setting, and batch 64), and retrained from scratch on the digits trainin
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import pytorch_lightning as pl
@@ -89,6 +90,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=10)
     p.add_argument("--retrain_epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median), against machine load")
     p.add_argument("--tmp", default="/tmp/dnas_latency_search")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -100,14 +102,21 @@ def main() -> None:
         ops = genotype.cells["layers"].ops()
         rows[name] = {
             "ops": ops,
+            "model": model,
             "search_s": secs,
             "predicted": table.total({"layers": ops}),
-            "b1": time_module(model, torch.zeros(1, 1, 8, 8), 5, 0.5)["median"],
-            "b64": time_module(model, torch.zeros(64, 1, 8, 8), 3, 0.5)["median"],
             "params": sum(p.numel() for p in model.parameters()),
             "acc": retrain(genotype, args),
         }
         print(f"{name}: {' '.join(ops)}", flush=True)
+    # time the two networks in alternation, so both see the same machine load; report the median round
+    for key, batch in (("b1", 1), ("b64", 64)):
+        runs: dict[str, list[float]] = {name: [] for name in rows}
+        for _ in range(args.rounds):
+            for name, row in rows.items():
+                runs[name].append(time_module(row["model"], torch.zeros(batch, 1, 8, 8), 3, 0.2)["median"])
+        for name, row in rows.items():
+            row[key] = statistics.median(runs[name])
     off, on = rows["latency off"], rows["latency on"]
     print(f"\nsearch: {args.epochs} epochs x {args.batches} batches, seed {args.seed}; retrain {args.retrain_epochs}")
     print(f"{'':28s}{'latency off':>14s}{'latency on':>14s}{'on/off':>10s}")
