@@ -2,8 +2,9 @@
 
 Both searches share the seed, the supernet (the quickstart's: 22 layers, 9 blocks, width ×0.25, 8×8 input), the
 schedule and the data split; one adds ``LatencyLoss`` (FBNet form ``CE·0.2·log(LAT)^0.6``, LAT in µs) read from a
-table measured here first. Each argmax architecture is then exported, timed as a whole network (batch 1, the
-table's setting, and batch 64), and retrained from scratch on the digits training set; test accuracy is reported.
+table measured here first. Each argmax architecture is then exported and retrained from scratch on the digits
+training set (test accuracy reported); the two networks are timed at batch 1 (the table's setting) and 64 in
+alternation for ``--rounds`` rounds (median), so both see the same machine load.
 
     python benchmarks/latency_search.py --epochs 5 --batches 10 --retrain_epochs 10
 """
