@@ -3,8 +3,9 @@
 Each configuration runs in a fresh Python subprocess (so peak RSS is not polluted by the other), builds the CIFAR-10
 search supernet (C=16, 8 cells unless told otherwise), and measures
 
-* ``saved MiB``: bytes of the tensors autograd saves for backward in one forward (``saved_tensors_hooks``, distinct
-  storages counted once) — the activation memory that decides the batch a GPU fits;
+* ``saved MiB``: bytes of the activations autograd saves for backward in one forward (``saved_tensors_hooks``,
+  distinct storages counted once, parameters excluded) — the memory that decides the batch a GPU fits; it grows
+  linearly with the batch, so ``--batch`` can stay small on a shared CPU machine;
 * ``peak RSS MiB``: the process' peak resident memory (``ru_maxrss``) after warm-up and the timed steps, and its
   growth over the RSS right after building the model and optimizer;
 * ``step ms``: median process CPU time (``time.process_time``; robust on a shared machine, equal to the compute
@@ -47,10 +48,12 @@ def measure(name: str, batch: int, steps: int, channels: int, layers: int, size:
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     seen: dict[int, int] = {}
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
 
     def pack(t):
         storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -130,6 +133,13 @@ def main() -> None:
             f"| {r['peak_rss_mib']:.0f} | {r['rss_growth_mib']:.0f} ({ratio['rss_growth_mib']:.2f}) "
             f"| {r['w_step_ms']:.0f} ({ratio['w_step_ms']:.2f}) | {r['a_step_ms']:.0f} ({ratio['a_step_ms']:.2f}) "
             f"| {r['w_step_wall_ms']:.0f} / {r['a_step_wall_ms']:.0f} |"
+        )
+    print("\nsaved activations scaled linearly to the papers' batches (DARTS 64, PC-DARTS 256):")
+    for r in rows:
+        per = r["saved_mib"] / args.batch
+        print(
+            f"  {r['name']:<13} {per:.1f} MiB/sample -> batch 64: {64 * per / 1024:.2f} GiB, "
+            f"256: {256 * per / 1024:.2f} GiB"
         )
 
 

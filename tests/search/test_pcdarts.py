@@ -120,6 +120,8 @@ def test_quickstart_pcdarts_config_fits(tmp_path):
             str(ROOT / "configs" / "quickstart_pcdarts.yaml"),
             "--trainer.fast_dev_run",
             "2",
+            "--data.init_args.batch_size",
+            "16",
             "--model.init_args.arch_warmup_epochs",
             "0",
             "--trainer.default_root_dir",

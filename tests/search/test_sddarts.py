@@ -238,6 +238,8 @@ def test_quickstart_sddarts_config_fits(tmp_path):
                     str(ROOT / "configs" / "quickstart_sddarts.yaml"),
                     "--trainer.fast_dev_run",
                     "2",
+                    "--data.init_args.batch_size",
+                    "16",
                     "--trainer.default_root_dir",
                     str(tmp_path),
                     "--trainer.logger.init_args.save_dir",
