@@ -61,3 +61,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         atomic_torch_save(checkpoint, path)
+
+
+def log_dir(trainer: Any) -> Path:
+    """The run's log directory, as ``trainer.log_dir`` resolves it, but without its broadcast.
+
+    ``Trainer.log_dir`` is a collective under DDP (it broadcasts rank 0's directory), so calling it from code that
+    only rank 0 runs (writing genotypes, plots, reports) hangs the run. Rank 0's local answer is the broadcast value.
+    """
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        path = logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
+    else:
+        path = trainer.default_root_dir
+    return Path(path or trainer.default_root_dir)

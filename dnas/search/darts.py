@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.io import append_line, atomic_write_text
+from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
 
@@ -317,14 +318,10 @@ class DARTS(pl.LightningModule):
     def log_dir(self) -> Path:
         """The run's log directory.
 
-        Resolved once in :meth:`setup` on every rank: ``trainer.log_dir`` is a collective (a broadcast) under DDP,
-        so calling it from rank-zero-only code would hang.
+        Uses :func:`dnas.io.log_dir`: ``trainer.log_dir`` is a collective (a broadcast) under DDP, so calling it
+        from rank-zero-only code would hang.
         """
-        cached = getattr(self, "_log_dir", None)
-        if cached is not None:
-            return cached
-        trainer = self.trainer
-        return Path(trainer.log_dir or trainer.default_root_dir)
+        return run_log_dir(self.trainer)
 
     def write_genotype(self) -> Genotype:
         genotype = self.current_genotype()
@@ -361,8 +358,6 @@ class DARTS(pl.LightningModule):
     turns on ``find_unused_parameters`` itself when this is true; users never set it."""
 
     def setup(self, stage: str) -> None:
-        self._log_dir = None
-        self._log_dir = self.log_dir()  # collective under DDP: every rank calls it here
         strategy = self.trainer.strategy
         if self.needs_unused_parameters and hasattr(strategy, "_ddp_kwargs"):
             strategy._ddp_kwargs["find_unused_parameters"] = True  # read when the model is wrapped, after setup()
