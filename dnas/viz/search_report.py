@@ -121,7 +121,10 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
     )
     if logged is not None:
         rows.append(
-            [f"expected {name}, softmax weights, last epoch (logged arch/{name})", f"{float(logged):.4g} {unit}"]
+            [
+                f"expected {name} of the edge weights the arch steps used, last-epoch mean (logged arch/{name})",
+                f"{float(logged):.4g} {unit}",
+            ]
         )
     try:
         param = next(supernet.parameters())
