@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dnas.cells.base import DagCell, Supernet, topk_cell
-from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
+from dnas.genotypes import CellSpec, Genotype, SpaceSpec, get_space_spec, register_space
 from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from dnas.ops.mixed import MixedOp
 from dnas.ops.partial import PartialChannelEdge
@@ -37,6 +37,22 @@ def darts_space_spec(primitives: Sequence[str] = DARTS_PRIMITIVES, name: str = "
 DARTS_SPACE = register_space(
     darts_space_spec(DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7", "avg_pool_3x3", "max_pool_3x3"))
 )
+
+
+def _darts_space_with(primitives: Sequence[str], steps: int) -> SpaceSpec:
+    """The registered ``darts`` spec, widened (and re-registered) when a supernet uses extra registered ops.
+
+    Genotypes found over a user's own ops are then still ``darts``-space genotypes that load and export. Other step
+    counts get their own unregistered spec.
+    """
+    current = get_space_spec("darts") or DARTS_SPACE
+    if steps != STEPS:
+        return darts_space_spec(primitives, steps=steps)
+    ops = current.cells["normal"].ops
+    extra = tuple(p for p in primitives if p not in ops)
+    if not extra:
+        return current
+    return register_space(darts_space_spec(ops + extra))
 
 
 class DartsCell(nn.Module):
@@ -129,11 +145,7 @@ class DartsSupernet(Supernet):
         self.primitives = tuple(primitives)
         self.steps = steps
         self.partial_channels, self.edge_normalization = partial_channels, edge_normalization
-        self.space_spec = (
-            DARTS_SPACE
-            if set(self.primitives) <= set(DARTS_SPACE.cells["normal"].ops)
-            else darts_space_spec(primitives)
-        )
+        self.space_spec = _darts_space_with(self.primitives, steps)
         C = init_channels
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(

@@ -145,3 +145,23 @@ def test_argmax_rule_keeps_none():
     w = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     cell = argmax_cell(w, group)
     assert [e.op for e in cell.edges] == ["none", "skip_connect", "none"]
+
+
+def test_darts_supernet_over_user_ops_yields_loadable_darts_genotypes():
+    from torch import nn
+
+    from dnas.ops import register_op
+
+    register_op(
+        "test_user_conv",
+        lambda ci, co, s, a: nn.Sequential(nn.Conv2d(ci, co, 3, s, 1, bias=False), nn.BatchNorm2d(co, affine=a)),
+        overwrite=True,
+    )
+    net = DartsSupernet(init_channels=4, num_classes=3, layers=3, primitives=("none", "skip_connect", "test_user_conv"))
+    with torch.no_grad():
+        net.alpha_normal[:, 2] = 5.0
+    g = net.genotype()
+    assert g.space == "darts" and set(g.cells["normal"].ops()) == {"test_user_conv"}
+    assert Genotype.from_json(g.to_json()) == g
+    with pytest.raises(GenotypeError, match="allowed ops"):
+        Genotype.from_json(g.to_json().replace("test_user_conv", "unregistered_conv"))
