@@ -90,6 +90,17 @@ def run(argv: list[str]) -> Path:
         **{k: hparams[k] for k in OPTION_KEYS if k in hparams},
         **{k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k) is not None},
     }
+    if genotype.space == "fbnet":
+        # the FBNet macro-architecture's strides depend on the resolution: build at the size we trace at
+        from dnas.export.fbnet import fbnet_options
+
+        if args.input_size:
+            if args.input_size[0] != args.input_size[1]:
+                raise ExportError(f"FBNet networks take square inputs; got --input-size {args.input_size}")
+            options["input_size"] = args.input_size[0]
+        else:
+            side = int(fbnet_options(genotype, **options).get("input_size", 224))
+            args.input_size = [side, side]
     try:
         model = build_model(genotype, **options)
     except TypeError as err:
