@@ -44,7 +44,7 @@ def test_quickstart_pt_config_parses_with_both_selection_callbacks():
     assert callbacks["dnas.callbacks.MagnitudeSelection"]["at_epoch"] == 3
 
 
-@pytest.mark.slow  # two CLI fits (~20 s of CPU on an idle 2-core machine)
+@pytest.mark.slow  # two CLI fits: ~50 s of CPU including imports
 def test_selection_as_a_separate_stage_on_a_checkpoint_of_the_plain_quickstart(tmp_path):
     where = [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
     # stage 1: the plain DARTS quickstart (no selection callback), 2 epochs, same (shrunk) supernet
