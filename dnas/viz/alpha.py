@@ -160,7 +160,7 @@ def plot_alpha_evolution(
     height = fig.get_figheight()
     legend = 0.35 + 0.18 * ((K - 1) // 8)
     fig.subplots_adjust(
-        left=0.45 / fig.get_figwidth(),
+        left=0.75 / fig.get_figwidth(),
         right=0.99,
         top=1 - 0.55 / height,
         bottom=(legend + 0.45) / height,

@@ -48,7 +48,9 @@ def op_colors(ops: Sequence[str]) -> dict[str, tuple[float, float, float, float]
 
     from dnas.ops import PARAMETER_FREE_OPS
 
-    palette = colormaps["tab10" if len(ops) <= 10 else "tab20"]
+    # qualitative palettes without their greys (greys mark parameter-free ops)
+    small = [colormaps["tab10"](i) for i in range(10) if i != 7]
+    palette = small if len(ops) <= 9 else [colormaps["tab20"](i) for i in range(20) if i not in (14, 15)]
     greys = [(0.45, 0.45, 0.45, 1.0), (0.62, 0.62, 0.62, 1.0), (0.3, 0.3, 0.3, 1.0), (0.75, 0.75, 0.75, 1.0)]
     colors: dict[str, tuple[float, float, float, float]] = {}
     n_free = n_param = 0
@@ -57,6 +59,6 @@ def op_colors(ops: Sequence[str]) -> dict[str, tuple[float, float, float, float]
             colors[op] = greys[n_free]
             n_free += 1
         else:
-            colors[op] = tuple(palette(n_param % palette.N))
+            colors[op] = tuple(palette[n_param % len(palette)])
             n_param += 1
     return colors
