@@ -128,7 +128,10 @@ class AlphaPlots(pl.Callback):
 
     @staticmethod
     def out_dir(trainer: pl.Trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir)
+        """The run's log directory, read without ``Trainer.log_dir``'s DDP broadcast (only rank zero draws)."""
+        from dnas.io import log_dir
+
+        return log_dir(trainer)
 
     def _record(self, supernet: Supernet, epoch: int) -> dict[str, np.ndarray]:
         weights = {g: w.float().cpu().numpy() for g, w in supernet.selection_weights().items()}
