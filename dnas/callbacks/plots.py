@@ -146,13 +146,20 @@ class AlphaPlots(pl.Callback):
             self.weights.setdefault(g, []).append(w.tolist())
         return weights
 
-    def _snapshot_metrics(self, trainer: pl.Trainer, epoch: int) -> None:
+    def _snapshot_metrics(self, trainer: pl.Trainer, epoch: int, only_validation: bool = False) -> None:
         values = {}
         for k, v in trainer.callback_metrics.items():
+            if only_validation and not k.startswith("val"):
+                continue  # at an epoch's end the other epoch-level values are still the previous epoch's
             if isinstance(v, torch.Tensor) and v.numel() == 1 and torch.isfinite(v):
                 values[k] = float(v)
-        if values and not any(row["epoch"] == epoch for row in self.metrics):
+        if not values:
+            return
+        row = next((r for r in self.metrics if r["epoch"] == epoch), None)
+        if row is None:
             self.metrics.append({"epoch": epoch, **values})
+        else:  # complete an earlier, partial snapshot
+            row.update(values)
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -172,12 +179,15 @@ class AlphaPlots(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the epoch-level metrics of the previous epoch are complete only after its on_train_epoch_end hooks
-        if trainer.current_epoch > 0:
+        if trainer.current_epoch > 0 and trainer.callback_metrics:
             self._snapshot_metrics(trainer, trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         supernet = find_supernet(pl_module)
         done = trainer.current_epoch + 1
+        # validation metrics now (the epoch's train aggregates are not final yet), so a checkpoint saved at this
+        # epoch's end carries them; the next epoch's start (or the end of fit) completes the row
+        self._snapshot_metrics(trainer, done, only_validation=True)
         weights = self._record(supernet, done)
         genotype = supernet.genotype()
         counts = self.param_free_counts(genotype)

@@ -54,6 +54,15 @@ def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
     # history: before training + 2 epochs, and the metrics of both epochs
     assert cb.epochs == [0, 1, 2] and len(cb.weights["normal"]) == 3
     assert [row["epoch"] for row in cb.metrics] == [1, 2] and "train/loss_epoch" in cb.metrics[-1]
+    # each epoch's values are that epoch's (as the CSV logger wrote them), not the previous epoch's
+    import csv
+
+    rows = list(csv.DictReader(open(trainer.loggers[0].log_dir + "/metrics.csv")))
+    csv_loss = {int(r["epoch"]) + 1: float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")}
+    csv_val = {int(r["epoch"]) + 1: float(r["val/acc"]) for r in rows if r.get("val/acc")}
+    for row in cb.metrics:
+        assert row["train/loss_epoch"] == pytest.approx(csv_loss[row["epoch"]], rel=1e-6)
+        assert row["val/acc"] == pytest.approx(csv_val[row["epoch"]], rel=1e-6)
     # report: both files, every referenced image exists, HTML self-contained
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
