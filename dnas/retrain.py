@@ -14,7 +14,6 @@ The network is :func:`dnas.export.build_model` of the genotype, so a retrained c
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -26,7 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy
 import dnas.export.darts  # noqa: F401  (registers the darts builder and the "nasnet" genotype space at import dnas)
 from dnas.export import build_model
 from dnas.genotypes import Genotype, load
-from dnas.io import atomic_write_text
+from dnas.io import atomic_write_text, log_dir
 
 
 class Retrain(pl.LightningModule):
@@ -218,6 +217,6 @@ class Retrain(pl.LightningModule):
         from dnas.export.summary import format_summary
 
         summary = self.summary()
-        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out = log_dir(self.trainer)  # no DDP broadcast: this runs on rank zero only
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         rank_zero_info(f"dnas.Retrain: {format_summary(summary)}; wrote {out / 'summary.json'}")
