@@ -8,15 +8,13 @@ search module that exposes ``.supernet`` and every cell space.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
-from dnas.io import atomic_write_text
+from dnas.io import atomic_write_text, log_dir
 
 
 def magnitude_genotype(supernet: Supernet, **meta) -> Genotype:
@@ -69,7 +67,5 @@ class MagnitudeSelection(Callback):
             )
         self.genotype = magnitude_genotype(supernet, epoch=int(trainer.current_epoch))
         if trainer.is_global_zero:
-            path = atomic_write_text(
-                Path(trainer.log_dir or trainer.default_root_dir) / self.filename, self.genotype.to_json()
-            )
+            path = atomic_write_text(log_dir(trainer) / self.filename, self.genotype.to_json())
             rank_zero_info(f"MagnitudeSelection: genotype written to {path}: {self.genotype}")

@@ -54,7 +54,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
-from dnas.io import append_line, atomic_write_text
+from dnas.io import append_line, atomic_write_text, log_dir
 
 Evaluate = Callable[[], tuple[float, float]]
 """A measurement: ``() -> (accuracy, mean loss)`` of the supernet as it is right now."""
@@ -426,7 +426,7 @@ class PerturbationSelection(Callback):
         }
         genotype = Genotype(genotype.space, genotype.cells, meta)
         if trainer.is_global_zero:
-            path = atomic_write_text(_log_dir(trainer) / self.genotype_file, genotype.to_json())
+            path = atomic_write_text(log_dir(trainer) / self.genotype_file, genotype.to_json())
             rank_zero_info(f"PerturbationSelection: final genotype written to {path}: {genotype}")
 
     # ------------------------------------------------------------------ internals
@@ -519,7 +519,7 @@ class PerturbationSelection(Callback):
             rank_zero_info(f"PerturbationSelection step {k} (epoch {trainer.current_epoch}): {msg}")
         pl_module.log("selection/decision_s", seconds, on_step=False, on_epoch=True)
         if trainer.is_global_zero:
-            append_line(_log_dir(trainer) / self.decisions_file, json.dumps(step, separators=(",", ":")))
+            append_line(log_dir(trainer) / self.decisions_file, json.dumps(step, separators=(",", ":")))
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -531,10 +531,6 @@ def _supernet(pl_module: pl.LightningModule) -> Supernet:
             f"{type(pl_module).__name__} has {type(net).__name__}"
         )
     return net
-
-
-def _log_dir(trainer: pl.Trainer) -> Path:
-    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 def _find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
