@@ -13,9 +13,8 @@ from dnas.genotypes import Genotype
 
 
 def _trainer(tmp_path, epoch: int):
-    return SimpleNamespace(
-        log_dir=str(tmp_path), default_root_dir=str(tmp_path), current_epoch=epoch, is_global_zero=True
-    )
+    # no logger: the run directory is default_root_dir (dnas.io.log_dir, as Trainer.log_dir resolves it)
+    return SimpleNamespace(loggers=[], default_root_dir=str(tmp_path), current_epoch=epoch, is_global_zero=True)
 
 
 def test_writes_the_darts_rule_genotype_at_train_end(tmp_path):

@@ -38,7 +38,8 @@ def test_gumbel_max_frequencies_match_softmax():
 
 
 def test_low_temperature_approaches_one_hot():
-    y = gumbel_softmax(torch.randn(100, 9), tau=0.01, generator=torch.Generator().manual_seed(2))
+    logits = torch.randn(100, 9, generator=torch.Generator().manual_seed(3))  # independent of the test order
+    y = gumbel_softmax(logits, tau=0.01, generator=torch.Generator().manual_seed(2))
     assert y.max(-1).values.mean() > 0.99 and y.max(-1).values.median() > 0.999
 
 
