@@ -1,5 +1,3 @@
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -8,25 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dnas.cli import main
-
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
 
 
-def _run(args):
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_print_config_round_trips(tmp_path):
-    code, first, _ = _run(["fit", "--config", QUICKSTART, "--print_config"])
+def test_print_config_round_trips(tmp_path, run_cli):
+    code, first, _ = run_cli(["fit", "--config", QUICKSTART, "--print_config"])
     assert code == 0
     cfg = yaml.safe_load(first)
     assert cfg["model"]["class_path"] == "dnas.DARTS"
@@ -34,35 +19,35 @@ def test_print_config_round_trips(tmp_path):
     assert cfg["data"]["class_path"] == "dnas.data.DigitsDataModule"
     saved = tmp_path / "printed.yaml"
     saved.write_text(first)
-    code, second, _ = _run(["fit", "--config", str(saved), "--print_config"])
+    code, second, _ = run_cli(["fit", "--config", str(saved), "--print_config"])
     assert code == 0
     assert yaml.safe_load(second) == cfg
 
 
-def test_several_configs_later_overrides_earlier(tmp_path):
+def test_several_configs_later_overrides_earlier(tmp_path, run_cli):
     override = tmp_path / "o.yaml"
     override.write_text("model:\n  init_args:\n    unrolled: true\n")
-    code, text, _ = _run(["fit", "--config", QUICKSTART, "--config", str(override), "--print_config"])
+    code, text, _ = run_cli(["fit", "--config", QUICKSTART, "--config", str(override), "--print_config"])
     assert code == 0
     assert yaml.safe_load(text)["model"]["init_args"]["unrolled"] is True
 
 
-def test_bad_config_value_gives_readable_error():
-    code, _, err = _run(["fit", "--config", QUICKSTART, "--model.init_args.supernet.init_args.layers", "three"])
+def test_bad_config_value_gives_readable_error(run_cli):
+    code, _, err = run_cli(["fit", "--config", QUICKSTART, "--model.init_args.supernet.init_args.layers", "three"])
     assert code != 0
     assert "layers" in err and "three" in err
 
 
-def test_unknown_class_path_gives_readable_error(tmp_path):
+def test_unknown_class_path_gives_readable_error(tmp_path, run_cli):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  class_path: dnas.NoSuchSearch\n")
-    code, _, err = _run(["fit", "--config", QUICKSTART, "--config", str(bad)])
+    code, _, err = run_cli(["fit", "--config", QUICKSTART, "--config", str(bad)])
     assert code != 0
     assert "NoSuchSearch" in err
 
 
-def test_fit_quickstart_leaves_checkpoint_genotype_and_metrics(tmp_path):
-    code, _, err = _run(
+def test_fit_quickstart_leaves_checkpoint_genotype_and_metrics(tmp_path, run_cli):
+    code, _, err = run_cli(
         [
             "fit",
             "--config",
@@ -99,8 +84,8 @@ def test_python_dash_m_help():
 
 
 @pytest.mark.parametrize("name", ["darts_cifar10.yaml", "darts_cifar10_2nd.yaml"])
-def test_paper_configs_parse(name):
-    code, text, err = _run(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
+def test_paper_configs_parse(name, run_cli):
+    code, text, err = run_cli(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
     assert code == 0, err
     cfg = yaml.safe_load(text)
     assert cfg["data"]["init_args"]["batch_size"] == 64

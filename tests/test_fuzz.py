@@ -1,14 +1,11 @@
 """Malformed genotypes and configs get our clear errors, never a traceback from deep inside."""
 
-import contextlib
-import io
 import json
 import random
 from pathlib import Path
 
 import pytest
 
-from dnas.cli import main
 from dnas.genotypes import Genotype, GenotypeError, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,17 +53,6 @@ def test_load_rejects_unknown_names_and_directories(tmp_path):
         load(str(tmp_path) + "/")
 
 
-def _cli(args):
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, err.getvalue()
-
-
 @pytest.mark.parametrize(
     "content",
     [
@@ -80,11 +66,11 @@ def _cli(args):
         b"!!python/object/apply:os.system ['echo pwned']\n",
     ],
 )
-def test_malformed_configs_give_parser_errors_not_tracebacks(tmp_path, content):
+def test_malformed_configs_give_parser_errors_not_tracebacks(tmp_path, content, run_cli):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(content)
     tiny = ["--model.init_args.supernet.init_args.init_channels", "2", "--trainer.fast_dev_run", "1"]
-    code, err = _cli(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny, "--config", str(bad)])
+    code, _, err = run_cli(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny, "--config", str(bad)])
     assert code not in (0, None)
     assert "error" in err.lower()
     assert "Traceback" not in err

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-
-from dnas.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "quickstart_pt.yaml")
@@ -25,19 +21,8 @@ SHRINK = [
 ]
 
 
-def _run(args):
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_quickstart_pt_config_parses_with_both_selection_callbacks():
-    code, text, err = _run(["fit", "--config", CONFIG, "--print_config"])
+def test_quickstart_pt_config_parses_with_both_selection_callbacks(run_cli):
+    code, text, err = run_cli(["fit", "--config", CONFIG, "--print_config"])
     assert code == 0, err
     callbacks = {c["class_path"]: c["init_args"] for c in yaml.safe_load(text)["trainer"]["callbacks"]}
     assert callbacks["dnas.callbacks.PerturbationSelection"]["val_subset"] == 128
@@ -45,16 +30,18 @@ def test_quickstart_pt_config_parses_with_both_selection_callbacks():
 
 
 @pytest.mark.slow  # two CLI fits: ~50 s of CPU including imports
-def test_selection_as_a_separate_stage_on_a_checkpoint_of_the_plain_quickstart(tmp_path):
+def test_selection_as_a_separate_stage_on_a_checkpoint_of_the_plain_quickstart(tmp_path, run_cli):
     where = [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
     # stage 1: the plain DARTS quickstart (no selection callback), 2 epochs, same (shrunk) supernet
     plain = str(ROOT / "configs" / "quickstart.yaml")
-    code, _, err = _run(["fit", "--config", plain, *SHRINK, *where, "--trainer.max_epochs=2"])
+    code, _, err = run_cli(["fit", "--config", plain, *SHRINK, *where, "--trainer.max_epochs=2"])
     assert code == 0, err
     ckpt = tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     # stage 2: dnas fit --config quickstart_pt.yaml --ckpt_path <stage 1> with max_epochs = 2 + 6
-    code, _, err = _run(["fit", "--config", CONFIG, *SHRINK, *where, "--trainer.max_epochs=8", f"--ckpt_path={ckpt}"])
+    code, _, err = run_cli(
+        ["fit", "--config", CONFIG, *SHRINK, *where, "--trainer.max_epochs=8", f"--ckpt_path={ckpt}"]
+    )
     assert code == 0, err
     run = tmp_path / "quickstart_pt" / "version_0"
     decisions = [json.loads(s) for s in (run / "selection_decisions.jsonl").read_text().splitlines()]

@@ -1,7 +1,5 @@
 """The MNIST-1D and tabular quickstarts run end to end through the CLI, and their found genotypes export."""
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -9,22 +7,10 @@ import pytest
 import torch
 import yaml
 
-from dnas.cli import main
 from dnas.export import build_model
 from dnas.genotypes import Genotype
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(args):
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 EXAMPLES = [
@@ -35,19 +21,19 @@ EXAMPLES = [
 
 
 @pytest.mark.parametrize("config", [e[0] for e in EXAMPLES] + ["nb201_darts_cifar10.yaml"])
-def test_config_prints_and_round_trips(tmp_path, config):
-    code, text, err = _run(["fit", "--config", str(ROOT / "configs" / config), "--print_config"])
+def test_config_prints_and_round_trips(tmp_path, config, run_cli):
+    code, text, err = run_cli(["fit", "--config", str(ROOT / "configs" / config), "--print_config"])
     assert code == 0, err
     saved = tmp_path / "c.yaml"
     saved.write_text(text)
-    code, again, err = _run(["fit", "--config", str(saved), "--print_config"])
+    code, again, err = run_cli(["fit", "--config", str(saved), "--print_config"])
     assert code == 0, err
     assert yaml.safe_load(again) == yaml.safe_load(text)
 
 
 @pytest.mark.parametrize("config,name,extra,shape", EXAMPLES)
-def test_darts_search_then_export(tmp_path, config, name, extra, shape):
-    code, _, err = _run(
+def test_darts_search_then_export(tmp_path, config, name, extra, shape, run_cli):
+    code, _, err = run_cli(
         ["fit", "--config", str(ROOT / "configs" / config)]
         + extra
         + [
@@ -78,10 +64,10 @@ def test_darts_search_then_export(tmp_path, config, name, extra, shape):
     assert json.loads((run / "genotype.json").read_text())["meta"]["space_options"]
 
 
-def test_cost_table_tool_and_latency_aware_search_on_the_tabular_example(tmp_path):
+def test_cost_table_tool_and_latency_aware_search_on_the_tabular_example(tmp_path, run_cli):
     config = str(ROOT / "configs" / "quickstart_tabular.yaml")
     table = tmp_path / "lut.json"
-    code, out, err = _run(["lut", "--config", config, "--metric", "params", "--out", str(table), "--no_progress"])
+    code, out, err = run_cli(["lut", "--config", config, "--metric", "params", "--out", str(table), "--no_progress"])
     assert code == 0, err
     entries = json.loads(table.read_text())
     assert entries  # one entry per (mixed op, candidate)
@@ -90,7 +76,7 @@ def test_cost_table_tool_and_latency_aware_search_on_the_tabular_example(tmp_pat
         "model:\n  init_args:\n    latency_loss:\n      class_path: dnas.latency.LatencyLoss\n"
         f"      init_args:\n        table: {table}\n        form: add\n        target: 10000.0\n"
     )
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["fit", "--config", config, "--config", str(override)]
         + ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path)]

@@ -1,6 +1,4 @@
-import contextlib
 import functools
-import io
 import json
 from pathlib import Path
 
@@ -10,7 +8,7 @@ import yaml
 
 import dnas
 from dnas.cells.darts import DartsSupernet
-from dnas.cli import DnasCLI, main
+from dnas.cli import DnasCLI
 from dnas.data import DigitsDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,18 +100,8 @@ def test_pcdarts_warmup_keeps_alpha_and_beta(tmp_path):
     assert all(torch.equal(a, p.detach()) for a, p in zip(before, model.supernet.arch_parameters()))
 
 
-def _run(args):
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_quickstart_pcdarts_config_fits(tmp_path):
-    code, _, err = _run(
+def test_quickstart_pcdarts_config_fits(tmp_path, run_cli):
+    code, _, err = run_cli(
         [
             "fit",
             "--config",
@@ -134,8 +122,8 @@ def test_quickstart_pcdarts_config_fits(tmp_path):
     assert (tmp_path / "genotype.json").is_file() or any(tmp_path.rglob("genotype.json"))
 
 
-def test_pcdarts_paper_config_parses():
-    code, out, err = _run(["fit", "--config", str(ROOT / "configs" / "pcdarts_cifar10.yaml"), "--print_config"])
+def test_pcdarts_paper_config_parses(run_cli):
+    code, out, err = run_cli(["fit", "--config", str(ROOT / "configs" / "pcdarts_cifar10.yaml"), "--print_config"])
     assert code == 0, err
     cfg = yaml.safe_load(out)
     init = cfg["model"]["init_args"]

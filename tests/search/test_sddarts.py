@@ -1,6 +1,4 @@
-import contextlib
 import copy
-import io
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from torch import nn
 import dnas
 from dnas.cells.base import Supernet
 from dnas.cells.darts import DartsSupernet
-from dnas.cli import DnasCLI, main
+from dnas.cli import DnasCLI
 from dnas.data import DigitsDataModule
 from dnas.search.sddarts import aggregate_teachers, distillation_loss
 
@@ -227,28 +225,23 @@ def test_teachers_survive_checkpoint_and_resume(tmp_path):
         wrong.on_load_checkpoint(ckpt)
 
 
-def test_quickstart_sddarts_config_fits(tmp_path):
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(
-                [
-                    "fit",
-                    "--config",
-                    str(ROOT / "configs" / "quickstart_sddarts.yaml"),
-                    "--trainer.fast_dev_run",
-                    "2",
-                    "--data.init_args.batch_size",
-                    "16",
-                    "--trainer.default_root_dir",
-                    str(tmp_path),
-                    "--trainer.logger.init_args.save_dir",
-                    str(tmp_path),
-                ]
-            )
-        except SystemExit as exc:
-            code = exc.code
-    assert code == 0, err.getvalue()
+def test_quickstart_sddarts_config_fits(tmp_path, run_cli):
+    code, _, err = run_cli(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "quickstart_sddarts.yaml"),
+            "--trainer.fast_dev_run",
+            "2",
+            "--data.init_args.batch_size",
+            "16",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0, err
 
 
 def test_bad_settings_are_named():
