@@ -32,6 +32,7 @@ from torch import nn
 
 from dnas.ops.darts import DilConv, ReLUConvBN, SepConv, Zero
 from dnas.ops.kernels import weighted_inner, weighted_sum
+from dnas.ops.stages import ReLUStage, Stage, compile_chain
 
 FUSED_POLICIES: tuple[str, ...] = ("recompute", "save")
 
@@ -60,7 +61,14 @@ class _Plan:
                 idx.append(index[id(p)])
             self.param_index.append(idx)
         self.num_params = len(params)
+        self.pindex = index
         self.has_buffers = [any(True for _ in op.buffers()) for op in ops]
+        # the fast path: candidates that compile to a chain of known stages (dnas.ops.stages); None = generic path
+        self.chains: list[list[Stage] | None] = [None if z else compile_chain(op) for op, z in zip(ops, self.zero)]
+        self.chain_relu = [False] * len(ops)  # chain starts with a ReLU: it runs on the shared ReLU
+        for k, chain in enumerate(self.chains):
+            if chain and isinstance(chain[0], ReLUStage):
+                self.chains[k], self.chain_relu[k] = chain[1:], True
 
 
 def _relu_tail_safe(op: nn.Module) -> nn.Module | None:
@@ -119,9 +127,69 @@ class _BuffersKept:
 
 def _accumulate(acc: torch.Tensor | None, o: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``acc + w·o`` through ``dnas::weighted_sum`` (``1·acc`` is exact, so the naive rounding order is kept)."""
+    if o.device.type == "cpu":  # the reference kernel's arithmetic, minus its exact `1·acc`: one pass fewer
+        return w * o if acc is None else acc.add_(w * o)
     if acc is None:
         return weighted_sum([o], w.reshape(1))
     return weighted_sum([acc, o], torch.stack((torch.ones_like(w), w)))
+
+
+def _chain_forward(chain: list[Stage], x: torch.Tensor, keep: bool):
+    """Run a compiled chain (the real forward: buffers update).
+
+    Returns its output, each stage's aux and, with ``keep`` (policy ``save``), each stage's input.
+    """
+    auxs, inputs = [], []
+    for stage in chain:
+        if keep:
+            inputs.append(x)
+        x, aux = stage.forward(x)
+        auxs.append(aux)
+    return x, auxs, inputs if keep else None
+
+
+def _chain_replay(chain: list[Stage], x: torch.Tensor, auxs: list) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Recompute a chain with the forward's statistics (no side effects); return the output and the stage inputs."""
+    inputs = []
+    for stage, aux in zip(chain, auxs):
+        inputs.append(x)
+        x = stage.replay(x, aux)
+    return x, inputs
+
+
+def _pack(chain_saved: dict) -> tuple[list, list[torch.Tensor]]:
+    """Flatten ``{k: (auxs, inputs, out)}`` into a tensor list and a layout of indices into it (None kept)."""
+    tensors: list[torch.Tensor] = []
+
+    def put(t):
+        if t is None:
+            return None
+        if isinstance(t, tuple):
+            return tuple(put(a) for a in t)
+        tensors.append(t)
+        return len(tensors) - 1
+
+    layout = []
+    for k, (auxs, inputs, out) in chain_saved.items():
+        layout.append((k, [put(a) for a in auxs], None if inputs is None else [put(t) for t in inputs], put(out)))
+    return layout, tensors
+
+
+def _unpack(layout: list | None, tensors) -> dict:
+    if not layout:
+        return {}
+
+    def get(i):
+        if i is None:
+            return None
+        if isinstance(i, tuple):
+            return tuple(get(a) for a in i)
+        return tensors[i]
+
+    return {
+        k: ([get(a) for a in auxs], None if ins is None else [get(i) for i in ins], get(o))
+        for k, auxs, ins, o in layout
+    }
 
 
 def _zeros_out(mixed: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +207,11 @@ class FusedMixedFunction(torch.autograd.Function):
         if not active and not any(plan.zero):  # nothing to run and no `none` op to give the output shape
             active = [0]
         ctx.mixed, ctx.policy, ctx.active = mixed, policy, active
-        ctx.shared_relu = any(plan.tail[k] is not None for k in active)
+        # compiled chains handle batched 2-D feature maps; anything else takes the generic path
+        chain_of = plan.chains if x.dim() == 4 else [None] * len(ops)
+        ctx.shared_relu = any(
+            (plan.chain_relu[k] if chain_of[k] is not None else plan.tail[k] is not None) for k in active
+        )
         save = policy == "save" and record
         if policy == "recompute" and record:  # what the recompute must reproduce: RNG streams and autocast
             ctx.cpu_rng = torch.get_rng_state()
@@ -150,22 +222,36 @@ class FusedMixedFunction(torch.autograd.Function):
             xi = x.detach().requires_grad_(ctx.needs_input_grad[4]) if save else x
             r = torch.relu(xi) if ctx.shared_relu else None
             ri = r.detach().requires_grad_(ctx.needs_input_grad[4]) if (save and r is not None) else r
-            outs, out = [], None
+            outs, out, chain_saved = [], None, {}
             for k in active:  # accumulate as we go: at most two op outputs alive besides the sum
-                o = _run(plan, ops, k, xi, ri)
+                chain = chain_of[k]
+                if chain is not None:
+                    with torch.no_grad():
+                        inp = (
+                            (r.detach() if plan.chain_relu[k] else x.detach())
+                            if save
+                            else (r if plan.chain_relu[k] else x)
+                        )
+                        o, auxs, inputs = _chain_forward(chain, inp, keep=save)
+                    chain_saved[k] = (auxs, inputs, o if save else None)
+                else:
+                    o = _run(plan, ops, k, xi, ri)
                 out = _accumulate(out, o.detach(), weights.detach()[k])
-                if save:
+                if save and chain is None:
                     outs.append(o)
                 del o
         if out is None:
             out = _zeros_out(mixed, plan, x.detach())
         # parameters go through save_for_backward so an in-place change before backward raises, as with naive
         ctx.num_params = len(params)
+        # the chains' tensors (BN statistics; with `save` also stage inputs and outputs) go through save_for_backward
+        # too, so saved-tensor hooks see (and can count or offload) everything this node keeps
+        ctx.chain_layout, chain_tensors = _pack(chain_saved) if record else (None, [])
+        ctx.num_generic_outs = len(outs) if save else 0
         if save:
             ctx.graph = (xi, ri, outs)
-            ctx.save_for_backward(x, weights, *params, *[o.detach() for o in outs])
-        else:
-            ctx.save_for_backward(x, weights, *params)
+        generic_outs = [o.detach() for o in outs] if save else []
+        ctx.save_for_backward(x, weights, *params, *generic_outs, *chain_tensors)
         return out
 
     @staticmethod
@@ -211,10 +297,39 @@ class FusedMixedFunction(torch.autograd.Function):
                 if g is not None:
                     grad_p[i] = g if grad_p[i] is None else grad_p[i] + g
 
+        def chain_backward(k, o, inputs, auxs):
+            nonlocal grad_x, grad_r
+            if need_w:
+                grad_w[k] = weighted_inner(grad, [o])[0]
+            wk = weights[k].detach()
+            g = grad
+            for stage, xin, aux in zip(reversed(plan.chains[k]), reversed(inputs), reversed(auxs)):
+                g, pgs = stage.backward(g, xin, aux)  # linear in g: scaled by w_k once, below
+                for p, pg in zip(stage.params, pgs):
+                    i = plan.pindex[id(p)]
+                    if pg is not None and need_p[i]:
+                        pg = pg * wk
+                        grad_p[i] = pg if grad_p[i] is None else grad_p[i] + pg
+            if need_x:
+                if plan.chain_relu[k]:
+                    grad_r = g * wk if grad_r is None else grad_r.add_(g, alpha=wk.item())
+                else:
+                    grad_x = g * wk if grad_x is None else grad_x.add_(g, alpha=wk.item())
+
+        chain_saved = _unpack(ctx.chain_layout, saved[2 + ctx.num_params + ctx.num_generic_outs :])
+        if chain_saved:
+            r = torch.relu(x) if any(plan.chain_relu[k] for k in chain_saved) and ctx.policy != "save" else None
+            for k, (auxs, inputs, o) in chain_saved.items():
+                if ctx.policy != "save":
+                    o, inputs = _chain_replay(plan.chains[k], r if plan.chain_relu[k] else x, auxs)
+                chain_backward(k, o, inputs, auxs)
+                del o, inputs
+            del r
         if ctx.policy == "save":
             xi, ri, outs = ctx.graph
+            generic = [k for k in active if k not in chain_saved]
             with torch.enable_grad():
-                for k, out in zip(active, outs):
+                for k, out in zip(generic, outs):
                     is_relu = plan.tail[k] is not None
                     accumulate(k, out, ri if is_relu else xi, is_relu)
             del ctx.graph
@@ -228,6 +343,8 @@ class FusedMixedFunction(torch.autograd.Function):
                 xi = x.detach().requires_grad_(need_x)
                 ri = torch.relu(x.detach()).requires_grad_(need_x) if ctx.shared_relu else None
                 for k in active:
+                    if k in chain_saved:
+                        continue
                     op = mixed._ops[k]
                     is_relu = plan.tail[k] is not None
                     # restored after the op's backward (BN saves its running-stat tensors for backward)
