@@ -70,7 +70,7 @@ class DartsCell(nn.Module):
         reduction: bool,
         reduction_prev: bool,
         primitives: Sequence[str],
-        mixed_op_impl: str = "naive",
+        mixed_op_impl: str = "fused",
         steps: int = STEPS,
         partial_channels: int = 1,
     ):
@@ -112,7 +112,10 @@ class DartsSupernet(Supernet):
         primitives: candidate ops in α column order (DARTS-PT's "s5" space drops ``none``).
         steps: intermediate nodes per cell (4).
         stem_multiplier: the stem outputs ``stem_multiplier * init_channels`` channels (3).
-        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
+        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`). Default ``"fused"``: the same
+            outputs (bitwise) and gradients as ``"naive"``, 23× less saved activation memory and 1.4× faster steps
+            on the CPU benchmark (README); ``"fused_save"`` is 1.8× faster with naive-like memory; ``"naive"`` is
+            needed only for double backward (exact second-order gradients through autograd).
         partial_channels: PC-DARTS' K: each edge's ops see the first ``C/K`` channels, the rest bypass (1 = DARTS).
             ``init_channels`` must be divisible by K.
         edge_normalization: PC-DARTS edge normalisation: parameters ``beta_normal`` / ``beta_reduce`` (one per edge,
@@ -129,7 +132,7 @@ class DartsSupernet(Supernet):
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         steps: int = STEPS,
         stem_multiplier: int = 3,
-        mixed_op_impl: str = "naive",
+        mixed_op_impl: str = "fused",
         partial_channels: int = 1,
         edge_normalization: bool = False,
     ):

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from dnas.ops.darts import DilConv, ReLUConvBN, SepConv, Zero
-from dnas.ops.kernels import weighted_inner, weighted_sum
+from dnas.ops.kernels import weighted_inner, weighted_inner_reference, weighted_sum
 from dnas.ops.stages import ReLUStage, Stage, compile_chain
 
 FUSED_POLICIES: tuple[str, ...] = ("recompute", "save")
@@ -192,6 +192,16 @@ def _unpack(layout: list | None, tensors) -> dict:
     }
 
 
+def _inner(grad: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """``⟨grad, o⟩``: ``dnas::weighted_inner`` on CUDA, its reference called directly on CPU.
+
+    The first dispatch of a custom op costs ≈ 150 MB of one-time RSS, which CPU runs need not pay.
+    """
+    if grad.device.type == "cpu":
+        return weighted_inner_reference(grad, [o])[0]
+    return weighted_inner(grad, [o])[0]
+
+
 def _zeros_out(mixed: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
     k = plan.zero.index(True)
     return mixed._ops[k](x)
@@ -277,7 +287,7 @@ class FusedMixedFunction(torch.autograd.Function):
         def accumulate(k, out, inp, is_relu):
             nonlocal grad_x, grad_r
             if need_w:
-                grad_w[k] = weighted_inner(grad, [out.detach()])[0]
+                grad_w[k] = _inner(grad, out.detach())
             if not out.requires_grad:  # the op does not depend on x or parameters
                 return
             targets = [inp] if need_x else []
@@ -300,7 +310,7 @@ class FusedMixedFunction(torch.autograd.Function):
         def chain_backward(k, o, inputs, auxs):
             nonlocal grad_x, grad_r
             if need_w:
-                grad_w[k] = weighted_inner(grad, [o])[0]
+                grad_w[k] = _inner(grad, o)
             wk = weights[k].detach()
             g = grad
             for stage, xin, aux in zip(reversed(plan.chains[k]), reversed(inputs), reversed(auxs)):
