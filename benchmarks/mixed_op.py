@@ -14,6 +14,10 @@ Per target and implementation (``naive``, ``fused`` = policy recompute, ``fused_
            the step's increase over the RSS just before it (the process holds ~0.9 GB of libraries before any tensor)
   time     median step time (forward + backward) over interleaved repeats (naive, fused, fused_save, naive, …)
 
+RSS depends on the allocator: with glibc's defaults, freed temporaries of the fused op (which are many and short-lived)
+stay in heap holes between live tensors and count as RSS; ``MALLOC_MMAP_THRESHOLD_=65536 python benchmarks/...``
+returns them to the system and shows the memory actually in use. The header says which one ran.
+
 Usage: ``python benchmarks/mixed_op.py [--targets edge cell network] [--batch 64] [--net-batch 16] [--repeats 3]``.
 Ratios are printed against naive: ``saved ×`` and ``rss ×`` = naive / impl (higher is better), ``time ×`` =
 impl / naive (lower is better).
@@ -180,7 +184,10 @@ def _mb(n: float) -> str:
 
 
 def run(targets, batch: int, net_batch: int, repeats: int, threads: int) -> None:
+    mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    allocator = f"MALLOC_MMAP_THRESHOLD_={mmap}" if mmap else "glibc malloc defaults (dynamic mmap threshold)"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, {SIZE}x{SIZE}, repeats={repeats}")
+    print(f"allocator: {allocator}")
     for target in targets:
         b = net_batch if target == "network" else batch
         impls = IMPLS + (("naive+ckpt",) if target == "network" else ())
