@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from dnas.ops.darts import DilConv, ReLUConvBN, SepConv, Zero
+from dnas.ops.heap import maybe_trim
 from dnas.ops.kernels import weighted_inner, weighted_inner_reference, weighted_sum
 from dnas.ops.stages import ReLUStage, Stage, compile_chain
 
@@ -262,6 +263,8 @@ class FusedMixedFunction(torch.autograd.Function):
             ctx.graph = (xi, ri, outs)
         generic_outs = [o.detach() for o in outs] if save else []
         ctx.save_for_backward(x, weights, *params, *generic_outs, *chain_tensors)
+        if policy == "recompute" and x.device.type == "cpu":
+            maybe_trim()  # the lowest-memory policy gives freed temporaries back (dnas.ops.heap)
         return out
 
     @staticmethod
@@ -367,6 +370,8 @@ class FusedMixedFunction(torch.autograd.Function):
             grad_x = gx if grad_x is None else grad_x + gx
         if need_x and grad_x is None:
             grad_x = torch.zeros_like(x)
+        if ctx.policy == "recompute" and x.device.type == "cpu":
+            maybe_trim()
         return (None, None, None, None, grad_x, grad_w, *grad_p)
 
 
