@@ -18,7 +18,8 @@ RSS depends on the allocator: with glibc's defaults, freed temporaries of the fu
 stay in heap holes between live tensors and count as RSS; ``MALLOC_MMAP_THRESHOLD_=65536 python benchmarks/...``
 returns them to the system and shows the memory actually in use. The header says which one ran.
 
-Usage: ``python benchmarks/mixed_op.py [--targets edge cell network] [--batch 64] [--net-batch 16] [--repeats 3]``.
+Usage: ``python benchmarks/mixed_op.py [--targets edge cell network] [--batch 64] [--net-batch 64] [--repeats 3]
+[--heap-trim 256|off]``.
 Ratios are printed against naive: ``saved ×`` and ``rss ×`` = naive / impl (higher is better), ``time ×`` =
 impl / naive (lower is better).
 """
@@ -40,7 +41,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dnas.cells.darts import DartsCell, DartsSupernet
-from dnas.ops import DARTS_PRIMITIVES, MixedOp
+from dnas.ops import DARTS_PRIMITIVES, MixedOp, heap
 
 IMPLS = ("naive", "fused", "fused_save")
 C, SIZE = 16, 32
@@ -162,6 +163,8 @@ def child_rss(target: str, impl: str, batch: int) -> dict:
 def rss_in_subprocess(target: str, impl: str, batch: int, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, __file__, "--child", target, impl, str(batch), "--threads", str(threads)]
+    trim = heap.get_heap_trim()
+    cmd += ["--heap-trim", "off" if trim is None else str(trim)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -187,7 +190,8 @@ def run(targets, batch: int, net_batch: int, repeats: int, threads: int) -> None
     mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_")
     allocator = f"MALLOC_MMAP_THRESHOLD_={mmap}" if mmap else "glibc malloc defaults (dynamic mmap threshold)"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, {SIZE}x{SIZE}, repeats={repeats}")
-    print(f"allocator: {allocator}")
+    trim = heap.get_heap_trim()
+    print(f"allocator: {allocator}; fused heap trim: {'off' if trim is None else f'{trim} MiB'}")
     for target in targets:
         b = net_batch if target == "network" else batch
         impls = IMPLS + (("naive+ckpt",) if target == "network" else ())
@@ -217,9 +221,13 @@ def main() -> None:
     parser.add_argument("--net-batch", type=int, default=64, help="batch of the network target")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--heap-trim", default="256", help="fused op's glibc heap-trim threshold in MiB, or 'off' (dnas.ops.heap)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("TARGET", "IMPL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    heap.set_heap_trim(None if args.heap_trim == "off" else int(args.heap_trim))
     if args.child:
         target, impl, batch = args.child
         print(json.dumps(child_rss(target, impl, int(batch))))
