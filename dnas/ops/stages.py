@@ -9,11 +9,13 @@ which is where it gets its speed on CPU:
   3×3 max pool is the maximum of shifted views (max is exact in any order); the 3×3 average pool (CPU, contiguous
   NCHW) adds the window in the kernel's own order (row-major, padding skipped) and divides by the same count.
 * backward is exact math in different kernels (gradients agree to rounding): the input gradient of a stride-1
-  "same"-padded depthwise convolution is the convolution of the gradient with the flipped kernel; its weight gradient
-  is a batched matrix product over image rows (:func:`depthwise_weight_grad`); 1×1 convolutions are matrix products;
-  pooling gradients are shifted adds (average) or a scatter through recomputed argmax indices (max, first maximum in
-  window order, as ATen picks it). On this 2-core CPU ATen's depthwise backward is 3–25× slower than these (dilated
-  and 5×5 kernels are the slow cases), and ATen's pooling 4–8× slower.
+  "same"-padded depthwise convolution is the convolution of the gradient with the flipped kernel (stride 2: ATen's
+  transposed convolution without dilation, else the gradient spread over zeros at full resolution); its weight
+  gradient is a batched matrix product over image rows (:func:`depthwise_weight_grad`); 1×1 convolutions are matrix
+  products; pooling gradients are ATen's own backward kernels run channels-last (the max pool's argmax indices are
+  recomputed by ATen, so ties go to the same first maximum). On this 2-core CPU ATen's depthwise backward took
+  2.5–9× as long as these for 5×5 and dilated kernels (the plain 3×3 keeps ATen's weight gradient), and its NCHW
+  pooling 6–8× as long as its channels-last kernels.
 * BatchNorm stages record their batch statistics during the forward; a recomputation (policy ``recompute``)
   normalises with those, so it neither reduces again nor touches the running statistics.
 
