@@ -237,12 +237,8 @@ class FusedMixedFunction(torch.autograd.Function):
             for k in active:  # accumulate as we go: at most two op outputs alive besides the sum
                 chain = chain_of[k]
                 if chain is not None:
-                    with torch.no_grad():
-                        inp = (
-                            (r.detach() if plan.chain_relu[k] else x.detach())
-                            if save
-                            else (r if plan.chain_relu[k] else x)
-                        )
+                    with torch.no_grad():  # (with `save`, r is on the generic ops' graph: chains get it detached)
+                        inp = (r if plan.chain_relu[k] else x).detach()
                         o, auxs, inputs = _chain_forward(chain, inp, keep=save)
                     chain_saved[k] = (auxs, inputs, o if save else None)
                 else:
@@ -338,15 +334,15 @@ class FusedMixedFunction(torch.autograd.Function):
                 chain_backward(k, o, inputs, auxs)
                 del o, inputs
             del r
+        generic = [k for k in active if k not in chain_saved]  # candidates on the generic (autograd) path
         if ctx.policy == "save":
             xi, ri, outs = ctx.graph
-            generic = [k for k in active if k not in chain_saved]
             with torch.enable_grad():
                 for k, out in zip(generic, outs):
                     is_relu = plan.tail[k] is not None
                     accumulate(k, out, ri if is_relu else xi, is_relu)
             del ctx.graph
-        else:
+        elif generic:  # recompute them (the compiled chains were replayed above)
             devices = [x.device] if x.is_cuda else []
             dev, amp, amp_dtype = ctx.autocast
             with torch.random.fork_rng(devices=devices), torch.autocast(dev, dtype=amp_dtype, enabled=amp):
@@ -354,10 +350,9 @@ class FusedMixedFunction(torch.autograd.Function):
                 if ctx.cuda_rng is not None:
                     torch.cuda.set_rng_state(ctx.cuda_rng, x.device)
                 xi = x.detach().requires_grad_(need_x)
-                ri = torch.relu(x.detach()).requires_grad_(need_x) if ctx.shared_relu else None
-                for k in active:
-                    if k in chain_saved:
-                        continue
+                relu_first = any(plan.tail[k] is not None for k in generic)
+                ri = torch.relu(x.detach()).requires_grad_(need_x) if relu_first else None
+                for k in generic:
                     op = mixed._ops[k]
                     is_relu = plan.tail[k] is not None
                     # restored after the op's backward (BN saves its running-stat tensors for backward)

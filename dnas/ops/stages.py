@@ -198,11 +198,19 @@ def _pool_out(size: int, stride: int) -> int:
     return (size + 2 - 3) // stride + 1
 
 
-def _taps(xp: torch.Tensor, stride: int, ho: int, wo: int):
-    """The nine shifted (strided) views of a 1-padded input, in the window's row-major order."""
+def _fold_taps(x: torch.Tensor, stride: int, pad_value: float, combine) -> torch.Tensor:
+    """Fold the nine shifted (strided) views of ``x`` padded by 1 with ``pad_value``, in the window's row-major order.
+
+    Starts from a copy of the first view; ``combine(acc, view)`` returns the new accumulator (it may work in place).
+    """
+    ho, wo = _pool_out(x.shape[2], stride), _pool_out(x.shape[3], stride)
+    xp = F.pad(x, (1, 1, 1, 1), value=pad_value)
+    acc = None
     for i in range(3):
         for j in range(3):
-            yield i, j, xp[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+            v = xp[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+            acc = v.clone() if acc is None else combine(acc, v)
+    return acc
 
 
 class MaxPoolStage(Stage):
@@ -212,13 +220,7 @@ class MaxPoolStage(Stage):
         self.stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
 
     def forward(self, x):
-        s = self.stride
-        ho, wo = _pool_out(x.shape[2], s), _pool_out(x.shape[3], s)
-        xp = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
-        out = None
-        for _, _, v in _taps(xp, s, ho, wo):
-            out = v.clone() if out is None else torch.maximum(out, v)
-        return out, None
+        return _fold_taps(x, self.stride, float("-inf"), torch.maximum), None
 
     def backward(self, g, x, aux):
         s = self.stride
@@ -238,24 +240,13 @@ class AvgPoolStage(Stage):
         self.pool = pool
         self.stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
 
-    def _count(self, x: torch.Tensor, ho: int, wo: int) -> torch.Tensor:
-        s = self.stride
-        ones = F.pad(x.new_ones(1, 1, x.shape[2], x.shape[3]), (1, 1, 1, 1))
-        cnt = None
-        for _, _, v in _taps(ones, s, ho, wo):
-            cnt = v.clone() if cnt is None else cnt + v
-        return cnt
-
     def forward(self, x):
         if x.device.type != "cpu" or not x.is_contiguous():  # the ATen kernel's summation order is known on CPU only
             return self.pool(x), None
-        s = self.stride
-        ho, wo = _pool_out(x.shape[2], s), _pool_out(x.shape[3], s)
-        xp = F.pad(x, (1, 1, 1, 1))
-        acc = None
-        for _, _, v in _taps(xp, s, ho, wo):  # padding adds an exact 0, in ATen's order (ih, iw)
-            acc = v.clone() if acc is None else acc.add_(v)
-        return acc.div_(self._count(x, ho, wo)), None
+        add = torch.Tensor.add_  # padding adds an exact 0, in ATen's order (ih, iw)
+        total = _fold_taps(x, self.stride, 0.0, add)
+        count = _fold_taps(x.new_ones(1, 1, x.shape[2], x.shape[3]), self.stride, 0.0, add)  # in-image taps
+        return total.div_(count), None
 
     def backward(self, g, x, aux):
         s, cl = self.stride, torch.channels_last  # ATen's own backward, channels-last: 8× the NCHW kernel's speed
