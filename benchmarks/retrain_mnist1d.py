@@ -17,6 +17,27 @@ from dnas.data.mnist1d import generate_mnist1d
 from dnas.export import build_model
 
 
+def train_epoch(
+    net: torch.nn.Module, opt: torch.optim.Optimizer, data: dict[str, torch.Tensor], batch: int = 64
+) -> None:
+    """One epoch of shuffled mini-batch cross-entropy training on ``data["x"], data["y"]``."""
+    net.train()
+    perm = torch.randperm(len(data["y"]))
+    for i in range(0, len(perm), batch):
+        idx = perm[i : i + batch]
+        loss = F.cross_entropy(net(data["x"][idx]), data["y"][idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def eval_accuracy(net: torch.nn.Module, data: dict[str, torch.Tensor]) -> float:
+    """Accuracy on ``data["x_test"], data["y_test"]`` in eval mode."""
+    net.eval()
+    with torch.no_grad():
+        return (net(data["x_test"]).argmax(-1) == data["y_test"]).float().mean().item()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("genotype")
@@ -32,18 +53,9 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
     start = time.perf_counter()
     for epoch in range(args.epochs):
-        net.train()
-        perm = torch.randperm(len(data["y"]))
-        for i in range(0, len(perm), 64):
-            idx = perm[i : i + 64]
-            loss = F.cross_entropy(net(data["x"][idx]), data["y"][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        train_epoch(net, opt, data)
         sched.step()
-        net.eval()
-        with torch.no_grad():
-            acc = (net(data["x_test"]).argmax(-1) == data["y_test"]).float().mean().item()
+        acc = eval_accuracy(net, data)
         print(f"epoch {epoch}: test accuracy {acc:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
+from retrain_mnist1d import eval_accuracy, train_epoch  # this directory is on sys.path when run as a script
 
 from dnas import DARTS
 from dnas.callbacks import MagnitudeSelection, PerturbationSelection
@@ -68,18 +68,9 @@ def retrain(genotype: Genotype, seed: int, epochs: int, data: dict[str, torch.Te
     opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(len(data["y"]))
-        for i in range(0, len(perm), 64):
-            idx = perm[i : i + 64]
-            loss = F.cross_entropy(net(data["x"][idx]), data["y"][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        train_epoch(net, opt, data)
         sched.step()
-    net.eval()
-    with torch.no_grad():
-        return (net(data["x_test"]).argmax(-1) == data["y_test"]).float().mean().item()
+    return eval_accuracy(net, data)
 
 
 def ops(genotype: Genotype) -> str:
