@@ -60,4 +60,4 @@ def test_killed_search_resumes_to_the_same_alpha_and_genotype(tmp_path):
     assert a["alphas"] == b["alphas"]  # bitwise: JSON floats round-trip exactly
     assert a["genotype"] == b["genotype"]
     # and the comparison is not vacuous: α moved away from its initial scale (1e-3)
-    assert max(abs(v) for row in a["alphas"]["alpha_normal"] for v in row) > 1e-2
+    assert max(abs(v) for row in a["alphas"]["arch.normal.alpha"] for v in row) > 1e-2

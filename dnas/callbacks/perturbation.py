@@ -26,7 +26,7 @@ that exposes ``.supernet``. As a **separate stage** on an already trained supern
 (our supernet state dict, a Lightning checkpoint of ours, or a reference DARTS supernet state) and
 ``max_epochs = tune_epochs``.
 
-**Resuming.** Decisions live in the supernet's selection buffers (``fixed_*``, ``override_*``, ``mask_*``; in every
+**Resuming.** Decisions live in the supernet's selection buffers (each :class:`~dnas.cells.base.ArchGroup`'s ``fixed``, ``override`` and ``mask``; in every
 checkpoint) plus this callback's :meth:`state_dict` (decisions so far with their scores, the drawn edge/node order,
 the resolved schedule), so ``--ckpt_path last.ckpt`` continues at the next undecided step.
 
@@ -59,7 +59,6 @@ from dnas.io import append_line, atomic_write_text, log_dir
 Evaluate = Callable[[], tuple[float, float]]
 """A measurement: ``() -> (accuracy, mean loss)`` of the supernet as it is right now."""
 
-_SELECTION_BUFFERS = ("mask_", "fixed_", "override_")
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -111,8 +110,7 @@ def project_op(
     """
     info = supernet.arch_groups[group]
     excluded = set(exclude)
-    mask = getattr(supernet, f"mask_{group}")
-    candidates = [j for j, name in enumerate(info.candidates) if name not in excluded and bool(mask[edge, j] != 0)]
+    candidates = [j for j, name in enumerate(info.candidates) if name not in excluded and info.is_available(edge, j)]
     if not candidates:
         raise ValueError(
             f"edge {edge} of group {group!r} has no candidate left to choose from "
@@ -220,7 +218,8 @@ class SupernetEvaluator:
         device = self.device or next(net.parameters()).device
         was_training = net.training
         net.train(self.bn_mode == "train")
-        saved = {n: b.clone() for n, b in net.named_buffers() if not n.startswith(_SELECTION_BUFFERS)}
+        selection = net.selection_buffer_names()
+        saved = {n: b.clone() for n, b in net.named_buffers() if n not in selection}
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
         mine, n_batches, last = 0, 0, None
         try:
@@ -563,7 +562,8 @@ def load_supernet_state(supernet: Supernet, path: str | Path) -> None:
         import_reference_state(supernet, state)
         return
     ours = supernet.state_dict()
-    missing = [k for k in ours if k not in state and not k.startswith(_SELECTION_BUFFERS)]
+    selection = supernet.selection_buffer_names()
+    missing = [k for k in ours if k not in state and k not in selection]
     unexpected = [k for k in state if k not in ours]
     if missing or unexpected:
         raise ValueError(

@@ -2,11 +2,10 @@
 
 A :class:`Supernet` owns
 
-* one or more **architecture groups** (e.g. DARTS' ``normal`` and ``reduce``): an α table of shape
-  ``(num_edges, num_candidates)`` registered as ``alpha_<group>`` (an ``nn.Parameter``), plus two buffers used by
-  selection: ``mask_<group>`` (multiplies the weights; 0 removes an op or an edge) and ``fixed_<group>`` (edges whose
-  weights are replaced by ``override_<group>``, i.e. discretised). Buffers travel in checkpoints, so selection
-  progress resumes.
+* one or more **architecture groups** (e.g. DARTS' ``normal`` and ``reduce``) in ``self.arch``, an ``nn.ModuleDict``
+  of :class:`ArchGroup`: each holds its α table ``(num_edges, num_candidates)`` (an ``nn.Parameter``), β with edge
+  normalisation, and the selection buffers (``mask``, ``fixed``, ``override``) with the operations on them. Buffers
+  travel in checkpoints, so selection progress resumes.
 * a forward ``forward(x, weights=None)``: ``weights`` maps group -> ``(E, K)`` edge weights. When omitted the supernet
   uses :meth:`edge_weights` (softmax of α, masks applied). Search modules pass their own (Gumbel samples, ...).
 * a selection rule :meth:`genotype` and a :class:`~dnas.genotypes.SpaceSpec`.
@@ -17,8 +16,8 @@ Everything else (search modules, selection callbacks, plots, latency tables) tal
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,55 +25,185 @@ from torch import nn
 from dnas.genotypes import CellGenotype, Edge, Genotype, SpaceSpec
 
 
-@dataclass(frozen=True)
-class ArchGroup:
-    """One α table: which edges (``(src, dst)`` per row) and which candidate ops (columns) it weighs."""
+class ArchGroup(nn.Module):
+    """One architecture group: α over ``candidates`` for each of ``edges``, optional β, and the selection state.
 
-    name: str
-    edges: tuple[tuple[int, int], ...]
-    candidates: tuple[str, ...]
+    Owns (in the state dict under ``arch.<name>.``):
+
+    * ``alpha`` — ``(E, K)`` parameter, init ``init_std·N(0,1)`` as the DARTS code;
+    * ``beta`` — ``(E,)`` parameter with PC-DARTS edge normalisation (per node, the softmax of β over the incoming
+      edges scales each edge's output), else None;
+    * ``mask`` (multiplies the weights; 0 removes an op or an edge), ``fixed`` (discretised edges) and ``override``
+      (their one-hot weights) — buffers, so checkpoints carry selection progress.
+
+    Everything that reads or changes this state goes through the methods below; nothing outside composes names.
+
+    Args:
+        name: the group's name (a cell type such as ``normal``; the genotype's cell name).
+        edges: ``(src, dst)`` per α row.
+        candidates: op names per α column.
+        init_std: standard deviation of the initial α (and β).
+        edge_normalization: add β (PC-DARTS).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        edges: Sequence[tuple[int, int]],
+        candidates: Sequence[str],
+        init_std: float = 1e-3,
+        edge_normalization: bool = False,
+    ):
+        super().__init__()
+        self.name = name
+        self.edges = tuple((int(s), int(d)) for s, d in edges)
+        self.candidates = tuple(candidates)
+        E, K = len(self.edges), len(self.candidates)
+        self.alpha = nn.Parameter(init_std * torch.randn(E, K))
+        self.beta: nn.Parameter | None = None
+        if edge_normalization:
+            self.add_beta(init_std)
+        self.register_buffer("mask", torch.ones(E, K))
+        self.register_buffer("fixed", torch.zeros(E, dtype=torch.bool))
+        self.register_buffer("override", torch.zeros(E, K))
+        nodes = sorted({d for _, d in self.edges})
+        self.node_rows = [[r for r, (_, d) in enumerate(self.edges) if d == node] for node in nodes]
+        """α rows of each destination node's incoming edges, nodes in increasing order."""
+
+    def add_beta(self, init_std: float = 1e-3) -> nn.Parameter:
+        """Turn on PC-DARTS edge normalisation: β (one per edge, init ``init_std·N(0,1)``)."""
+        if self.beta is not None:
+            raise ValueError(f"architecture group {self.name!r} already has β")
+        self.beta = nn.Parameter(init_std * torch.randn(self.num_edges))
+        return self.beta
 
     @property
     def num_edges(self) -> int:
         return len(self.edges)
+
+    def parameter_names(self) -> tuple[str, ...]:
+        return ("alpha", "beta") if self.beta is not None else ("alpha",)
+
+    # ------------------------------------------------------------------ weights
+    def weights(self, sampler: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``sampler(α)`` (softmax by default), then discretised edges and masks applied."""
+        return self.apply_selection(torch.softmax(self.alpha, dim=-1) if sampler is None else sampler(self.alpha))
+
+    def apply_selection(self, weights: torch.Tensor) -> torch.Tensor:
+        if self.fixed.any():
+            weights = torch.where(self.fixed[:, None], self.override.to(weights.dtype), weights)
+        return weights * self.mask.to(weights.dtype)
+
+    def edge_scales(self) -> list[torch.Tensor] | None:
+        """Per node, the softmax of β over its incoming edges (row order); None without edge normalisation."""
+        if self.beta is None:
+            return None
+        return [torch.softmax(self.beta[rows], dim=-1) for rows in self.node_rows]
+
+    @torch.no_grad()
+    def selection_weights(self) -> torch.Tensor:
+        """What a selection rule reads: softmax α with selection applied, each row times its node's β scale."""
+        weights = self.weights().detach()
+        scales = self.edge_scales()
+        if scales is None:
+            return weights
+        scale = torch.empty(weights.shape[0], dtype=weights.dtype, device=weights.device)
+        for rows, s in zip(self.node_rows, scales):
+            scale[rows] = s.to(weights.dtype)
+        return weights * scale[:, None]
+
+    # ------------------------------------------------------------------ selection
+    def fix_edge(self, edge: int, op: int) -> None:
+        """Discretise ``edge`` to candidate ``op`` (one-hot weights from now on)."""
+        self.override[edge].zero_()
+        self.override[edge, op] = 1.0
+        self.fixed[edge] = True
+
+    def remove_edge(self, edge: int) -> None:
+        """Zero every weight of ``edge`` from now on (topology selection)."""
+        self.mask[edge].zero_()
+
+    @contextlib.contextmanager
+    def masked(self, edge: int, op: int | None = None) -> Iterator[None]:
+        """Temporarily zero one op of an edge (or the whole edge when ``op`` is None); weights are not renormalised."""
+        saved = self.mask[edge].clone()
+        if op is None:
+            self.mask[edge].zero_()
+        else:
+            self.mask[edge, op] = 0.0
+        try:
+            yield
+        finally:
+            self.mask[edge].copy_(saved)
+
+    def is_available(self, edge: int, op: int) -> bool:
+        """Whether candidate ``op`` of ``edge`` is still in play (not masked out)."""
+        return bool(self.mask[edge, op] != 0)
+
+    def undecided_edges(self) -> list[int]:
+        return [i for i in range(self.num_edges) if not bool(self.fixed[i])]
+
+    def removed_edges(self) -> list[int]:
+        """Edges zeroed by :meth:`remove_edge` (every op masked): topology selection's decisions so far."""
+        return [i for i in range(self.num_edges) if not bool(self.mask[i].any())]
+
+    def fixed_ops(self) -> dict[int, int]:
+        """Discretised edges -> their chosen candidate index."""
+        return {int(i): int(self.override[i].argmax()) for i in torch.nonzero(self.fixed).flatten().tolist()}
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, edges={self.num_edges}, candidates={list(self.candidates)}"
+
+
+SELECTION_BUFFERS = ("mask", "fixed", "override")
+"""The :class:`ArchGroup` buffers that hold selection decisions (not statistics: never reset, never averaged)."""
+
+_LEGACY_ARCH_KEY = re.compile(r"^(alpha|beta|mask|fixed|override)_(.+)$")
 
 
 class Supernet(nn.Module):
     """Base class of all search spaces (see module docstring).
 
     Subclasses call :meth:`add_arch_group` in ``__init__``, implement :meth:`forward` and :meth:`genotype`, and set
-    :attr:`space_spec`.
+    :attr:`space_spec`. The groups live in ``self.arch`` (an ``nn.ModuleDict`` of :class:`ArchGroup`).
     """
 
     space_spec: SpaceSpec
 
     def __init__(self) -> None:
         super().__init__()
-        self.arch_groups: dict[str, ArchGroup] = {}
+        self.arch = nn.ModuleDict()
+        self.register_load_state_dict_pre_hook(_rename_legacy_arch_keys)
 
     # ------------------------------------------------------------------ architecture parameters
     def add_arch_group(
-        self, name: str, edges: Sequence[tuple[int, int]], candidates: Sequence[str], init_std: float = 1e-3
-    ) -> nn.Parameter:
-        """Register ``alpha_<name>`` (init ``init_std·N(0,1)``, as the DARTS code) and its selection buffers."""
-        group = ArchGroup(name, tuple(tuple(e) for e in edges), tuple(candidates))
-        E, K = group.num_edges, len(group.candidates)
-        alpha = nn.Parameter(init_std * torch.randn(E, K))
-        self.register_parameter(f"alpha_{name}", alpha)
-        self.register_buffer(f"mask_{name}", torch.ones(E, K))
-        self.register_buffer(f"fixed_{name}", torch.zeros(E, dtype=torch.bool))
-        self.register_buffer(f"override_{name}", torch.zeros(E, K))
-        self.arch_groups[name] = group
-        return alpha
+        self,
+        name: str,
+        edges: Sequence[tuple[int, int]],
+        candidates: Sequence[str],
+        init_std: float = 1e-3,
+        edge_normalization: bool = False,
+    ) -> ArchGroup:
+        """Register the architecture group ``name`` (see :class:`ArchGroup`)."""
+        if name in self.arch:
+            raise ValueError(f"architecture group {name!r} already exists")
+        group = ArchGroup(name, edges, candidates, init_std, edge_normalization)
+        self.arch[name] = group
+        return group
+
+    @property
+    def arch_groups(self) -> nn.ModuleDict:
+        """Group name -> :class:`ArchGroup` (edges, candidates, α/β, selection state)."""
+        return self.arch
 
     def alpha(self, group: str) -> nn.Parameter:
-        return getattr(self, f"alpha_{group}")
+        return self.arch[group].alpha
 
     def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Architecture parameters: every parameter named ``alpha_*`` or ``beta_*`` (top level of the supernet)."""
-        for name, p in self.named_parameters(recurse=False):
-            if name.startswith(("alpha_", "beta_")):
-                yield name, p
+        """Architecture parameters (every group's α, and β with edge normalisation) with their state-dict names."""
+        for name, group in self.arch.items():
+            for pname in group.parameter_names():
+                yield f"arch.{name}.{pname}", getattr(group, pname)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_arch_parameters()]
@@ -83,57 +212,47 @@ class Supernet(nn.Module):
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
 
+    def selection_buffers(self) -> list[torch.Tensor]:
+        """Every group's selection-state buffers (mask, fixed, override)."""
+        return [getattr(g, b) for g in self.arch.values() for b in SELECTION_BUFFERS]
+
+    def selection_buffer_names(self) -> set[str]:
+        """State-dict names of :meth:`selection_buffers`."""
+        return {f"arch.{name}.{b}" for name in self.arch for b in SELECTION_BUFFERS}
+
     # ------------------------------------------------------------------ edge weights
     def edge_weights(self, sampler: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Per-group edge weights: ``sampler(α)`` (softmax by default), then discretised edges and masks applied."""
-        sampler = sampler or (lambda a: torch.softmax(a, dim=-1))
-        return {name: self.apply_selection(name, sampler(self.alpha(name))) for name in self.arch_groups}
+        return {name: group.weights(sampler) for name, group in self.arch.items()}
 
     def apply_selection(self, group: str, weights: torch.Tensor) -> torch.Tensor:
-        fixed = getattr(self, f"fixed_{group}")
-        if fixed.any():
-            weights = torch.where(fixed[:, None], getattr(self, f"override_{group}").to(weights.dtype), weights)
-        return weights * getattr(self, f"mask_{group}").to(weights.dtype)
+        return self.arch[group].apply_selection(weights)
+
+    def edge_scales(self, group: str) -> list[torch.Tensor] | None:
+        """Per-node weights of incoming edges (PC-DARTS edge normalisation); None when the group has no β."""
+        return self.arch[group].edge_scales()
 
     def fix_edge(self, group: str, edge: int, op: int) -> None:
-        """Discretise ``edge`` to candidate ``op`` (one-hot weights from now on)."""
-        override = getattr(self, f"override_{group}")
-        override[edge].zero_()
-        override[edge, op] = 1.0
-        getattr(self, f"fixed_{group}")[edge] = True
+        """Discretise ``edge`` of ``group`` to candidate ``op``."""
+        self.arch[group].fix_edge(edge, op)
 
     def remove_edge(self, group: str, edge: int) -> None:
-        """Zero every weight of ``edge`` from now on (topology selection)."""
-        getattr(self, f"mask_{group}")[edge].zero_()
+        self.arch[group].remove_edge(edge)
 
-    @contextlib.contextmanager
-    def masked(self, group: str, edge: int, op: int | None = None) -> Iterator[None]:
-        """Temporarily zero one op of an edge (or the whole edge when ``op`` is None); weights are not renormalised."""
-        mask = getattr(self, f"mask_{group}")
-        saved = mask[edge].clone()
-        if op is None:
-            mask[edge].zero_()
-        else:
-            mask[edge, op] = 0.0
-        try:
-            yield
-        finally:
-            mask[edge].copy_(saved)
+    def masked(self, group: str, edge: int, op: int | None = None) -> contextlib.AbstractContextManager[None]:
+        """Temporarily zero one op of an edge (or the whole edge when ``op`` is None)."""
+        return self.arch[group].masked(edge, op)
 
     def undecided_edges(self, group: str) -> list[int]:
-        fixed = getattr(self, f"fixed_{group}")
-        return [i for i in range(self.arch_groups[group].num_edges) if not bool(fixed[i])]
+        return self.arch[group].undecided_edges()
 
     def removed_edges(self, group: str) -> list[int]:
-        """Edges zeroed by :meth:`remove_edge` (every op masked): topology selection's decisions so far."""
-        mask = getattr(self, f"mask_{group}")
-        return [i for i in range(self.arch_groups[group].num_edges) if not bool(mask[i].any())]
+        return self.arch[group].removed_edges()
 
     # ------------------------------------------------------------------ selection rule
     def selection_weights(self) -> dict[str, torch.Tensor]:
-        """The weights the selection rule reads (softmax α with selection applied; PC-DARTS multiplies in β)."""
-        with torch.no_grad():
-            return {k: v.detach() for k, v in self.edge_weights().items()}
+        """The weights the selection rule reads (softmax α with selection applied; times β's scales with β)."""
+        return {name: group.selection_weights() for name, group in self.arch.items()}
 
     def genotype(self, weights: dict[str, torch.Tensor] | None = None) -> Genotype:  # pragma: no cover - abstract
         """Derive the discrete architecture with this space's rule."""
@@ -141,6 +260,14 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
+
+
+def _rename_legacy_arch_keys(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """State dicts written before :class:`ArchGroup` (``alpha_<group>``, ``mask_<group>``, ...) still load."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        match = _LEGACY_ARCH_KEY.match(key[len(prefix) :])
+        if match and match.group(2) in module.arch:
+            state_dict[f"{prefix}arch.{match.group(2)}.{match.group(1)}"] = state_dict.pop(key)
 
 
 def argmax_cell(weights: torch.Tensor, group: ArchGroup, exclude: Sequence[str] = ()) -> CellGenotype:

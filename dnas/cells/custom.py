@@ -30,7 +30,7 @@ and builds its stem, cells and head in ``__init__`` with :meth:`CellSupernet.mak
                 h = cell(h, w)
             return self.head(h)
 
-Everything else comes from the base class: one α group per cell type (``alpha_<group>`` plus the selection buffers of
+Everything else comes from the base class: one architecture group per cell type (an :class:`~dnas.cells.base.ArchGroup`: α and the selection buffers of
 :class:`~dnas.cells.base.Supernet`, so every search module and selection callback works), PC-DARTS partial channels
 and edge normalisation (``partial_channels``, ``edge_normalization``), a registered :class:`~dnas.genotypes.SpaceSpec`,
 and an export builder: ``dnas.export.build_model(genotype)`` (or ``SignalSpace.from_genotype(genotype)``) constructs
@@ -92,6 +92,11 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _no_cell_weights(self, weights=None):
+    """A discrete network's cells take no edge weights (the exported form of :meth:`CellSupernet.cell_weights`)."""
+    return None
+
+
 class CellSupernet(Supernet):
     """Base class of user-declared cell search spaces (see the module docstring for a complete example).
 
@@ -115,7 +120,7 @@ class CellSupernet(Supernet):
         pool_bn: append ``BatchNorm2d(affine=False)`` to 2-D pooling candidates, as the DARTS search MixedOp does.
         mixed_op_impl: mixed-op implementation (:data:`dnas.ops.MIXED_OP_IMPLS`).
         partial_channels: PC-DARTS' K; edges see ``C/K`` channels on axis 1, the rest bypass (1 = off).
-        edge_normalization: PC-DARTS edge normalisation: ``beta_<group>`` (one per edge), per-node softmax.
+        edge_normalization: PC-DARTS edge normalisation: the groups get β (one per edge), per-node softmax.
     """
 
     space_name: ClassVar[str]
@@ -163,7 +168,6 @@ class CellSupernet(Supernet):
         _DISCRETE.set(None)  # modules built inside this one are not discrete by accident
         self._declared = False
         self._used_groups: set[str] = set()
-        self._node_rows: dict[str, list[list[int]]] = {}
         if not hasattr(self, "_space_options"):
             self._space_options: dict[str, Any] = {}
 
@@ -263,13 +267,9 @@ class CellSupernet(Supernet):
             ]
             return DiscreteCell(group, self.num_inputs, self.num_nodes, cell_genotype.edges, ops, self.cell_output)
         if group not in self.arch_groups:
-            self.add_arch_group(group, self.cell_edges, self.candidate_names)
-            self._node_rows[group] = [
-                [r for r, (_, dst) in enumerate(self.cell_edges) if dst == node]
-                for node in range(self.num_inputs, self.num_inputs + self.num_nodes)
-            ]
-            if self.edge_normalization:
-                self.register_parameter(f"beta_{group}", nn.Parameter(1e-3 * torch.randn(len(self.cell_edges))))
+            self.add_arch_group(
+                group, self.cell_edges, self.candidate_names, edge_normalization=self.edge_normalization
+            )
 
         def edge(src: int, dst: int) -> nn.Module:
             return self.make_edge(group, src, dst, channels, stride if src < self.num_inputs else 1)
@@ -299,6 +299,9 @@ class CellSupernet(Supernet):
         return build_op(op, channels, channels, stride, affine)
 
     # ------------------------------------------------------------------ forward plumbing
+    export_methods: ClassVar[dict[str, Callable[..., Any]]] = {"cell_weights": _no_cell_weights}
+    """What the python export copies instead of a search-side method (see :mod:`dnas.export.source`)."""
+
     def cell_weights(self, weights: Mapping[str, torch.Tensor] | None = None) -> CellWeights | None:
         """What each cell's forward takes: ``weights`` (default :meth:`edge_weights`) plus edge scales, per group.
 
@@ -312,26 +315,6 @@ class CellSupernet(Supernet):
             raise KeyError(f"edge weights lack group(s) {sorted(missing)}; groups: {sorted(self.arch_groups)}")
         return {g: (weights[g], self.edge_scales(g)) for g in self.arch_groups}
 
-    def edge_scales(self, group: str) -> list[torch.Tensor] | None:
-        """Per-node weights of incoming edges (softmax β per node) with edge normalisation, else None."""
-        if not self.edge_normalization or self._discrete is not None:
-            return None
-        beta = getattr(self, f"beta_{group}")
-        return [torch.softmax(beta[rows], dim=-1) for rows in self._node_rows[group]]
-
-    def selection_weights(self) -> dict[str, torch.Tensor]:
-        """Softmax α with selection applied, each row times its node's softmax β under edge normalisation."""
-        weights = super().selection_weights()
-        if not self.edge_normalization:
-            return weights
-        with torch.no_grad():
-            for group, w in weights.items():
-                scale = torch.empty(w.shape[0], dtype=w.dtype, device=w.device)
-                for rows, s in zip(self._node_rows[group], self.edge_scales(group)):
-                    scale[rows] = s.detach().to(w.dtype)
-                weights[group] = w * scale[:, None]
-        return weights
-
     # ------------------------------------------------------------------ genotype
     def cell_genotype(self, weights: torch.Tensor, group: ArchGroup) -> CellGenotype:
         """The rule turning one group's ``(E, K)`` weights into a cell genotype (override for a custom rule)."""
@@ -341,13 +324,12 @@ class CellSupernet(Supernet):
         if self.genotype_rule == "topk":
             return topk_cell(weights, group, k=self.topk_edges, exclude=exclude, concat=concat)
         cell = argmax_cell(weights, group, exclude=exclude)
-        fixed = getattr(self, f"fixed_{group.name}", None)
-        if fixed is not None and bool(fixed.any()):
+        fixed = group.fixed_ops()
+        if fixed:
             # an edge a selection callback fixed keeps its op, even one the rule would exclude
-            override = getattr(self, f"override_{group.name}")
             edges = list(cell.edges)
-            for i in torch.nonzero(fixed).flatten().tolist():
-                edges[i] = Edge(group.candidates[int(override[i].argmax())], edges[i].src, edges[i].dst)
+            for i, op in fixed.items():
+                edges[i] = Edge(group.candidates[op], edges[i].src, edges[i].dst)
             cell = CellGenotype(tuple(edges), cell.concat)
         if "none" in group.candidates and "none" not in exclude:
             # an edge removed by selection (all-zero row) is "none", not whatever argmax of zeros picks first

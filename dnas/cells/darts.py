@@ -118,7 +118,7 @@ class DartsSupernet(Supernet):
             ``"naive"`` is needed only for double backward (exact second-order gradients through autograd).
         partial_channels: PC-DARTS' K: each edge's ops see the first ``C/K`` channels, the rest bypass (1 = DARTS).
             ``init_channels`` must be divisible by K.
-        edge_normalization: PC-DARTS edge normalisation: parameters ``beta_normal`` / ``beta_reduce`` (one per edge,
+        edge_normalization: PC-DARTS edge normalisation: β of groups ``normal`` / ``reduce`` (one per edge,
             init ``1e-3·N(0,1)``), per node softmax over the incoming edges multiplies each edge's output; the
             genotype selects edges by α·β (:meth:`selection_weights`).
     """
@@ -180,39 +180,10 @@ class DartsSupernet(Supernet):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         edges = darts_edges(steps)
-        self.add_arch_group("normal", edges, self.primitives)
-        self.add_arch_group("reduce", edges, self.primitives)
-        if edge_normalization:
-            for group in ("normal", "reduce"):
-                self.register_parameter(f"beta_{group}", nn.Parameter(1e-3 * torch.randn(len(edges))))
-        # α rows of each node's incoming edges: node i+2 reads rows [i(i+3)/2, (i+1)(i+4)/2)
-        self._node_rows = [[r for r, (_, dst) in enumerate(edges) if dst == node] for node in range(2, steps + 2)]
-
-    def edge_scales(self, group: str) -> list[torch.Tensor] | None:
-        """Per-node weights of incoming edges (PC-DARTS edge normalisation); None when the space has none.
-
-        Node ``i`` gets ``softmax(β[rows of node i])``, one entry per incoming edge in row order.
-        """
-        if not self.edge_normalization:
-            return None
-        beta = getattr(self, f"beta_{group}")
-        return [torch.softmax(beta[rows], dim=-1) for rows in self._node_rows]
-
-    def selection_weights(self) -> dict[str, torch.Tensor]:
-        """Softmax α (selection applied), each row times its node's softmax β when edge normalisation is on.
-
-        Scaling a row leaves its argmax unchanged, so β only changes which edges the top-2 rule keeps (as PC-DARTS).
-        """
-        weights = super().selection_weights()
-        if not self.edge_normalization:
-            return weights
-        with torch.no_grad():
-            for group, w in weights.items():
-                scale = torch.empty(w.shape[0], dtype=w.dtype, device=w.device)
-                for rows, s in zip(self._node_rows, self.edge_scales(group)):
-                    scale[rows] = s.detach().to(w.dtype)
-                weights[group] = w * scale[:, None]
-        return weights
+        groups = [self.add_arch_group(g, edges, self.primitives) for g in ("normal", "reduce")]
+        if edge_normalization:  # after both α, as the PC-DARTS reference draws them
+            for group in groups:
+                group.add_beta()
 
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for images ``x`` (B, C_in, H, W); ``weights`` maps ``normal``/``reduce`` to (14, K) edge weights."""
@@ -244,7 +215,7 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
 
     PC-DARTS (yuhuixu1993/PC-DARTS ``model_search.py``) saves the same layout; for a supernet with
     ``partial_channels > 1`` edges map to ``cells.<i>.dag.edges.<edge>.op._ops.<op>...`` (the wrapped mixed op), and
-    ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to ``beta_normal`` / ``beta_reduce``.
+    ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to the groups' β.
 
     Raises:
         KeyError: a key is missing or unexpected (with ``strict``), naming it.
@@ -256,9 +227,9 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
     mapped: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key in ("alphas_normal", "alphas_reduce"):
-            new = "alpha_" + key.split("_", 1)[1]
+            new = f"arch.{key.split('_', 1)[1]}.alpha"
         elif key in ("betas_normal", "betas_reduce"):
-            new = "beta_" + key.split("_", 1)[1]
+            new = f"arch.{key.split('_', 1)[1]}.beta"
         else:
             new = _REF_EDGE.sub(edge_prefix, key)
         if new not in ours:
@@ -270,8 +241,8 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
                 f"shape mismatch for {key!r}: reference {tuple(value.shape)}, ours {tuple(ours[new].shape)}"
             )
         mapped[new] = value
-    selection = ("mask_", "fixed_", "override_")
-    missing = [k for k in ours if k not in mapped and not k.startswith(selection)]
+    selection = supernet.selection_buffer_names()
+    missing = [k for k in ours if k not in mapped and k not in selection]
     if strict and missing:
         raise KeyError(f"reference state lacks {len(missing)} key(s), e.g. {missing[:3]}")
     supernet.load_state_dict(mapped, strict=False)

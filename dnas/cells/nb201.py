@@ -41,7 +41,7 @@ class NB201Supernet(CellSupernet):
         in_channels: image channels of the stem (3).
         mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
         partial_channels: PC-DARTS' K (1 = off); must divide ``init_channels``.
-        edge_normalization: PC-DARTS edge normalisation (``beta_cell``).
+        edge_normalization: PC-DARTS edge normalisation (β of group ``cell``).
     """
 
     space_name = "nb201"

@@ -222,8 +222,7 @@ class DARTS(pl.LightningModule):
             for m in self.supernet.buffers()
             if m.dtype.is_floating_point or m.dtype in (torch.int64,)  # BN stats incl. num_batches_tracked
         ]
-        sel = {id(getattr(self.supernet, f"{k}_{g}")) for g in self.supernet.arch_groups for k in ("mask", "fixed")}
-        sel |= {id(getattr(self.supernet, f"override_{g}")) for g in self.supernet.arch_groups}
+        sel = {id(b) for b in self.supernet.selection_buffers()}
         buffers = [b for b in buffers if id(b) not in sel]
         momentum_buffers = [opt.state.get(p, {}).get("momentum_buffer") for p in weights]
         logits_box: dict[str, torch.Tensor] = {}

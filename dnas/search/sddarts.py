@@ -184,7 +184,7 @@ class SDDARTS(DARTS):
 
     def _snapshot_tensors(self) -> dict[str, torch.Tensor]:
         """Supernet tensors a snapshot holds: parameters and floating buffers, not the selection buffers."""
-        selection = {f"{k}_{g}" for g in self.supernet.arch_groups for k in ("mask", "fixed", "override")}
+        selection = self.supernet.selection_buffer_names()
         out = dict(self.supernet.named_parameters())
         for name, b in self.supernet.named_buffers():
             if b.is_floating_point() and name not in selection:
@@ -246,10 +246,11 @@ class SDDARTS(DARTS):
         student = self._snapshot_tensors()
         running = self.hparams.teacher_bn == "running"
         # integer buffers (BN's num_batches_tracked) are counted in place by a training-mode forward: use copies
+        selection = self.supernet.selection_buffer_names()
         scratch = {
             f"supernet.{n}": b.clone()
             for n, b in self.supernet.named_buffers()
-            if not b.is_floating_point() and not n.startswith(("mask_", "fixed_", "override_"))
+            if not b.is_floating_point() and n not in selection
         }
         names = [f"supernet.{name}" for name, *_ in self._layout]
         dtypes = [student[name].dtype for name, *_ in self._layout]

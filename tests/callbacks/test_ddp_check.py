@@ -46,7 +46,7 @@ def test_alpha_bitwise_equal_across_two_ranks(tmp_path, unrolled):
     init = json.loads((tmp_path / "quickstart" / "version_0" / "genotype_history.jsonl").read_text().splitlines()[0])
     assert init["meta"]["epoch"] == 0
     # the search really moved α (not a vacuous equality of untouched initial values)
-    flat = [v for row in ranks[0]["alphas"]["alpha_normal"] for v in row]
+    flat = [v for row in ranks[0]["alphas"]["arch.normal.alpha"] for v in row]
     assert max(abs(v) for v in flat) > 1e-2
 
 

@@ -147,7 +147,7 @@ def test_interrupted_selection_resumes_where_it_stopped(tmp_path):
     ckpt = tmp_path / "interrupted.ckpt"
     trainer.save_checkpoint(ckpt)
     before = [json.loads(json.dumps(d)) for d in sel.decisions]
-    fixed = {g: module.supernet.override_normal.clone() if g == "normal" else None for g in ("normal",)}
+    fixed = {g: module.supernet.arch["normal"].override.clone() if g == "normal" else None for g in ("normal",)}
 
     sel2 = PerturbationSelection(interval=INTERVAL, val_subset=16, seed=1)
     module2 = _module(seed=5)  # different init: everything must come from the checkpoint
@@ -161,7 +161,7 @@ def test_interrupted_selection_resumes_where_it_stopped(tmp_path):
     assert spy.momentum[4] > 0  # the optimizer is not reset a second time
     decided = [r["edge"] for d in before for r in d["records"] if r["group"] == "normal"]
     for e in decided:  # decisions taken before the interruption stay in the supernet's buffers
-        assert torch.equal(module2.supernet.override_normal[e], fixed["normal"][e])
+        assert torch.equal(module2.supernet.arch["normal"].override[e], fixed["normal"][e])
     assert (tmp_path / "b" / "version_0" / "genotype_perturbation.json").is_file()
 
 

@@ -19,7 +19,7 @@ def tiny_search(tmp_path, callback, epochs=2, loggers=None):
     net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
     skip = net.primitives.index("skip_connect")
     with torch.no_grad():  # a collapsed normal cell: skip wins every edge by far
-        net.alpha_normal[:, skip] = 6.0
+        net.alpha("normal")[:, skip] = 6.0
     model = dnas.DARTS(net, export_on_fit_end=False)
     trainer = pl.Trainer(
         max_epochs=epochs, limit_train_batches=1, limit_val_batches=1, logger=loggers or CSVLogger(tmp_path),

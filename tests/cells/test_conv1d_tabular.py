@@ -60,7 +60,7 @@ def test_space_searches_and_exports(make, x, pc):
     for name, p in m.named_arch_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     if pc:
-        assert [n for n, _ in m.named_arch_parameters()] == ["alpha_cell", "beta_cell"]
+        assert [n for n, _ in m.named_arch_parameters()] == ["arch.cell.alpha", "arch.cell.beta"]
         edge = m.cells[0].dag.edges[0] if hasattr(m, "cells") else m.stages[0][0].dag.edges[0]
         assert type(edge).__name__ == "PartialChannelEdge"
     g = m.genotype()

@@ -66,10 +66,10 @@ def one_hot(ops, candidates):
 
 def test_declaration_builds_alpha_groups_and_registers_spec_and_builder():
     m = ToySpace()
-    assert [n for n, _ in m.named_arch_parameters()] == ["alpha_cell"]
+    assert [n for n, _ in m.named_arch_parameters()] == ["arch.cell.alpha"]
     assert m.alpha("cell").shape == (6, 3)
     assert m.arch_groups["cell"].edges == dense_edges(1, 3) == ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-    for buf in ("mask_cell", "fixed_cell", "override_cell"):
+    for buf in ("arch.cell.mask", "arch.cell.fixed", "arch.cell.override"):
         assert buf in m.state_dict()
     spec = get_space_spec("test_toy")
     assert spec.cells["cell"].ops == ("none", "skip_connect", "test_double") and spec.cells["cell"].all_edges
@@ -136,7 +136,7 @@ def test_export_options_override_the_recorded_skeleton():
 def test_topk_rule_keeps_k_edges_per_node_never_none_and_concat_output():
     torch.manual_seed(0)
     m = TopkSpace()
-    assert [n for n, _ in m.named_arch_parameters()] == ["alpha_normal", "alpha_other"]
+    assert [n for n, _ in m.named_arch_parameters()] == ["arch.normal.alpha", "arch.other.alpha"]
     with torch.no_grad():
         m.alpha("normal")[:, 0] = 5.0  # "none" strongest everywhere: the rule must ignore it
     g = m.genotype()

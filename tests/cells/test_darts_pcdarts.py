@@ -54,7 +54,7 @@ def _reference_state(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     state = {}
     for key, value in model.state_dict().items():
-        if key.startswith(("mask_", "fixed_", "override_", "alpha_", "beta_")):
+        if key.startswith("arch."):  # α, β and selection buffers: the reference keeps α/β outside its state dict
             continue
         new = 0.5 + torch.rand(value.shape, generator=g) if key.endswith("running_var") else None
         if key.endswith("num_batches_tracked"):
@@ -76,7 +76,7 @@ def test_pcdarts_supernet_matches_reference_forward(k):
     state = _reference_state(model)
     assert "cells.0._ops.3._ops.4.op.1.weight" in state  # reference key layout, no trace of our wrapper
     import_reference_state(model, state)
-    assert torch.equal(model.beta_reduce.detach(), state["betas_reduce"])
+    assert torch.equal(model.arch["reduce"].beta.detach(), state["betas_reduce"])
     model.eval()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     with torch.no_grad():
@@ -99,12 +99,13 @@ def test_beta_parameters_and_edge_scales():
     torch.manual_seed(0)
     model = DartsSupernet(init_channels=4, num_classes=3, layers=3, partial_channels=2, edge_normalization=True)
     names = [n for n, _ in model.named_arch_parameters()]
-    assert names == ["alpha_normal", "alpha_reduce", "beta_normal", "beta_reduce"]
-    assert model.beta_normal.shape == (14,) and 0 < model.beta_normal.abs().max() < 1e-2  # 1e-3·N(0,1)
+    assert names == ["arch.normal.alpha", "arch.normal.beta", "arch.reduce.alpha", "arch.reduce.beta"]
+    beta = model.arch["normal"].beta
+    assert beta.shape == (14,) and 0 < beta.abs().max() < 1e-2  # 1e-3·N(0,1)
     arch = {id(p) for p in model.arch_parameters()}
     assert not any(id(p) in arch for p in model.weight_parameters())
     with torch.no_grad():
-        model.beta_normal.copy_(torch.arange(14.0))
+        model.arch["normal"].beta.copy_(torch.arange(14.0))
     scales = model.edge_scales("normal")
     assert [len(s) for s in scales] == [2, 3, 4, 5]
     torch.testing.assert_close(scales[1], torch.softmax(torch.tensor([2.0, 3.0, 4.0]), -1))
@@ -117,15 +118,15 @@ def test_genotype_selects_edges_by_alpha_times_beta_and_respects_masks():
     torch.manual_seed(0)
     model = DartsSupernet(init_channels=4, num_classes=3, layers=3, partial_channels=2, edge_normalization=True)
     with torch.no_grad():
-        model.alpha_normal.zero_()
-        model.alpha_normal[:, 4] = 2.0  # every edge: sep_conv_3x3, same strength
-        model.alpha_normal[3, 5] = 3.0  # row 3 (1->3) op sep_conv_5x5 is the strongest α ...
-        model.beta_normal.zero_()
-        model.beta_normal[2] = 1.0  # ... but β favours rows 2 (0->3) and 4 (2->3) of node 3
-        model.beta_normal[4] = 1.0
+        model.alpha("normal").zero_()
+        model.alpha("normal")[:, 4] = 2.0  # every edge: sep_conv_3x3, same strength
+        model.alpha("normal")[3, 5] = 3.0  # row 3 (1->3) op sep_conv_5x5 is the strongest α ...
+        model.arch["normal"].beta.zero_()
+        model.arch["normal"].beta[2] = 1.0  # ... but β favours rows 2 (0->3) and 4 (2->3) of node 3
+        model.arch["normal"].beta[4] = 1.0
     w = model.selection_weights()["normal"]
-    alpha = torch.softmax(model.alpha_normal.detach(), -1)
-    beta3 = torch.softmax(model.beta_normal.detach()[2:5], -1)
+    alpha = torch.softmax(model.alpha("normal").detach(), -1)
+    beta3 = torch.softmax(model.arch["normal"].beta.detach()[2:5], -1)
     torch.testing.assert_close(w[2:5], alpha[2:5] * beta3[:, None])
     node3 = [e for e in model.genotype().cells["normal"].edges if e.dst == 3]
     # α alone would keep 1->3 (score .. sep_conv_5x5); α·β keeps 0->3 and 2->3

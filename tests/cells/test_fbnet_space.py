@@ -24,7 +24,7 @@ def test_supernet_forward_alpha_and_genotype_round_trip():
     torch.manual_seed(0)
     net = FBNetSupernet(num_classes=10, in_channels=1, input_size=8, width_mult=0.25, head_channels=16)
     assert net.alpha("layers").shape == (22, 9)
-    assert [n for n, _ in net.named_arch_parameters()] == ["alpha_layers"]
+    assert [n for n, _ in net.named_arch_parameters()] == ["arch.layers.alpha"]
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     with torch.no_grad():
         net.alpha("layers").zero_()

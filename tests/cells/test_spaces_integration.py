@@ -78,9 +78,9 @@ def test_search_algorithms_run_on_every_space(tmp_path, space, algorithm, space_
     module = getattr(dnas, algorithm)(supernet, write_genotype=False, **module_kwargs)
     fit(module, make_dm(), tmp_path)
     moved = [n for n, p in supernet.named_arch_parameters() if not torch.equal(p.detach(), before[n])]
-    assert "alpha_cell" in moved
+    assert "arch.cell.alpha" in moved
     if space_kwargs:
-        assert "beta_cell" in moved
+        assert "arch.cell.beta" in moved
     check_export(supernet, shape)
     if algorithm == "FBNet":  # FBNet's final="sample": architectures drawn from softmax(α), exported as well
         for g in module.sample_genotypes(2):
@@ -96,7 +96,7 @@ def test_selection_callbacks_on_a_user_space(tmp_path):
     mag = MagnitudeSelection(at_epoch=0)
     trainer = fit(dnas.DARTS(supernet, write_genotype=False), make_dm(), tmp_path, epochs, [mag, pt])
     assert mag.genotype is not None and mag.genotype.space == "tabular"
-    assert bool(supernet.fixed_cell.all())  # every edge decided by perturbation
+    assert bool(supernet.arch["cell"].fixed.all())  # every edge decided by perturbation
     chosen = Genotype.from_file(tmp_path / "genotype_perturbation.json")
     assert all(e.op != "none" for e in chosen.cells["cell"].edges)
     assert chosen.cells == supernet.genotype().cells  # the space's rule honours fixed edges

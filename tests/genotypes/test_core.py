@@ -124,8 +124,8 @@ def _alpha_for(genes, strength=5.0):
 def test_darts_rule_recovers_genotype_in_score_order():
     net = DartsSupernet(init_channels=4, num_classes=3, layers=3)
     with torch.no_grad():
-        net.alpha_normal.copy_(_alpha_for(V2_NORMAL))
-        net.alpha_reduce.copy_(_alpha_for(V2_REDUCE))
+        net.alpha("normal").copy_(_alpha_for(V2_NORMAL))
+        net.alpha("reduce").copy_(_alpha_for(V2_REDUCE))
     assert net.genotype() == _darts_v2()
 
 
@@ -159,7 +159,7 @@ def test_darts_supernet_over_user_ops_yields_loadable_darts_genotypes():
     )
     net = DartsSupernet(init_channels=4, num_classes=3, layers=3, primitives=("none", "skip_connect", "test_user_conv"))
     with torch.no_grad():
-        net.alpha_normal[:, 2] = 5.0
+        net.alpha("normal")[:, 2] = 5.0
     g = net.genotype()
     assert g.space == "darts" and set(g.cells["normal"].ops()) == {"test_user_conv"}
     assert Genotype.from_json(g.to_json()) == g

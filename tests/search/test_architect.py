@@ -35,7 +35,7 @@ def _naive_copy(net):
 def _exact_unrolled(net, train, val, lr, momentum, wd, bufs):
     """d/dα L_val(w - lr(μ m + ∇w L_train(w, α) + λ w), α), by double backward through the virtual step."""
     net = _naive_copy(net)
-    names_w = [n for n, p in net.named_parameters() if not n.startswith("alpha_")]
+    names_w = [n for n, p in net.named_parameters() if not n.startswith("arch.")]
     names_a = [n for n, _ in net.named_arch_parameters()]
     params = dict(net.named_parameters())
     w = [params[n].detach().clone().requires_grad_(True) for n in names_w]

@@ -44,7 +44,7 @@ def test_pcdarts_defaults_are_the_papers():
     assert a_opt.defaults["lr"] == 6e-4 and a_opt.defaults["betas"] == (0.5, 0.999)
     assert a_opt.defaults["weight_decay"] == 1e-3
     in_adam = {id(p) for g in a_opt.param_groups for p in g["params"]}
-    assert id(model.supernet.beta_normal) in in_adam and id(model.supernet.beta_reduce) in in_adam
+    assert id(model.supernet.arch["normal"].beta) in in_adam and id(model.supernet.arch["reduce"].beta) in in_adam
     assert not in_adam & {id(p) for g in w_opt.param_groups for p in g["params"]}
 
 

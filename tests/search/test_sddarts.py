@@ -34,7 +34,7 @@ def _set(model, Ws, alpha):
     with torch.no_grad():
         for lin, W in zip(model.supernet.lins, Ws):
             lin.weight.copy_(W)
-        model.supernet.alpha_g.copy_(alpha)
+        model.supernet.alpha("g").copy_(alpha)
 
 
 def _mix(Ws, alpha, x):
@@ -95,7 +95,7 @@ def test_kd_gradient_matches_hand_computation():
     for k, lin in enumerate(model.supernet.lins):
         torch.testing.assert_close(lin.weight.grad, a[k] * dz.T @ x)
     g = torch.stack([(dz * (x @ W.T)).sum() for W in Ws])
-    torch.testing.assert_close(model.supernet.alpha_g.grad[0], a * (g - (a * g).sum()))
+    torch.testing.assert_close(model.supernet.alpha("g").grad[0], a * (g - (a * g).sum()))
     assert extra["teachers"] == 2.0
     kl = (p * (p.log() - F.log_softmax(z / T, -1))).sum(-1).mean()
     torch.testing.assert_close(loss, F.cross_entropy(z, y) + lam * T**2 * kl)
@@ -171,7 +171,7 @@ def test_teacher_is_the_snapshot_and_leaves_the_student_untouched():
     assert torch.equal(again, teacher)
     n = sum(p.numel() for p in model.supernet.parameters())
     n += sum(b.numel() for b in model.supernet.buffers() if b.is_floating_point())
-    n -= sum(getattr(model.supernet, f"{k}_{g}").numel() for g in ("normal", "reduce") for k in ("mask", "override"))
+    n -= sum(getattr(model.supernet.arch[g], k).numel() for g in ("normal", "reduce") for k in ("mask", "override"))
     assert model.teacher_memory_bytes() == 2 * 4 * n  # K float32 rows of parameters and BN statistics
 
 
