@@ -30,11 +30,12 @@ and builds its stem, cells and head in ``__init__`` with :meth:`CellSupernet.mak
                 h = cell(h, w)
             return self.head(h)
 
-Everything else comes from the base class: one architecture group per cell type (an :class:`~dnas.cells.base.ArchGroup`: α and the selection buffers of
-:class:`~dnas.cells.base.Supernet`, so every search module and selection callback works), PC-DARTS partial channels
-and edge normalisation (``partial_channels``, ``edge_normalization``), a registered :class:`~dnas.genotypes.SpaceSpec`,
-and an export builder: ``dnas.export.build_model(genotype)`` (or ``SignalSpace.from_genotype(genotype)``) constructs
-the *same* class with the same stem and head, each cell reduced to the chosen op per edge (``affine=True`` norms).
+Everything else comes from the base class: one architecture group per cell type (an :class:`~dnas.cells.base.ArchGroup`:
+α and the selection buffers of :class:`~dnas.cells.base.Supernet`, so every search module and selection callback works),
+PC-DARTS partial channels and edge normalisation (``partial_channels``, ``edge_normalization``), a registered
+:class:`~dnas.genotypes.SpaceSpec`, and an export builder: ``dnas.export.build_model(genotype)`` (or
+``SignalSpace.from_genotype(genotype)``) constructs the *same* class with the same stem and head, each cell reduced to
+the chosen op per edge (``affine=True`` norms).
 
 The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["space_options"]``, so
 the exported network has the searched skeleton unless options say otherwise.
