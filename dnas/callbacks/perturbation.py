@@ -26,9 +26,10 @@ that exposes ``.supernet``. As a **separate stage** on an already trained supern
 (our supernet state dict, a Lightning checkpoint of ours, or a reference DARTS supernet state) and
 ``max_epochs = tune_epochs``.
 
-**Resuming.** Decisions live in the supernet's selection buffers (each :class:`~dnas.cells.base.ArchGroup`'s
-``fixed``, ``override`` and ``mask``; in every checkpoint) plus this callback's :meth:`state_dict` (decisions so far with their scores, the drawn edge/node order,
-the resolved schedule), so ``--ckpt_path last.ckpt`` continues at the next undecided step.
+**Resuming.** Decisions live in the supernet's selection buffers (each :class:`~dnas.cells.base.ArchGroup`'s ``fixed``,
+``override`` and ``mask``; in every checkpoint) plus this callback's :meth:`state_dict` (decisions so far with their
+scores, the drawn edge/node order, the resolved schedule), so ``--ckpt_path last.ckpt`` continues at the next undecided
+step.
 
 **Measurements** run under ``no_grad`` on the supernet's own ``edge_weights()`` (softmax α with the selection
 applied), in train mode (BN batch statistics) as the reference, on the first ``val_subset`` samples of the
@@ -58,7 +59,6 @@ from dnas.io import append_line, atomic_write_text, log_dir
 
 Evaluate = Callable[[], tuple[float, float]]
 """A measurement: ``() -> (accuracy, mean loss)`` of the supernet as it is right now."""
-
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
