@@ -10,12 +10,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import torch
 from torch import nn
@@ -38,21 +41,89 @@ class CheckpointMismatchError(ValueError):
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``torch.load(weights_only=True)``: tensors and plain containers only)."""
+    """Read a checkpoint safely (``torch.load(weights_only=True)``: tensors and plain containers only).
+
+    Only a regular file is opened for reading (a directory, FIFO or device is refused before any byte is read), and
+    an empty, truncated or corrupt file gets an error that says so.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointMismatchError: ``path`` is not a regular file, is empty, truncated, corrupt, holds pickled objects
+            other than tensors and plain containers, or does not hold a dict.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointMismatchError(
-            f"cannot read checkpoint {str(path)!r} with torch.load(weights_only=True) (only tensors and plain "
-            f"containers are accepted, never arbitrary pickled objects): {first}"
-        ) from None
+    with _open_regular_file(path) as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; older files are a pickle stream
+        f.seek(0)
+        if zipped and not zipfile.is_zipfile(f):
+            raise CheckpointMismatchError(
+                f"checkpoint {str(path)!r} is truncated (a zip archive without its end: the copy or the save did not "
+                f"finish); copy it again or pass another checkpoint"
+            )
+        f.seek(0)
+        try:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as err:  # unpickling errors come in many types
+            raise CheckpointMismatchError(_load_problem(path, err)) from None
     if not isinstance(obj, dict):
         raise CheckpointMismatchError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a dict")
     return obj
+
+
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading if it is a non-empty regular file; refuse anything else without reading from it.
+
+    The file is opened without blocking (a FIFO would otherwise wait for a writer) and checked with ``fstat`` on the
+    open descriptor, so what is checked is what is read.
+    """
+    hint = "pass a checkpoint file written by dnas.Retrain (<log dir>/checkpoints/last.ckpt) or an exported weights.pt"
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; {hint}") from None
+    except IsADirectoryError:  # Windows; POSIX opens directories and fstat tells below
+        raise CheckpointMismatchError(f"checkpoint {str(path)!r} is a directory, not a file; {hint}") from None
+    except OSError as err:
+        raise CheckpointMismatchError(f"cannot open checkpoint {str(path)!r}: {err.strerror or err}; {hint}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a device"}
+            kinds[stat.S_ISBLK] = "a device"
+            kind = next((k for test, k in kinds.items() if test(st.st_mode)), "not a regular file")
+            raise CheckpointMismatchError(f"checkpoint {str(path)!r} is {kind}, not a regular file; {hint}")
+        if st.st_size == 0:
+            raise CheckpointMismatchError(
+                f"checkpoint {str(path)!r} is empty (0 bytes: it was never written completely); {hint}"
+            )
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _load_problem(path: Path, err: Exception) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` could not read the checkpoint ``path``."""
+    text = str(err)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"cannot read checkpoint {str(path)!r} with torch.load(weights_only=True): it holds a pickled "
+            f"{unsafe.group(1)}, and only tensors and plain containers are accepted, never arbitrary pickled objects "
+            f"(they can run code); save the state dict and plain values instead"
+        )
+    if isinstance(err, EOFError) or "central directory" in text:
+        return f"checkpoint {str(path)!r} is truncated (it ends early); copy it again or pass another checkpoint"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "WeightsUnpickler error:" in text:  # the detail after torch's generic advice
+        after = text.split("WeightsUnpickler error:", 1)[1]
+        lines = [line.strip() for line in after.splitlines() if line.strip()] or lines
+    detail = f"{type(err).__name__}: {lines[0]}"[:200] if lines else type(err).__name__
+    return (
+        f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint (torch.load: {detail}); pass a .ckpt "
+        f"written by dnas.Retrain or an exported weights.pt, or copy it again"
+    )
 
 
 def weights_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -190,7 +261,8 @@ def export_model(
         options: the builder options (recorded in the summary and baked into ``model.py``).
         out_dir: the directory to create.
         fmt: ``python`` (model.py + weights.pt), ``pt2`` (torch.export program) or ``onnx``.
-        overwrite: replace an existing ``out_dir`` (only once the new one is complete).
+        overwrite: replace an existing ``out_dir`` (only once the new one is complete) if it is empty or a previous
+            export holding only what export writes; any other directory is refused, whatever ``overwrite``.
         input_size: ``(H, W)`` of the example image (``in_channels`` from ``options``) used for tracing and FLOPs.
         input_shape: the full example input shape without the batch (e.g. ``(40, 1)`` for a 1-D space, ``(64,)``
             for a tabular one); overrides ``input_size``.
@@ -202,14 +274,12 @@ def export_model(
         ``out_dir`` as a Path.
 
     Raises:
-        ExportError: unknown format, optional package missing, or ``out_dir`` exists without ``overwrite``.
+        ExportError: unknown format, optional package missing, ``out_dir`` exists without ``overwrite`` or is not
+            a previous export (see :func:`replaceable`), or cannot be created.
     """
     _check_format(fmt)
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise ExportError(f"output {str(out)!r} already exists; choose another --out or pass --overwrite")
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"output {str(out)!r} exists and is not a directory; refusing to replace it")
+    _check_output(out, overwrite)
     if fmt == "python":
         from dnas.export.codegen import python_exportable
 
@@ -219,8 +289,14 @@ def export_model(
     else:
         input_shape = (1, int(options.get("in_channels", 3)), int(input_size[0]), int(input_size[1]))
     trace_shape = (2,) + input_shape[1:]  # batch 2 so the exported batch dimension stays dynamic
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as err:
+        raise ExportError(
+            f"cannot create output {str(out)!r}: {_os_problem(err, out.parent)}; choose an --out inside a directory "
+            f"you can write to"
+        ) from None
     was_training = model.training
     model.eval()
     try:
@@ -241,6 +317,7 @@ def export_model(
             **dict(extra_summary or {}),
         }
         summary = model_summary(model, input_shape, extra=info, flops=flops)
+        summary = {EXPORT_MARKER: EXPORT_SCHEMA, **{k: v for k, v in summary.items() if k != EXPORT_MARKER}}
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
         atomic_write_text(tmp / "genotype.json", genotype.to_json() + "\n")
         _make_readable(tmp)
@@ -263,15 +340,120 @@ def _make_readable(folder: Path) -> None:
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Move the finished ``new`` directory to ``target``; an existing target is removed only after the swap."""
-    if target.exists():
+    """Move the finished ``new`` directory to ``target``; an existing target is removed only after the swap.
+
+    The existing target is checked again once it is moved aside (files may have appeared since
+    :func:`_check_output`); if it is no longer replaceable it is moved back and nothing is removed.
+    """
+    try:
+        if not target.exists():
+            os.replace(new, target)
+            return
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(target, old)
+        why = replaceable(old)
+        if why is not None:
+            os.replace(old, target)
+            raise ExportError(f"output {str(target)!r} changed during the export and {why}; nothing was replaced")
         try:
             os.replace(new, target)
         except BaseException:
             os.replace(old, target)
             raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
+    except OSError as err:
+        raise ExportError(
+            f"cannot move the export into {str(target)!r}: {_os_problem(err, target)}; choose another --out"
+        ) from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- output directory
+EXPORT_MARKER = "dnas_export"
+"""Key of ``summary.json`` that marks a directory written by :func:`export_model` (value: :data:`EXPORT_SCHEMA`)."""
+EXPORT_SCHEMA = 1
+EXPORT_FILES = frozenset({"summary.json", "genotype.json", "weights.pt", *ARTIFACT_FILES.values()})
+"""The files :func:`export_model` writes (``__pycache__`` of an imported ``model.py`` is also accepted)."""
+_MAX_SUMMARY_BYTES = 1 << 20
+
+
+def _is_export_summary(path: Path) -> bool:
+    """Whether ``path`` is a regular ``summary.json`` (not a link) with ``"dnas_export": <int >= 1>``."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SUMMARY_BYTES:
+            return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    version = data.get(EXPORT_MARKER) if isinstance(data, dict) else None
+    return isinstance(version, int) and not isinstance(version, bool) and version >= 1
+
+
+def _is_our_entry(path: Path) -> bool:
+    """A regular file export writes, or the ``__pycache__`` an import of ``model.py`` leaves (``model.*.pyc``)."""
+    try:
+        mode = path.lstat().st_mode
+        if path.name in EXPORT_FILES:
+            return stat.S_ISREG(mode)
+        if path.name == "__pycache__" and stat.S_ISDIR(mode):
+            return all(
+                p.name.startswith("model.") and p.suffix == ".pyc" and stat.S_ISREG(p.lstat().st_mode)
+                for p in path.iterdir()
+            )
+    except OSError:
+        return False
+    return False
+
+
+def replaceable(folder: str | Path) -> str | None:
+    """None if the existing directory ``folder`` may be replaced by an export, else why not (for a message).
+
+    Replaceable: an empty directory, or a previous export (``summary.json`` with ``"dnas_export"``) that holds only
+    the files export writes. Anything else may be a user's data, and export never deletes that.
+    """
+    folder = Path(folder)
+    entries = sorted(folder.iterdir())
+    if not entries:
+        return None
+    if not _is_export_summary(folder / "summary.json"):
+        return f'is not a dnas export (no summary.json with "{EXPORT_MARKER}")'
+    foreign = [p.name for p in entries if not _is_our_entry(p)]
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        return f"holds files dnas export did not write: {foreign[:5]}{more}"
+    return None
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an existing ``out`` unless ``overwrite`` and it is replaceable; name the path and the way out."""
+    try:
+        if not out.exists() and not out.is_symlink():
+            return
+        if not out.is_dir():
+            raise ExportError(
+                f"output {str(out)!r} exists and is not a directory; refusing to replace it: choose another --out"
+            )
+        why = replaceable(out)
+    except OSError as err:
+        raise ExportError(
+            f"cannot read output {str(out)!r}: {err.strerror or type(err).__name__}; choose another --out"
+        ) from None
+    if why is not None:
+        raise ExportError(
+            f"output {str(out)!r} already exists and {why}; dnas export replaces only a directory it wrote, even "
+            f"with --overwrite: choose a new or empty --out"
+        )
+    if not overwrite:
+        raise ExportError(f"output {str(out)!r} already exists; choose another --out or pass --overwrite")
+
+
+def _os_problem(err: OSError, path: Path) -> str:
+    """Why writing at ``path`` failed, as a short phrase naming the path in the way (the file or the directory)."""
+    where = Path(err.filename) if isinstance(err.filename, (str, os.PathLike)) else path
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        blocker = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), where)
+        return f"{str(blocker)!r} is a file, not a directory"
+    if isinstance(err, PermissionError):
+        folder = next((p for p in where.parents if p.is_dir()), where.parent)
+        return f"no permission to write in {str(folder)!r}"
+    return f"{err.strerror or type(err).__name__} ({str(where)!r})"

@@ -73,8 +73,11 @@ def run(argv: list[str]) -> Path:
     if args.ckpt:
         ckpt = read_checkpoint(args.ckpt)
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt.get("hyper_parameters"), dict) else {}
+    if args.ckpt:
+        _refuse_search_checkpoint(ckpt, hparams, Path(args.ckpt))
 
     if args.genotype:
+        _refuse_special_file(Path(args.genotype))
         genotype = load(args.genotype)
         name = args.genotype if Path(args.genotype).suffix != ".json" else Path(args.genotype).stem
     elif isinstance(ckpt.get("dnas_genotype"), dict):
@@ -133,8 +136,46 @@ def run(argv: list[str]) -> Path:
     import json
 
     summary = json.loads((out / "summary.json").read_text())
-    print(f"dnas export: wrote {out}/ ({args.fmt}): {name}, {format_summary(summary)}")
+    shown = name if name.isprintable() else repr(name)
+    print(f"dnas export: wrote {out}/ ({args.fmt}): {shown}, {format_summary(summary)}")
     return out
+
+
+SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS", "dnas.FBNet")
+"""Class paths of the search modules (``dnas.search.*`` paths count too)."""
+
+
+def _refuse_search_checkpoint(ckpt: dict[str, Any], hparams: dict[str, Any], path: Path) -> None:
+    """Raise a one-line error if ``ckpt`` is a search checkpoint: its weights are a supernet's, not a network's."""
+    from dnas.export.artifacts import CheckpointMismatchError
+
+    state = ckpt.get("state_dict")
+    supernet = isinstance(state, dict) and any(str(k).startswith("supernet.") for k in state)
+    module = hparams.get("_class_path")
+    search_module = isinstance(module, str) and (module in SEARCH_MODULES or module.startswith("dnas.search."))
+    if not (supernet or search_module):
+        return
+    what = "state_dict keys 'supernet.*'" if supernet else ""
+    if search_module:
+        what += (" and " if what else "") + f"hyper-parameters of {module}"
+    log_dir = path.parent.parent if path.parent.name == "checkpoints" else Path("<log dir>")
+    raise CheckpointMismatchError(
+        f"{str(path)!r} is a search checkpoint ({what}): its weights are the supernet's and fit no discrete "
+        f"network. Export the architecture it found with --genotype {log_dir / 'genotype.json'} (untrained "
+        f"weights), or retrain it with dnas.Retrain (configs/quickstart_retrain.yaml) and pass that checkpoint"
+    )
+
+
+def _refuse_special_file(path: Path) -> None:
+    """Refuse a ``--genotype`` path that exists but is no regular file or directory (a FIFO or device never ends)."""
+    from dnas.genotypes import GenotypeError
+
+    try:
+        special = path.exists() and not path.is_file() and not path.is_dir()
+    except OSError:
+        return  # load() reports it
+    if special:
+        raise GenotypeError(f"genotype path {str(path)!r} is not a regular file; pass a genotype JSON file")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
         run(list(sys.argv[1:] if argv is None else argv))
     except (GenotypeError, ExportError, CheckpointMismatchError, FileNotFoundError, ValueError) as err:
         print(f"dnas export: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:  # an I/O failure not anticipated above: still one line that names the file
+        where = f" ({err.filename!r})" if err.filename else ""
+        print(f"dnas export: error: {err.strerror or err}{where}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -51,7 +51,8 @@ def export_search_result(
 ) -> tuple[Path | None, str]:
     """Build the discrete network of ``genotype`` and write it (python format) to ``out_dir``.
 
-    Returns ``(out_dir or None, message)``; None when the space has no builder (the message says so).
+    Returns ``(out_dir or None, message)``; None when the space has no builder or ``out_dir`` cannot be written (an
+    existing ``out_dir`` is replaced only if it is a previous export): the message says why.
     """
     from dnas.export.builders import registered_builders
     from dnas.export.codegen import PYTHON_EXPORT_SPACES
@@ -64,7 +65,7 @@ def export_search_result(
             f"{genotype.space!r} genotype with: dnas export --genotype <log dir>/genotype.json --format pt2 --out DIR"
         )
     from dnas.export import build_model
-    from dnas.export.artifacts import export_model
+    from dnas.export.artifacts import ExportError, export_model
 
     start = time.perf_counter()
     found = supernet_options(supernet)
@@ -77,17 +78,23 @@ def export_search_result(
         "auxiliary": False,
     }
     model = build_model(genotype, **options)
-    out = export_model(
-        model,
-        genotype,
-        options,
-        out_dir,
-        fmt="python",
-        overwrite=True,
-        input_size=input_size or (32, 32),
-        name="search result",
-        extra_summary={"weights": "untrained (fresh initialisation); retrain with dnas.Retrain"},
-    )
+    try:
+        out = export_model(
+            model,
+            genotype,
+            options,
+            out_dir,
+            fmt="python",
+            overwrite=True,
+            input_size=input_size or (32, 32),
+            name="search result",
+            extra_summary={"weights": "untrained (fresh initialisation); retrain with dnas.Retrain"},
+        )
+    except ExportError as err:  # e.g. out_dir holds files export did not write: skip, the search itself is done
+        return None, (
+            f"skipping the end-of-search export ({err}); export later with: dnas export --genotype "
+            f"<log dir>/genotype.json --out DIR"
+        )
     return (
         out,
         f"wrote {out}/model.py (untrained weights, retrain with dnas.Retrain) in {time.perf_counter() - start:.1f}s",

@@ -176,7 +176,7 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def test_existing_output_refused_and_overwrite_replaces_it(tmp_path):
+def test_existing_output_refused_and_overwrite_replaces_only_an_export(tmp_path):
     g = load("DARTS_V2")
     opts = dict(init_channels=4, layers=3, num_classes=10, in_channels=1, stem="cifar", auxiliary=False)
     model = build_model(g, **opts)
@@ -186,8 +186,24 @@ def test_existing_output_refused_and_overwrite_replaces_it(tmp_path):
     with pytest.raises(ExportError, match="already exists.*--overwrite"):
         export_model(model, g, opts, out, input_size=(8, 8), flops=False)
     assert (out / "keep.txt").read_text() == "mine"
-    export_model(model, g, opts, out, input_size=(8, 8), overwrite=True, flops=False)
-    assert not (out / "keep.txt").exists() and (out / "model.py").is_file()
+    # a directory export did not write is never replaced, overwrite or not
+    with pytest.raises(ExportError, match="already exists and is not a dnas export.*even with --overwrite"):
+        export_model(model, g, opts, out, input_size=(8, 8), overwrite=True, flops=False)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    # an empty directory may be used; a previous export (marked in summary.json) is replaced
+    empty = tmp_path / "e"
+    empty.mkdir()
+    export_model(model, g, opts, empty, input_size=(8, 8), overwrite=True, flops=False)
+    assert json.loads((empty / "summary.json").read_text())["dnas_export"] == 1
+    (empty / "__pycache__").mkdir()  # what importing model.py leaves
+    (empty / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"")
+    export_model(model, g, opts, empty, input_size=(8, 8), overwrite=True, flops=False)
+    assert sorted(p.name for p in empty.iterdir()) == ["genotype.json", "model.py", "summary.json", "weights.pt"]
+    # ... unless a user's file was added to it
+    (empty / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"did not write: \['notes.txt'\]"):
+        export_model(model, g, opts, empty, input_size=(8, 8), overwrite=True, flops=False)
+    assert (empty / "notes.txt").read_text() == "mine"
     assert _leftovers(tmp_path) == []
 
 

@@ -65,3 +65,15 @@ def test_supernet_options_and_spaces_without_python_exporter(tmp_path):
     g = Genotype.chain(["skip_connect"], space="some_user_space")
     out, message = export_search_result(g, net, tmp_path / "x")
     assert out is None and "no exporter for space 'some_user_space'" in message and not (tmp_path / "x").exists()
+
+
+def test_export_skips_a_directory_it_did_not_write(tmp_path):
+    net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "mine.txt").write_text("keep")
+    out, message = export_search_result(net.genotype(), net, tmp_path / "e", (8, 8))
+    assert out is None and "skipping the end-of-search export" in message and "is not a dnas export" in message
+    assert [p.name for p in (tmp_path / "e").iterdir()] == ["mine.txt"]
+    out, _ = export_search_result(net.genotype(), net, tmp_path / "f", (8, 8))
+    again, message = export_search_result(net.genotype(), net, out, (8, 8))  # its own previous export: replaced
+    assert again == out and "wrote" in message
