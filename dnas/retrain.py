@@ -22,26 +22,30 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
-import dnas.export.darts  # noqa: F401  (registers the darts builder and the "nasnet" genotype space at import dnas)
-from dnas.export import build_model
+from dnas.errors import ConfigError
+from dnas.export import build_model, builder_options
 from dnas.genotypes import Genotype, load
+from dnas.genotypes.core import build_options, recorded_build
 from dnas.io import atomic_write_text, log_dir
 
 
 class Retrain(pl.LightningModule):
-    """Train ``build_model(genotype, ...)`` from scratch.
+    """Train ``build_model(genotype, **options)`` from scratch, for a genotype of any space.
 
     Args:
         genotype: a published name (``"DARTS_V2"``) or a genotype JSON path (e.g. a search's ``genotype.json``); from
             Python a :class:`~dnas.Genotype` is accepted too.
-        init_channels: C of the first cells (CIFAR-10: 36, ImageNet: 48).
-        layers: number of cells (CIFAR-10: 20, ImageNet: 14).
-        num_classes: classifier outputs (checked against the datamodule's ``num_classes``).
-        in_channels: image channels.
-        stem: ``"cifar"`` or ``"imagenet"`` network stem.
-        auxiliary: train with the auxiliary head after cell ``2*layers//3`` (needs ≥ 5×5 maps there).
+        options: options of the space's builder (:func:`dnas.export.builder_options`), over the ones the genotype
+            recorded (a search records its supernet's sizes). DARTS evaluation network: ``init_channels`` (CIFAR-10:
+            36, ImageNet: 48), ``layers`` (20 / 14), ``stem`` (``"cifar"`` / ``"imagenet"``); a cell space: its
+            constructor arguments (e.g. ``channels``).
+        num_classes: classifier outputs, checked against the datamodule's ``num_classes``; None = recorded.
+        in_channels: input channels, checked against the datamodule's ``in_channels``; None = recorded.
+        auxiliary: train with the network's auxiliary head, where its builder has one (DARTS: after cell
+            ``2*layers//3``, needs ≥ 5×5 maps there).
         auxiliary_weight: weight of the auxiliary loss (DARTS: 0.4).
-        drop_path_prob: final drop-path probability; epoch ``e`` uses ``drop_path_prob · e / max_epochs``.
+        drop_path_prob: final drop-path probability, where the network has drop-path (DARTS); epoch ``e`` uses
+            ``drop_path_prob · e / max_epochs``.
         lr: initial SGD learning rate (CIFAR 0.025; ImageNet 0.1).
         momentum: SGD momentum (0.9).
         weight_decay: SGD weight decay (CIFAR 3e-4; ImageNet 3e-5).
@@ -52,18 +56,17 @@ class Retrain(pl.LightningModule):
         step_size: epochs between decays of the step schedule (1).
         label_smoothing: cross-entropy label smoothing (ImageNet recipe: 0.1).
         grad_clip: max gradient norm (5); 0 leaves clipping to the Trainer's ``gradient_clip_val``.
-        input_size: ``(H, W)`` for the FLOPs of the model summary; default: the datamodule's ``input_size``.
+        input_shape: one input sample's shape for the FLOPs of the model summary; default: recorded in the genotype,
+            else the datamodule's ``input_size``.
         write_summary: write ``summary.json`` (parameters, FLOPs) to the log directory at the end of fit.
     """
 
     def __init__(
         self,
         genotype: str = "DARTS_V2",
-        init_channels: int = 36,
-        layers: int = 20,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        stem: Literal["cifar", "imagenet"] = "cifar",
+        options: dict[str, Any] | None = None,
+        num_classes: int | None = None,
+        in_channels: int | None = None,
         auxiliary: bool = True,
         auxiliary_weight: float = 0.4,
         drop_path_prob: float = 0.2,
@@ -76,7 +79,7 @@ class Retrain(pl.LightningModule):
         step_size: int = 1,
         label_smoothing: float = 0.0,
         grad_clip: float = 5.0,
-        input_size: tuple[int, int] | None = None,
+        input_shape: list[int] | None = None,
         write_summary: bool = True,
     ):
         super().__init__()
@@ -90,21 +93,25 @@ class Retrain(pl.LightningModule):
         name = genotype if isinstance(genotype, str) else str(genotype.meta.get("name", "custom"))
         self.save_hyperparameters(ignore=["genotype"])
         self.hparams["genotype"] = name  # a name or path: checkpoints stay plain data (weights_only loading)
-        self.model = build_model(
-            self.genotype,
-            init_channels=init_channels,
-            layers=layers,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            stem=stem,
-            auxiliary=auxiliary,
-            drop_path_prob=0.0,
-        )
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        top5 = num_classes > 5
-        self.val_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+        accepted = builder_options(self.genotype.space)
+        explicit = {"num_classes": num_classes, "in_channels": in_channels, "auxiliary": auxiliary}
+        given = {k: v for k, v in explicit.items() if v is not None and k in accepted}
+        if "drop_path_prob" in accepted:
+            given["drop_path_prob"] = 0.0  # ramped per epoch (on_train_epoch_start)
+        self.build = build_options(self.genotype, {**given, **dict(options or {})}, accepted)
+        """The builder options this network was built with (recorded in checkpoints; ``dnas export --ckpt``)."""
+        self.hparams["build"] = self.build
+        self.model = build_model(self.genotype, **self.build)
+        classes = self.build.get("num_classes", num_classes)
+        if not isinstance(classes, int) or classes < 1:
+            raise ConfigError(
+                f"cannot tell the number of classes of this {self.genotype.space!r} network: set "
+                f"model.init_args.num_classes (or options.num_classes)"
+            )
+        self.train_acc = MulticlassAccuracy(classes, average="micro")
+        self.val_acc = MulticlassAccuracy(classes, average="micro")
+        self.test_acc = MulticlassAccuracy(classes, average="micro")
+        self.val_top5 = MulticlassAccuracy(classes, top_k=5, average="micro") if classes > 5 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -120,7 +127,10 @@ class Retrain(pl.LightningModule):
                 "set data.init_args.search: false"
             )
         x, y = batch
-        logits, logits_aux = self.model.forward_with_aux(x)
+        if hasattr(self.model, "forward_with_aux"):
+            logits, logits_aux = self.model.forward_with_aux(x)
+        else:
+            logits, logits_aux = self.model(x), None
         loss = self._loss(logits, y)
         if logits_aux is not None and self.hparams.auxiliary_weight > 0:
             loss_aux = self._loss(logits_aux, y)
@@ -139,6 +149,8 @@ class Retrain(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # reference train.py: model.drop_path_prob = args.drop_path_prob * epoch / args.epochs
+        if not hasattr(self.model, "drop_path_prob"):
+            return
         epochs = max(1, int(self.trainer.max_epochs or 1))
         self.model.drop_path_prob = self.hparams.drop_path_prob * self.current_epoch / epochs
         self.log("drop_path_prob", self.model.drop_path_prob, on_step=False, on_epoch=True)
@@ -185,10 +197,9 @@ class Retrain(pl.LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         for key in ("num_classes", "in_channels"):
-            want = getattr(dm, key, None)
-            have = self.hparams[key]
-            if want is not None and int(want) != int(have):
-                raise ValueError(
+            want, have = getattr(dm, key, None), self.build.get(key)
+            if want is not None and have is not None and int(want) != int(have):
+                raise ConfigError(
                     f"the datamodule has {key}={want} but the model was built with {key}={have}; "
                     f"set model.init_args.{key}: {want}"
                 )
@@ -199,17 +210,24 @@ class Retrain(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.genotype.to_dict()
 
+    def input_shape(self) -> tuple[int, ...]:
+        """One input sample's shape: ``input_shape``, else the datamodule's, else the genotype's recorded one."""
+        if self.hparams.input_shape:
+            return tuple(self.hparams.input_shape)
+        dm_size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
+        recorded = recorded_build(self.genotype)[1]
+        shape = tuple(dm_size) if dm_size else recorded
+        if shape is None:
+            side = self.build.get("input_size") or (224 if self.build.get("stem") == "imagenet" else 32)
+            shape = (self.build.get("in_channels", 3), side, side)
+        return tuple(int(d) for d in shape)
+
     def summary(self) -> dict[str, Any]:
-        """Parameters (with and without the auxiliary head) and FLOPs at the configured input size."""
+        """Parameters (with and without the auxiliary head) and FLOPs at :meth:`input_shape`."""
         from dnas.export.summary import model_summary
 
-        size = self.hparams.input_size
-        if size is None:
-            dm_size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
-            size = tuple(dm_size[-2:]) if dm_size else ((224, 224) if self.hparams.stem == "imagenet" else (32, 32))
-        shape = (1, self.hparams.in_channels, int(size[0]), int(size[1]))
         extra = {"genotype": self.hparams.genotype, "space": self.genotype.space}
-        return model_summary(self.model, shape, extra=extra)
+        return model_summary(self.model, (1, *self.input_shape()), extra=extra)
 
     def on_fit_end(self) -> None:
         if not self.hparams.write_summary or not self.trainer.is_global_zero:

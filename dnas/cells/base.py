@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from dnas.genotypes import CellGenotype, Edge, Genotype, SpaceSpec
+from dnas.genotypes.core import BUILD_KEY
 
 
 class ArchGroup(nn.Module):
@@ -253,6 +255,18 @@ class Supernet(nn.Module):
     def selection_weights(self) -> dict[str, torch.Tensor]:
         """The weights the selection rule reads (softmax α with selection applied; times β's scales with β)."""
         return {name: group.selection_weights() for name, group in self.arch.items()}
+
+    def build_options(self) -> dict[str, Any]:
+        """Keyword arguments of the space's builder that rebuild this supernet's skeleton as a discrete network.
+
+        Recorded in every genotype's ``meta["build"]`` (:data:`dnas.genotypes.core.BUILD_KEY`), so the discrete
+        network of a search result has the searched sizes unless export or retrain options say otherwise.
+        """
+        return {}
+
+    def build_meta(self) -> dict[str, Any]:
+        """The genotype ``meta`` entry that records :meth:`build_options`."""
+        return {BUILD_KEY: {"options": self.build_options()}}
 
     def genotype(self, weights: dict[str, torch.Tensor] | None = None) -> Genotype:  # pragma: no cover - abstract
         """Derive the discrete architecture with this space's rule."""

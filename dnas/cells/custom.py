@@ -37,7 +37,7 @@ PC-DARTS partial channels and edge normalisation (``partial_channels``, ``edge_n
 ``SignalSpace.from_genotype(genotype)``) constructs the *same* class with the same stem and head, each cell reduced to
 the chosen op per edge (``affine=True`` norms).
 
-The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["space_options"]``, so
+The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["build"]``, so
 the exported network has the searched skeleton unless options say otherwise.
 """
 
@@ -55,6 +55,7 @@ from torch import nn
 
 from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
 from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.genotypes.core import build_options
 from dnas.ops.mixed import MixedOp
 from dnas.ops.partial import PartialChannelEdge
 from dnas.ops.registry import OpFactory, build_op, get_op, is_registered, register_op
@@ -349,7 +350,11 @@ class CellSupernet(Supernet):
             raise RuntimeError(f"{type(self).__name__} built no cell; call make_cell in __init__")
         weights = self.selection_weights() if weights is None else weights
         cells = {g: self.cell_genotype(weights[g].detach().float().cpu(), grp) for g, grp in self.arch_groups.items()}
-        return Genotype(self.space_name, cells, {"space_options": self.space_options})
+        return Genotype(self.space_name, cells, self.build_meta())
+
+    def build_options(self) -> dict[str, Any]:
+        """The constructor arguments this supernet was built with (JSON-able ones): :meth:`from_genotype` options."""
+        return self.space_options
 
     # ------------------------------------------------------------------ export
     @classmethod
@@ -359,7 +364,7 @@ class CellSupernet(Supernet):
         Args:
             genotype: a :class:`~dnas.Genotype` (or a published name / JSON path) of this space.
             affine: affine norms in the chosen ops (True for training the found network, as DARTS evaluation).
-            **options: constructor arguments; default to the genotype's ``meta["space_options"]`` (the searched
+            **options: constructor arguments; default to the genotype's ``meta["build"]`` options (the searched
                 skeleton), then to the constructor's defaults.
 
         Raises:
@@ -373,11 +378,9 @@ class CellSupernet(Supernet):
             raise GenotypeError(
                 f"genotype is for space {genotype.space!r}, but {cls.__name__} is space {cls.space_name!r}"
             )
-        recorded = genotype.meta.get("space_options") or {}
         params = inspect.signature(cls.__init__).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        kwargs = {k: v for k, v in recorded.items() if takes_any or k in params}
-        kwargs.update(options)
+        kwargs = build_options(genotype, options, None if takes_any else list(params))
         token = _DISCRETE.set(_DiscreteBuild(genotype, bool(affine)))
         try:
             model = cls(**kwargs)

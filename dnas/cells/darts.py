@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -147,6 +148,12 @@ class DartsSupernet(Supernet):
             raise ValueError(f"init_channels must be even and >= 2 (FactorizedReduce halves it), got {init_channels}")
         self.primitives = tuple(primitives)
         self.steps = steps
+        self._build = {
+            "init_channels": init_channels,
+            "layers": layers,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+        }
         self.partial_channels, self.edge_normalization = partial_channels, edge_normalization
         self.space_spec = _darts_space_with(self.primitives, steps)
         C = init_channels
@@ -200,7 +207,11 @@ class DartsSupernet(Supernet):
         """The DARTS rule: per node the top-2 incoming edges by strongest non-``none`` op; op = that argmax."""
         weights = self.selection_weights() if weights is None else weights
         cells = {g: topk_cell(weights[g].float().cpu(), self.arch_groups[g], k=2) for g in ("normal", "reduce")}
-        return Genotype(self.space_spec.name, cells)
+        return Genotype(self.space_spec.name, cells, self.build_meta())
+
+    def build_options(self) -> dict[str, Any]:
+        """The evaluation network at the search network's sizes (``dnas.export.darts.DartsEvalNetwork`` options)."""
+        return dict(self._build)
 
 
 _REF_EDGE = re.compile(r"^cells\.(\d+)\._ops\.(\d+)\.")

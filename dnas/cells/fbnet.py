@@ -146,7 +146,7 @@ class FBNetSupernet(Supernet):
         if unknown or not primitives:
             raise ValueError(f"primitives {unknown or list(primitives)}: not FBNet blocks; allowed {FBNET_PRIMITIVES}")
         self.space_spec = FBNET_SPACE
-        self.num_classes = num_classes
+        self.num_classes, self.dropout = num_classes, dropout
         self.primitives = tuple(primitives)
         self.macro = {
             "in_channels": in_channels,
@@ -179,7 +179,8 @@ class FBNetSupernet(Supernet):
         """Per-layer argmax; the macro options go to ``meta`` so the exporter rebuilds the same network."""
         weights = self.selection_weights() if weights is None else weights
         cell = argmax_cell(weights["layers"].float().cpu(), self.arch_groups["layers"])
-        return Genotype.chain([e.op for e in cell.edges], space="fbnet", meta=self.macro_meta())
+        return Genotype.chain([e.op for e in cell.edges], space="fbnet", meta=self.build_meta())
 
-    def macro_meta(self) -> dict[str, Any]:
-        return {"macro": dict(self.macro), "num_classes": self.num_classes}
+    def build_options(self) -> dict[str, Any]:
+        """``dnas.export.fbnet.FBNetModel`` options: the macro-architecture, classes and dropout."""
+        return {**self.macro, "num_classes": self.num_classes, "dropout": self.dropout}

@@ -188,10 +188,14 @@ def _check_format(fmt: str) -> None:
         )
 
 
-def _write_python(model, genotype, options, folder: Path, input_size, name) -> None:
-    from dnas.export.codegen import generate_python
+def _write_python(model, genotype, options, folder: Path, input_shape, name) -> None:
+    """``model.py`` (checked: it parses to dnas' own statements plus data, and rebuilds the same outputs) + weights."""
+    from dnas import __version__
+    from dnas.export.python import render, verify
 
-    atomic_write_text(folder / "model.py", generate_python(genotype, options, input_size, name=name))
+    text = render(model, genotype, options, input_shape[1:], name or "custom", __version__)
+    verify(text, model, _example(model, input_shape))
+    atomic_write_text(folder / "model.py", text)
     atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
 
 
@@ -280,10 +284,6 @@ def export_model(
     _check_format(fmt)
     out = Path(out_dir)
     _check_output(out, overwrite)
-    if fmt == "python":
-        from dnas.export.codegen import python_exportable
-
-        python_exportable(genotype)
     if input_shape is not None:
         input_shape = (1, *(int(d) for d in input_shape))
     else:
@@ -301,7 +301,7 @@ def export_model(
     model.eval()
     try:
         if fmt == "python":
-            _write_python(model, genotype, options, tmp, input_shape[-2:], name)
+            _write_python(model, genotype, options, tmp, trace_shape, name)
         elif fmt == "pt2":
             _write_pt2(model, tmp, trace_shape)
         else:

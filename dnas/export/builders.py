@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -49,11 +50,23 @@ def get_builder(space: str) -> Builder:
         ) from None
 
 
+def builder_options(space: str) -> tuple[str, ...]:
+    """The keyword options the builder of ``space`` takes (``builder.options``, or its class's constructor's)."""
+    builder = get_builder(space)
+    names = getattr(builder, "options", None)
+    if names is None and inspect.ismethod(builder) and isinstance(builder.__self__, type):
+        params = inspect.signature(builder.__self__.__init__).parameters.values()
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names = tuple(p.name for p in params if p.name != "self" and p.kind in kinds)
+    return tuple(names or ())
+
+
 def build_model(genotype: Genotype | str, **options: Any) -> nn.Module:
     """Build the discrete network of ``genotype`` (a :class:`~dnas.Genotype`, a published name or a JSON path).
 
-    ``options`` are the space's evaluation-network options (DARTS: ``init_channels``, ``layers``, ``num_classes``,
-    ``in_channels``, ``stem``, ``auxiliary``, ``drop_path_prob``).
+    ``options`` override the build options the genotype recorded (``meta["build"]``; a search records its supernet's
+    sizes); the rest take the builder's defaults. :func:`builder_options` lists them (DARTS: ``init_channels``,
+    ``layers``, ``num_classes``, ``in_channels``, ``stem``, ``auxiliary``, ``drop_path_prob``).
     """
     if isinstance(genotype, str):
         from dnas.genotypes import load

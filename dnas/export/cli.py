@@ -4,11 +4,16 @@ Examples::
 
     dnas export --genotype DARTS_V2 --out exported/darts_v2                  # model.py + weights.pt (untrained)
     dnas export --ckpt logs/retrain/version_0/checkpoints/last.ckpt --format pt2 --out exported/pt2
-    dnas export --genotype logs/quickstart/version_0/genotype.json --in-channels 1 --input-size 8 8
-        --init-channels 8 --layers 3 --out exported/digits --overwrite   # (one command line)
+    dnas export --genotype logs/quickstart/version_0/genotype.json --out exported/digits     # the searched sizes
+    dnas export --genotype logs/quickstart/version_0/genotype.json --init-channels 36 --layers 20 --out exported/big
+    dnas export --genotype logs/quickstart_mnist1d/version_0/genotype.json --option channels=32 --out exported/1d
 
-Options not given on the command line come from the checkpoint (a :class:`dnas.Retrain` checkpoint records them),
-then from the evaluation-network defaults (CIFAR-10: C=36, 20 cells).
+Every space exports the same way. The network's options are, in order of precedence: the command line (the flags
+below, or ``--option KEY=VALUE`` for any option of the space's builder), the checkpoint (a :class:`dnas.Retrain`
+checkpoint records them), the genotype (a search records its supernet's sizes), the builder's defaults (DARTS: the
+CIFAR-10 evaluation network, C=36, 20 cells). The example input (tracing, FLOPs, the check of ``model.py``) is
+``--input-shape``, else ``--input-size`` with the network's channels, else the shape the search recorded, else the
+space's usual image size.
 """
 
 from __future__ import annotations
@@ -18,15 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULTS: dict[str, Any] = {
-    "init_channels": 36,
-    "layers": 20,
-    "num_classes": 10,
-    "in_channels": 3,
-    "stem": "cifar",
-    "auxiliary": False,
-}
-OPTION_KEYS = tuple(DEFAULTS)
+OPTION_KEYS = ("init_channels", "layers", "num_classes", "in_channels", "stem", "auxiliary")
+"""Options with a flag of their own (the DARTS evaluation network's, and the common num_classes / in_channels)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,13 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="python", choices=["python", "pt2", "onnx"], dest="fmt")
     p.add_argument("--out", required=True, help="output directory (created; must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    g = p.add_argument_group("network options (default: from --ckpt, else CIFAR-10 evaluation network)")
+    g = p.add_argument_group("network options (default: from --ckpt, else the genotype's recorded ones)")
     g.add_argument("--init-channels", type=int, dest="init_channels")
     g.add_argument("--layers", type=int)
     g.add_argument("--num-classes", type=int, dest="num_classes")
     g.add_argument("--in-channels", type=int, dest="in_channels")
     g.add_argument("--stem", choices=["cifar", "imagenet"])
     g.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any option of the space's builder, VALUE as JSON (e.g. channels=32, stage_strides=[1,2,2,2,1,2,1])",
+    )
     g.add_argument(
         "--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for tracing and FLOPs (32 32 / 224 224)"
     )
@@ -64,9 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> Path:
     """Parse ``argv`` and export; returns the output directory. Errors are raised (see :func:`main`)."""
     args = build_parser().parse_args(argv)
-    from dnas.export import build_model
+    from dnas.export import build_model, builder_options
     from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
-    from dnas.export.codegen import PYTHON_EXPORT_SPACES
     from dnas.genotypes import Genotype, GenotypeError, load
 
     ckpt: dict[str, Any] = {}
@@ -86,37 +90,30 @@ def run(argv: list[str]) -> Path:
     else:
         raise GenotypeError("no genotype: pass --genotype NAME_OR_PATH (or a --ckpt written by dnas.Retrain)")
 
-    # DARTS-space networks get the evaluation defaults; other spaces' builders keep their own defaults
-    darts_like = genotype.space in PYTHON_EXPORT_SPACES
+    recorded = hparams.get("build") if isinstance(hparams.get("build"), dict) else {}
     options = {
-        **(DEFAULTS if darts_like else {}),
-        **{k: hparams[k] for k in OPTION_KEYS if k in hparams},
+        **{k: hparams[k] for k in OPTION_KEYS if k in hparams},  # dnas.Retrain checkpoints before "build"
+        **recorded,
         **{k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k) is not None},
+        **_parse_options(args.option),
     }
-    if genotype.space == "fbnet":
-        # the FBNet macro-architecture's strides depend on the resolution: build at the size we trace at
-        from dnas.export.fbnet import fbnet_options
-
-        if args.input_size:
-            if args.input_size[0] != args.input_size[1]:
-                raise ExportError(f"FBNet networks take square inputs; got --input-size {args.input_size}")
-            options["input_size"] = args.input_size[0]
-        else:
-            side = int(fbnet_options(genotype, **options).get("input_size", 224))
-            args.input_size = [side, side]
+    if args.input_size and "input_size" in builder_options(genotype.space):
+        # FBNet: strides follow the resolution, so build at the size we trace at
+        if args.input_size[0] != args.input_size[1]:
+            raise ExportError(f"{genotype.space!r} networks take square inputs; got --input-size {args.input_size}")
+        options["input_size"] = args.input_size[0]
     try:
         model = build_model(genotype, **options)
     except TypeError as err:
         raise ExportError(
-            f"the {genotype.space!r} builder does not take these options {sorted(options)}: {err}"
+            f"the {genotype.space!r} builder does not take these options {sorted(options)}: {err}; "
+            f"its options: {list(builder_options(genotype.space))}"
         ) from None
+    shape = _input_shape(args, genotype, options)
     extra: dict[str, Any] = {"weights": "untrained (fresh initialisation)"}
     if args.ckpt:
         load_weights(model, weights_from_checkpoint(ckpt, source=args.ckpt), source=args.ckpt)
         extra["weights"] = f"from {args.ckpt}"
-    input_size = (
-        tuple(args.input_size) if args.input_size else ((224, 224) if options.get("stem") == "imagenet" else (32, 32))
-    )
     from dnas.export.artifacts import export_model
     from dnas.export.summary import format_summary
 
@@ -127,8 +124,7 @@ def run(argv: list[str]) -> Path:
         args.out,
         fmt=args.fmt,
         overwrite=args.overwrite,
-        input_size=input_size,
-        input_shape=args.input_shape,
+        input_shape=shape,
         name=name,
         extra_summary=extra,
         flops=not args.no_flops,
@@ -139,6 +135,41 @@ def run(argv: list[str]) -> Path:
     shown = name if name.isprintable() else repr(name)
     print(f"dnas export: wrote {out}/ ({args.fmt}): {shown}, {format_summary(summary)}")
     return out
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs; VALUE is JSON (a bare word is a string)."""
+    import json
+
+    from dnas.export.artifacts import ExportError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ExportError(f"--option wants KEY=VALUE with KEY a Python name, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
+def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any]) -> tuple[int, ...]:
+    """The example input's shape without the batch (see the module docstring for the order)."""
+    from dnas.genotypes.core import build_options, recorded_build
+
+    if args.input_shape:
+        return tuple(args.input_shape)
+    merged = build_options(genotype, options)
+    recorded = recorded_build(genotype)[1]
+    channels = merged.get("in_channels")
+    if args.input_size:
+        return (int(channels or 3), *args.input_size)
+    if recorded is not None:
+        return (int(channels), *recorded[1:]) if channels and len(recorded) >= 2 else recorded
+    side = merged.get("input_size") or (224 if merged.get("stem") == "imagenet" else 32)
+    return (int(channels or 3), int(side), int(side))
 
 
 SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS", "dnas.FBNet")

@@ -20,12 +20,14 @@ Module names equal the reference's (``stem``, ``cells.<i>.preprocess0``, ``cells
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from dnas.genotypes import CellGenotype, CellSpec, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.genotypes.core import build_options
 from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
 
@@ -302,18 +304,16 @@ def _check_options(init_channels, layers, num_classes, in_channels, stem, drop_p
         raise ValueError(f"drop_path_prob must be in [0, 1), got {drop_path_prob}")
 
 
-def build_darts_network(
-    genotype: Genotype,
-    init_channels: int = 36,
-    layers: int = 20,
-    num_classes: int = 10,
-    in_channels: int = 3,
-    stem: Stem = "cifar",
-    auxiliary: bool = False,
-    drop_path_prob: float = 0.0,
-) -> DartsEvalNetwork:
-    """Builder of the ``darts`` and ``nasnet`` spaces (see :class:`DartsEvalNetwork` for the options)."""
-    return DartsEvalNetwork(genotype, init_channels, layers, num_classes, in_channels, stem, auxiliary, drop_path_prob)
+def build_darts_network(genotype: Genotype, **options: Any) -> DartsEvalNetwork:
+    """Builder of the ``darts`` and ``nasnet`` spaces: a :class:`DartsEvalNetwork`.
+
+    Options: the genotype's recorded build options (a search records its supernet's sizes), then ``options``; the
+    rest take the class defaults (the CIFAR-10 evaluation network).
+    """
+    return DartsEvalNetwork(genotype, **build_options(genotype, options, build_darts_network.options))
+
+
+build_darts_network.options = tuple(p for p in inspect.signature(DartsEvalNetwork).parameters if p != "genotype")
 
 
 def count_parameters(model: nn.Module, auxiliary: bool = False) -> int:

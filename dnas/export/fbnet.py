@@ -1,13 +1,15 @@
 """Export builder of the ``"fbnet"`` space: a chain genotype -> :class:`FBNetModel`, a plain ``torch.nn`` network.
 
-Macro options come from ``genotype.meta["macro"]`` (written by :class:`~dnas.cells.fbnet.FBNetSupernet`) and are
-overridden by keyword options, so a genotype found on digits rebuilds for 224 px ImageNet with
-``build_model(g, num_classes=1000, input_size=224, in_channels=3)``. Blocks are :mod:`dnas.ops.fbnet` modules
-(only ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.ReLU``, a view/transpose shuffle), in one ``nn.Sequential``.
+Macro options come from the genotype's recorded build options (``meta["build"]``, written by
+:class:`~dnas.cells.fbnet.FBNetSupernet`) and are overridden by keyword options, so a genotype found on digits rebuilds
+for 224 px ImageNet with ``build_model(g, num_classes=1000, input_size=224, in_channels=3)``. Blocks are
+:mod:`dnas.ops.fbnet` modules (only ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.ReLU``, a view/transpose shuffle), in
+one ``nn.Sequential``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -16,18 +18,9 @@ from torch import nn
 from dnas.cells.fbnet import FBNET_SPACE, layer_plan
 from dnas.export.builders import register_builder
 from dnas.genotypes import Genotype, GenotypeError
+from dnas.genotypes.core import build_options
 from dnas.ops.fbnet import conv_bn
 from dnas.ops.registry import build_op
-
-_MACRO_KEYS = (
-    "in_channels",
-    "input_size",
-    "width_mult",
-    "head_channels",
-    "stem_channels",
-    "stem_stride",
-    "stage_strides",
-)
 
 
 class FBNetModel(nn.Module):
@@ -64,22 +57,12 @@ class FBNetModel(nn.Module):
 
 
 def fbnet_options(genotype: Genotype, **options: Any) -> dict[str, Any]:
-    """The :class:`FBNetModel` keyword arguments of ``genotype``: its recorded macro options, then ``options``."""
-    meta_macro = genotype.meta.get("macro", {}) or {}
-    if not isinstance(meta_macro, dict):
-        raise GenotypeError(f"genotype meta field 'macro' must be an object, got {type(meta_macro).__name__}")
-    kwargs = {k: meta_macro[k] for k in _MACRO_KEYS if meta_macro.get(k) is not None}
-    if "num_classes" in genotype.meta:
-        kwargs["num_classes"] = genotype.meta["num_classes"]
-    allowed = set(_MACRO_KEYS) | {"num_classes", "dropout"}
-    unknown = set(options) - allowed
+    """The :class:`FBNetModel` keyword arguments of ``genotype``: its recorded build options, then ``options``."""
+    allowed = build_fbnet.options
+    unknown = set(options) - set(allowed)
     if unknown:
         raise TypeError(f"unknown FBNet export option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    if "input_size" in options and "stem_stride" not in options and "stage_strides" not in options:
-        kwargs.pop("stem_stride", None)  # strides recorded for another resolution would not fit the new one
-        kwargs.pop("stage_strides", None)
-    kwargs.update(options)
-    return kwargs
+    return build_options(genotype, options, allowed)
 
 
 @register_builder("fbnet")
@@ -88,3 +71,6 @@ def build_fbnet(genotype: Genotype, **options: Any) -> FBNetModel:
     genotype.validate(FBNET_SPACE)
     ops = [e.op for e in genotype.cells["layers"].edges]
     return FBNetModel(ops, **fbnet_options(genotype, **options))
+
+
+build_fbnet.options = tuple(p for p in inspect.signature(FBNetModel).parameters if p != "ops")

@@ -25,6 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
+from dnas.genotypes.core import with_build
 from dnas.io import append_line, atomic_write_text
 from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
@@ -51,10 +52,10 @@ class DARTS(pl.LightningModule):
         latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
             combined with the task loss of the architecture step; its value is logged every step.
         export_on_fit_end: at the end of ``fit`` write the final genotype's discrete network to ``<log dir>/export/``
-            (``model.py`` needing only torch, ``weights.pt`` = untrained initialisation, ``summary.json``); spaces
-            without a python exporter are skipped with a message.
-        export_init_channels: C of that network; None = the supernet's.
-        export_layers: cells of that network; None = the supernet's.
+            (``model.py`` needing only torch, ``weights.pt`` = untrained initialisation, ``summary.json``), for every
+            space; a network that cannot be exported is skipped with a message saying why.
+        export_options: builder options of that network over the supernet's recorded sizes (e.g. DARTS
+            ``{"init_channels": 36, "layers": 20}``); None = the supernet's skeleton.
     """
 
     def __init__(
@@ -74,8 +75,7 @@ class DARTS(pl.LightningModule):
         num_classes: int | None = None,
         latency_loss: LatencyLoss | None = None,
         export_on_fit_end: bool = True,
-        export_init_channels: int | None = None,
-        export_layers: int | None = None,
+        export_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         if not isinstance(supernet, Supernet):
@@ -99,7 +99,7 @@ class DARTS(pl.LightningModule):
         # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
         self.arch_updates_enabled = True
         self.export_on_fit_end = export_on_fit_end
-        self.export_options = {"init_channels": export_init_channels, "layers": export_layers}
+        self.export_options = dict(export_options or {})
 
     def _infer_num_classes(self) -> int:
         if self.hparams.num_classes:
@@ -307,12 +307,22 @@ class DARTS(pl.LightningModule):
                 self.log(f"alpha/entropy_{group}", entropy, on_epoch=True, sync_dist=True)
 
     def current_genotype(self) -> Genotype:
+        """The supernet's genotype with the run's facts in ``meta``: epoch, algorithm, α softmax, input shape."""
         genotype = self.supernet.genotype()
+        shape = self.input_shape()
+        if shape is not None:
+            genotype = with_build(genotype, input_shape=shape)
         probs = {
             g: torch.softmax(self.supernet.alpha(g).detach().float(), -1).tolist() for g in self.supernet.arch_groups
         }
         meta = {"epoch": int(self.current_epoch), "algorithm": type(self).__name__, "alpha_softmax": probs}
         return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One input sample's shape, from the datamodule's ``input_size`` (None without one)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        size = getattr(dm, "input_size", None)
+        return tuple(int(d) for d in size) if size else None
 
     def log_dir(self) -> Path:
         """The run's log directory.
@@ -374,14 +384,8 @@ class DARTS(pl.LightningModule):
             return
         from dnas.export.search_hook import export_search_result
 
-        dm = getattr(self.trainer, "datamodule", None)
-        size = getattr(dm, "input_size", None)
         _, message = export_search_result(
-            self.supernet.genotype(),
-            self.supernet,
-            self.log_dir() / "export",
-            input_size=tuple(size[-2:]) if size and len(size) == 3 else None,
-            **self.export_options,
+            self.current_genotype(), self.log_dir() / "export", self.input_shape(), self.export_options
         )
         rank_zero_info(f"dnas: {message}")
 

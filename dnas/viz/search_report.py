@@ -31,39 +31,24 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def export_options(pl_module, supernet, genotype: Genotype) -> list[dict[str, Any]]:
-    """Option sets to try with ``build_model``, most specific first (the module's export options, then less)."""
-    from dnas.export.search_hook import supernet_options
-
-    found = supernet_options(supernet)
-    chosen = {k: v for k, v in (getattr(pl_module, "export_options", None) or {}).items() if v is not None}
-    darts_like = {**found, **chosen, "stem": "cifar", "auxiliary": False}
-    basic = {k: found[k] for k in ("num_classes", "in_channels") if k in found}
-    return [darts_like, {**found, **chosen}, basic, {}]
-
-
-def exported_model(pl_module, supernet, genotype: Genotype) -> tuple[torch.nn.Module | None, dict, str]:
-    """``(model, options, message)``: the discrete network of ``genotype`` via :func:`dnas.export.build_model`."""
-    from dnas.export.builders import registered_builders
-
-    if genotype.space not in registered_builders():
-        return None, {}, f"no exporter for space {genotype.space!r} (spaces with one: {registered_builders()})"
+def exported_model(pl_module, genotype: Genotype) -> tuple[torch.nn.Module | None, dict, str]:
+    """``(model, options, message)``: the discrete network of ``genotype`` (its recorded build options, then the
+    module's export options) via :func:`dnas.export.build_model`; a failure is the message the report shows."""
     from dnas.export import build_model
+    from dnas.genotypes import GenotypeError
 
-    errors = []
-    for options in export_options(pl_module, supernet, genotype):
-        try:
-            return build_model(genotype, **options), options, ""
-        except (TypeError, ValueError, KeyError) as err:
-            errors.append(f"{options}: {err}")
-    return None, {}, "build_model failed: " + errors[-1]
+    options = {k: v for k, v in (getattr(pl_module, "export_options", None) or {}).items() if v is not None}
+    try:
+        return build_model(genotype, **options), options, ""
+    except (GenotypeError, TypeError, ValueError) as err:
+        return None, {}, f"build_model failed: {err}"
 
 
 def model_section(pl_module, supernet, genotype: Genotype, input_shape, measure_latency: bool) -> Section:
     from dnas.export.summary import FLOPS_DEFINITION, model_summary
 
     sec = Section("Exported model")
-    model, options, message = exported_model(pl_module, supernet, genotype)
+    model, options, message = exported_model(pl_module, genotype)
     rows = []
     if model is None:
         sec.text(f"No discrete network: {message}.")
@@ -76,8 +61,8 @@ def model_section(pl_module, supernet, genotype: Genotype, input_shape, measure_
         except Exception as err:  # noqa: BLE001 - a summary must not cost the user the report
             summary = {"parameters": sum(p.numel() for p in model.parameters()), "flops_error": str(err)}
         sec.text(
-            "The final genotype built with dnas.export.build_model (fresh weights; retrain with dnas.Retrain) "
-            f"with options {json.dumps(options)}."
+            "The final genotype built with dnas.export.build_model (fresh weights; retrain with dnas.Retrain) from "
+            f"the options the search recorded{f' and {json.dumps(options)}' if options else ''}."
         )
         rows.append(["parameters", f"{summary['parameters']:,}"])
         if "flops" in summary:
