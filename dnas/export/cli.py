@@ -67,7 +67,7 @@ def run(argv: list[str]) -> Path:
     from dnas.export import build_model
     from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
     from dnas.export.codegen import PYTHON_EXPORT_SPACES
-    from dnas.genotypes import Genotype, GenotypeError, load
+    from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
 
     ckpt: dict[str, Any] = {}
     if args.ckpt:
@@ -85,6 +85,7 @@ def run(argv: list[str]) -> Path:
         name = str(hparams.get("genotype") or Path(args.ckpt).stem)
     else:
         raise GenotypeError("no genotype: pass --genotype NAME_OR_PATH (or a --ckpt written by dnas.Retrain)")
+    require_space_spec(genotype.space, source=str(args.genotype or args.ckpt))
 
     # DARTS-space networks get the evaluation defaults; other spaces' builders keep their own defaults
     darts_like = genotype.space in PYTHON_EXPORT_SPACES
