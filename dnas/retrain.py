@@ -23,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 import dnas.export.darts  # noqa: F401  (registers the darts builder and the "nasnet" genotype space at import dnas)
+from dnas.errors import ConfigError
 from dnas.export import build_model
 from dnas.genotypes import Genotype, load
 from dnas.io import atomic_write_text, log_dir
@@ -188,7 +189,7 @@ class Retrain(pl.LightningModule):
             want = getattr(dm, key, None)
             have = self.hparams[key]
             if want is not None and int(want) != int(have):
-                raise ValueError(
+                raise ConfigError(
                     f"the datamodule has {key}={want} but the model was built with {key}={have}; "
                     f"set model.init_args.{key}: {want}"
                 )

@@ -155,7 +155,13 @@ class DartsSupernet(Supernet):
             raise ValueError(f"layers must be >= 1, got {layers}")
         if init_channels < 2 or init_channels % 2:
             raise ValueError(f"init_channels must be even and >= 2 (FactorizedReduce halves it), got {init_channels}")
+        for name, value in (("steps", steps), ("in_channels", in_channels), ("num_classes", num_classes)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}; set model.init_args.supernet.init_args.{name}")
+        if stem_multiplier < 1:
+            raise ValueError(f"stem_multiplier must be >= 1, got {stem_multiplier}")
         self.primitives = tuple(primitives)
+        self.in_channels = in_channels
         self.steps = steps
         self.partial_channels, self.edge_normalization = partial_channels, edge_normalization
         self.space_spec = _darts_space_with(self.primitives, steps)
