@@ -1,7 +1,9 @@
 """dnas: differentiable neural architecture search on PyTorch Lightning.
 
 The search and retrain modules (which import PyTorch Lightning) load on first use, so ``import dnas.ops`` or
-``import dnas.cells`` in an exported model or a benchmark does not pay for Lightning.
+``import dnas.cells`` in an exported model or a benchmark does not pay for Lightning. Importing ``dnas`` registers the
+built-in ops and every built-in space's genotype rules (:mod:`dnas.spaces`), so a genotype is validated the same way
+wherever it is read.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 from dnas import ops as ops  # registers the built-in ops
+from dnas import spaces as spaces  # registers every built-in space's SpaceSpec
 from dnas.genotypes import Genotype, GenotypeError
 
 __version__ = "0.1.0"

@@ -39,13 +39,31 @@ class DnasCLI(LightningCLI):
         """Instantiate model, data and trainer; a bad value gets one clear line, not a traceback from deep inside."""
         from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+        from dnas.errors import ConfigError
         from dnas.genotypes import GenotypeError
 
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError, FileNotFoundError, MisconfigurationException, GenotypeError) as err:
+            err = _raised_by_constructor(err)
             message = str(err).strip() or type(err).__name__
-            print(f"dnas: error: invalid configuration ({type(err).__name__}): {message}", file=sys.stderr)
+            kind = err.kind if isinstance(err, ConfigError) else "invalid configuration"
+            print(f"dnas: error: {kind} ({type(err).__name__}): {message}", file=sys.stderr)
+            sys.exit(2)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run ``fit``/``validate``/...; dnas' own checks in ``prepare_data``/``setup`` end with one line, too.
+
+        Only :class:`dnas.errors.ConfigError` (raised by dnas for a value or input file the user fixes) is turned into
+        a message; every other exception keeps its traceback.
+        """
+        from dnas.errors import ConfigError
+
+        try:
+            super()._run_subcommand(subcommand)
+        except ConfigError as err:
+            message = str(err).strip() or type(err).__name__
+            print(f"dnas: error: {err.kind} ({type(err).__name__}): {message}", file=sys.stderr)
             sys.exit(2)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> pl.Trainer:
@@ -59,6 +77,26 @@ class DnasCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())  # checkpoints are written to a temp file, then renamed
         config = {**config, "plugins": plugins}
         return super()._instantiate_trainer(config, callbacks)
+
+
+def _raised_by_constructor(err: BaseException) -> BaseException:
+    """The error a constructor raised, not jsonargparse's multi-line wrapper around it.
+
+    jsonargparse re-raises a constructor's ``ValueError("steps must be >= 1, got 0")`` inside "Does not validate
+    against any of the Union subtypes ... Given value: Namespace(...)"; the first exception of the chain that was not
+    raised in jsonargparse is the one that names the problem. Without one, ``err`` itself.
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        tb = current.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None and "jsonargparse" not in Path(tb.tb_frame.f_code.co_filename).parts:
+            return current
+        current = current.__cause__ or current.__context__
+    return err
 
 
 def _tool(name: str) -> Callable[[list[str]], object]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -13,9 +19,16 @@ from pytorch_lightning.plugins import TorchCheckpointIO
 
 
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through a temporary file in the same folder, then rename it over ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give a new file (``0o666`` less the umask; ``tempfile``
+    would make it 0600). The temporary is named ``.<name>.dnas-tmp-<host>-<pid>-<random>.tmp``; the first write of
+    this process into a folder deletes such temporaries that a killed process left there (:func:`_sweep_temporaries`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep_temporaries(path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -26,6 +39,80 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+_TMP_TAG = "dnas-tmp"
+_TMP_NAME = re.compile(rf"^\..+\.{_TMP_TAG}-(?P<host>[0-9a-f]{{8}})-(?P<pid>[0-9]+)-[0-9a-f]{{8}}\.tmp$")
+"""Names of :func:`_atomic`'s temporaries; nothing else is ever deleted by :func:`_sweep_temporaries`."""
+
+STALE_TEMPORARY_S = 24 * 3600.0
+"""A temporary of ours untouched this long is deleted whoever wrote it (another machine's, or a pid we cannot test)."""
+
+_swept: set[str] = set()
+
+
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    """8 hex digits naming this machine's boot and pid namespace: only there does a pid name the writing process.
+
+    Two containers share a host name and a kernel but not their pids; the pid namespace tells them apart.
+    """
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):  # Linux only; elsewhere the host name alone
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return f"{zlib.crc32(chr(0).join(parts).encode('utf-8', 'replace')):08x}"
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """Create ``path``'s temporary exclusively; the kernel applies the umask to mode ``0o666`` as for any new file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{_TMP_TAG}-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")  # pragma: no cover
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` (of this pid namespace) exists; True where that cannot be told."""
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # another user's process (EPERM), or a pid out of range: keep its file
+    return True
+
+
+def _sweep_temporaries(folder: Path) -> None:
+    """Delete temporaries of ours that a killed writer left in ``folder``; once per folder and process, never raises.
+
+    Deleted: files named like :data:`_TMP_NAME` written on this machine (same :func:`_host_tag`) by a process that no
+    longer exists, and any of them untouched for :data:`STALE_TEMPORARY_S`. Files of any other name (a user's
+    ``.foo.tmp``, temporaries of older dnas versions) are never touched.
+    """
+    key = os.path.abspath(folder)
+    if key in _swept:
+        return
+    _swept.add(key)
+    host, now = _host_tag(), time.time()
+    try:
+        with os.scandir(folder) as entries:
+            ours = [(e, m) for e in entries if (m := _TMP_NAME.match(e.name)) is not None]
+    except OSError:
+        return  # an unreadable folder: the write itself reports what is wrong
+    for entry, match in ours:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            dead = match["host"] == host and not _pid_alive(int(match["pid"]))
+            if dead or now - entry.stat(follow_symlinks=False).st_mtime >= STALE_TEMPORARY_S:
+                os.unlink(entry.path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

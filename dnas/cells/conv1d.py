@@ -53,6 +53,7 @@ class Conv1dSupernet(CellSupernet):
             raise ValueError(f"stages and cells_per_stage must be >= 1, got {stages}, {cells_per_stage}")
         self.mixed_op_impl, self.partial_channels = mixed_op_impl, partial_channels
         self.edge_normalization, self.num_classes = edge_normalization, num_classes
+        self.in_channels = in_channels
         C = channels
         self.stem = nn.Sequential(nn.Conv1d(in_channels, C, 5, padding=2, bias=False), nn.BatchNorm1d(C))
         self.reductions = nn.ModuleList()

@@ -39,16 +39,26 @@ DARTS_SPACE = register_space(
     darts_space_spec(DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7", "avg_pool_3x3", "max_pool_3x3"))
 )
 
+NASNET_OPS: tuple[str, ...] = DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7")
+
+NASNET_SPACE = register_space(darts_space_spec(NASNET_OPS, name="nasnet", steps=5))
+"""NASNet's cell structure (5 intermediate nodes, two inputs each, concat of the unused nodes) as published by the
+DARTS authors for NASNet-A and AmoebaNet-A (quark0/darts ``cnn/genotypes.py``); evaluated in the DARTS network
+(:mod:`dnas.export.darts`). Registered here, beside ``darts``, so that ``import dnas`` knows it without export."""
+
 
 def _darts_space_with(primitives: Sequence[str], steps: int) -> SpaceSpec:
-    """The registered ``darts`` spec, widened (and re-registered) when a supernet uses extra registered ops.
+    """The spec of a DARTS supernet over ``primitives`` with ``steps`` nodes per cell.
 
-    Genotypes found over a user's own ops are then still ``darts``-space genotypes that load and export. Other step
-    counts get their own unregistered spec.
+    With the standard 4 steps it is the registered ``darts`` spec, widened (and re-registered) when the supernet uses
+    extra registered ops: genotypes found over a user's own ops are then still ``darts``-space genotypes that load
+    and export. Widening only ever adds ops; the node structure of ``darts`` never changes. Other step counts get
+    their own spec, kept out of the registry (its name stays ``darts``, which the 4-node rules reject on reload: a
+    known gap, docs/design.md).
     """
-    current = get_space_spec("darts") or DARTS_SPACE
     if steps != STEPS:
         return darts_space_spec(primitives, steps=steps)
+    current = get_space_spec("darts") or DARTS_SPACE
     ops = current.cells["normal"].ops
     extra = tuple(p for p in primitives if p not in ops)
     if not extra:
@@ -146,7 +156,13 @@ class DartsSupernet(Supernet):
             raise ValueError(f"layers must be >= 1, got {layers}")
         if init_channels < 2 or init_channels % 2:
             raise ValueError(f"init_channels must be even and >= 2 (FactorizedReduce halves it), got {init_channels}")
+        for name, value in (("steps", steps), ("in_channels", in_channels), ("num_classes", num_classes)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}; set model.init_args.supernet.init_args.{name}")
+        if stem_multiplier < 1:
+            raise ValueError(f"stem_multiplier must be >= 1, got {stem_multiplier}")
         self.primitives = tuple(primitives)
+        self.in_channels = in_channels
         self.steps = steps
         self._build = {
             "init_channels": init_channels,

@@ -146,7 +146,7 @@ class FBNetSupernet(Supernet):
         if unknown or not primitives:
             raise ValueError(f"primitives {unknown or list(primitives)}: not FBNet blocks; allowed {FBNET_PRIMITIVES}")
         self.space_spec = FBNET_SPACE
-        self.num_classes, self.dropout = num_classes, dropout
+        self.num_classes, self.in_channels, self.dropout = num_classes, in_channels, dropout
         self.primitives = tuple(primitives)
         self.macro = {
             "in_channels": in_channels,

@@ -74,7 +74,7 @@ class NB201Supernet(CellSupernet):
             partial_channels,
             edge_normalization,
         )
-        self.num_classes = num_classes
+        self.num_classes, self.in_channels = num_classes, in_channels
         C = init_channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
         self.cells = nn.ModuleList()

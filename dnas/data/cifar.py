@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dnas.data.base import SearchDataModule
+from dnas.errors import DataError, DataNotFoundError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -59,29 +60,74 @@ class CIFAR10DataModule(SearchDataModule):
         self.data_dir = data_dir
         self.download = download
         self.cutout = cutout
+        self._checked = False
+
+    def _folder(self) -> Path:
+        return Path(self.data_dir).resolve() / "cifar-10-batches-py"
 
     def _present(self) -> bool:
-        return (Path(self.data_dir) / "cifar-10-batches-py" / "data_batch_1").is_file()
+        return (self._folder() / "data_batch_1").is_file()
 
-    def prepare_data(self) -> None:
-        if self._present():
-            return
-        where = Path(self.data_dir).resolve() / "cifar-10-batches-py"
-        if not self.download:
-            raise FileNotFoundError(
-                f"CIFAR-10 not found at {where}. Put the extracted 'cifar-10-batches-py' folder there, point "
+    def check_files(self) -> None:
+        """Check every file of ``cifar-10-batches-py`` against the published archive's MD5 (once per datamodule).
+
+        torchvision reads the batches with :func:`pickle.load`, which runs any code a hostile file carries; it checks
+        the same checksums first, so such a file never reaches the unpickler. Checking here as well names the bad
+        file (torchvision only says "Dataset not found or corrupted"). One pass reads the 178 MB once.
+
+        Raises:
+            DataNotFoundError: no ``cifar-10-batches-py`` there, or a file of it missing.
+            DataError: a file whose content is not the published one (truncated, damaged or replaced).
+        """
+        problem = self._first_problem()
+        if problem is not None:
+            raise problem
+
+    def _first_problem(self) -> DataError | None:
+        if self._checked:
+            return None
+        from torchvision.datasets import CIFAR10
+        from torchvision.datasets.utils import check_md5
+
+        folder = self._folder()
+        if not folder.is_dir():
+            return DataNotFoundError(
+                f"CIFAR-10 not found at {folder}. Put the extracted 'cifar-10-batches-py' folder there, point "
                 f"data.init_args.data_dir at it, or set data.init_args.download: true to let torchvision fetch it."
             )
+        refetch = (
+            f"run again with --data.init_args.download true to fetch the archive again (or delete {folder} and copy "
+            f"a good 'cifar-10-batches-py' there)"
+        )
+        for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]:
+            path = folder / name
+            if not path.is_file():
+                return DataNotFoundError(f"CIFAR-10 file {path} is missing (incomplete copy); {refetch}")
+            if not check_md5(path, md5):
+                size = path.stat().st_size
+                return DataError(
+                    f"CIFAR-10 file {path} is corrupt ({size} bytes whose MD5 is not the published one); {refetch}"
+                )
+        self._checked = True
+        return None
+
+    def prepare_data(self) -> None:
+        problem = self._first_problem()
+        if problem is None:
+            return
+        if not self.download:
+            raise problem
         from torchvision.datasets import CIFAR10
 
-        try:
+        try:  # torchvision checks every file and downloads and extracts the archive again if one is missing or bad
             CIFAR10(self.data_dir, train=True, download=True)
             CIFAR10(self.data_dir, train=False, download=True)
         except Exception as err:  # network errors come in many types
             raise RuntimeError(
-                f"downloading CIFAR-10 into {where.parent} failed ({type(err).__name__}: {err}). Without internet, "
-                f"copy 'cifar-10-batches-py' there by hand and set download: false."
+                f"downloading CIFAR-10 into {self._folder().parent} failed ({type(err).__name__}: {err}). Without "
+                f"internet, copy 'cifar-10-batches-py' there by hand and set download: false."
             ) from err
+        self.check_files()
 
     def build_datasets(self):
         from torchvision import transforms as T
@@ -89,6 +135,7 @@ class CIFAR10DataModule(SearchDataModule):
 
         if not self._present():
             self.prepare_data()
+        self.check_files()  # on every rank (prepare_data runs on one per node), before torchvision unpickles a file
         norm = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
         aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *norm]
         if self.cutout:

@@ -71,7 +71,7 @@ def run(argv: list[str]) -> Path:
     args = build_parser().parse_args(argv)
     from dnas.export import build_model, builder_options
     from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
-    from dnas.genotypes import Genotype, GenotypeError, load
+    from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
 
     ckpt: dict[str, Any] = {}
     if args.ckpt:
@@ -89,6 +89,7 @@ def run(argv: list[str]) -> Path:
         name = str(hparams.get("genotype") or Path(args.ckpt).stem)
     else:
         raise GenotypeError("no genotype: pass --genotype NAME_OR_PATH (or a --ckpt written by dnas.Retrain)")
+    require_space_spec(genotype.space, source=str(args.genotype or args.ckpt))
 
     recorded = hparams.get("build") if isinstance(hparams.get("build"), dict) else {}
     options = {

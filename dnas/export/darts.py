@@ -26,21 +26,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dnas.genotypes import CellGenotype, CellSpec, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.cells.darts import NASNET_OPS as NASNET_OPS  # the nasnet space is registered with the darts one
+from dnas.cells.darts import NASNET_SPACE as NASNET_SPACE
+from dnas.genotypes import CellGenotype, Genotype, GenotypeError
 from dnas.genotypes.core import build_options
-from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
+from dnas.ops.darts import FactorizedReduce, ReLUConvBN
 from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
-
-NASNET_OPS: tuple[str, ...] = DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7")
-
-NASNET_SPACE = register_space(
-    SpaceSpec(
-        "nasnet",
-        {name: CellSpec(ops=NASNET_OPS, num_inputs=2, num_nodes=5, edges_per_node=2) for name in ("normal", "reduce")},
-    )
-)
-"""NASNet's cell structure (5 intermediate nodes, two inputs each, concat of the unused nodes) as published by the
-DARTS authors for NASNet-A and AmoebaNet-A (quark0/darts ``cnn/genotypes.py``); evaluated in the DARTS network."""
 
 Stem = Literal["cifar", "imagenet"]
 

@@ -8,8 +8,8 @@ is there so a search leaves a ready, inspectable network; ``dnas export --ckpt``
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dnas.genotypes import Genotype

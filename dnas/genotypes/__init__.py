@@ -11,6 +11,7 @@ from dnas.genotypes.core import (
     get_space_spec,
     register_space,
     registered_spaces,
+    require_space_spec,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "published",
     "register_space",
     "registered_spaces",
+    "require_space_spec",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dnas.genotypes.core import Genotype, GenotypeError
+from dnas.safe_read import shown_path
 
 PUBLISHED_DIR = Path(__file__).parent / "published"
 
@@ -18,10 +20,13 @@ def load(name_or_path: str | Path) -> Genotype:
     """Load a shipped genotype by name (case-insensitive, e.g. ``"DARTS_V2"``) or a genotype JSON file by path."""
     text = str(name_or_path)
     path = Path(text)
-    if path.suffix == ".json" or path.exists() or "/" in text or "\\" in text:
+    # os.path.lexists never raises (a name too long, a symlink loop) and sees broken links: read_user_file reports them
+    if path.suffix == ".json" or os.path.lexists(text) or "/" in text or "\\" in text:
         return Genotype.from_file(path)
     by_upper = {n.upper(): n for n in published()}
     key = by_upper.get(text.upper())
     if key is None:
-        raise GenotypeError(f"no published genotype named {text!r} and no such file; published: {published()}")
+        raise GenotypeError(
+            f"no published genotype named {shown_path(text)} and no such file; published: {published()}"
+        )
     return Genotype.from_file(PUBLISHED_DIR / f"{key}.json")

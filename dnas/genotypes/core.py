@@ -15,20 +15,44 @@ JSON (never ``eval``, never pickle)::
      "meta": {...}}
 
 A :class:`SpaceSpec` describes what a space allows; spaces register theirs with :func:`register_space` so that
-:meth:`Genotype.from_json` can check a file against the space it names.
+:meth:`Genotype.from_json` can check a file against the space it names. Every built-in space is registered by
+``import dnas`` (:mod:`dnas.spaces`), so validation never depends on what was imported before. A genotype naming an
+unregistered space (a user's, whose module is not imported) is checked for registered ops and the limits below only;
+tools that need the space (``dnas plot``, ``dnas export``) call :func:`require_space_spec`.
+
+Limits (a genotype file is untrusted input): the file is a regular file of at most 4 MB; at most
+:data:`MAX_CELLS` cells, :data:`MAX_EDGES` edges per cell, node indices ``0..MAX_NODE``; space, cell and op names
+match :data:`NAME_PATTERN`; ``meta`` is plain JSON nested at most :data:`MAX_META_DEPTH` deep with at most
+:data:`MAX_META_ITEMS` values.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnas.safe_read import read_user_file
+
 SCHEMA_VERSION = 1
 _MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_CELLS = 64
+"""Cell types per genotype (DARTS has 2)."""
+MAX_EDGES = 4096
+"""Edges per cell (FBNet's chain has 22, a DARTS cell 8)."""
+MAX_NODE = 4096
+"""Largest node index (a chain of :data:`MAX_EDGES` layers ends at node 4096)."""
+NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+"""What a space, cell or op name may be: 1 to 64 letters, digits, ``_``, ``.`` or ``-``."""
+MAX_META_DEPTH = 16
+"""Deepest nesting of lists and objects in ``meta`` (the α probabilities a search records are 3 deep)."""
+MAX_META_ITEMS = 1_000_000
+"""Most values (list items and object entries, at every depth) in ``meta``."""
+_NAME = re.compile(NAME_PATTERN)
 
 
 class GenotypeError(ValueError):
@@ -88,14 +112,52 @@ class SpaceSpec:
 
 
 _SPACES: dict[str, SpaceSpec] = {}
+_BUILTIN: dict[str, SpaceSpec] = {}
 
 
-def register_space(spec: SpaceSpec, *, overwrite: bool = True) -> SpaceSpec:
-    """Make ``spec`` known by name so genotype files naming it are validated against it."""
+def register_space(spec: SpaceSpec, *, overwrite: bool = True, builtin: bool = False) -> SpaceSpec:
+    """Make ``spec`` known by name so genotype files naming it are validated against it.
+
+    Args:
+        spec: the space's rules.
+        overwrite: replace a spec registered under the same name (else raise ``ValueError``).
+        builtin: mark the spec as a built-in space's (:mod:`dnas.spaces`). A built-in space can later be re-registered
+            only with more ops (``DartsSupernet`` over a user's op widens ``darts``), never with other cells or nodes,
+            so what a genotype file of a built-in space must look like does not depend on what ran before.
+
+    Raises:
+        ValueError: the name is taken and ``overwrite`` is false, or ``spec`` changes a built-in space's structure.
+    """
     if spec.name in _SPACES and not overwrite:
         raise ValueError(f"space {spec.name!r} is already registered")
+    base = _BUILTIN.get(spec.name)
+    if base is not None and not _widens(base, spec):
+        raise ValueError(
+            f"space {spec.name!r} is built in; a spec with other cells, nodes or edge rules (or fewer ops) needs its "
+            f"own name, e.g. {spec.name + '_custom'!r}"
+        )
     _SPACES[spec.name] = spec
+    if builtin:
+        _BUILTIN[spec.name] = spec
     return spec
+
+
+def _widens(base: SpaceSpec, spec: SpaceSpec) -> bool:
+    """True when ``spec`` is ``base`` with the same cells and rules and a superset of its ops."""
+    if set(base.cells) != set(spec.cells):
+        return False
+    for name, old in base.cells.items():
+        new = spec.cells[name]
+        same = (old.num_inputs, old.num_nodes, old.edges_per_node, old.all_edges, old.chain) == (
+            new.num_inputs,
+            new.num_nodes,
+            new.edges_per_node,
+            new.all_edges,
+            new.chain,
+        )
+        if not same or not set(old.ops) <= set(new.ops):
+            return False
+    return True
 
 
 def get_space_spec(name: str) -> SpaceSpec | None:
@@ -104,6 +166,16 @@ def get_space_spec(name: str) -> SpaceSpec | None:
 
 def registered_spaces() -> list[str]:
     return sorted(_SPACES)
+
+
+def require_space_spec(space: str, source: str = "genotype") -> SpaceSpec:
+    """The registered spec of ``space``, or a :class:`GenotypeError` naming the known spaces and the fix."""
+    spec = _SPACES.get(space)
+    if spec is None:
+        raise GenotypeError(
+            f"{source}: unknown space {_short(space)}; known: {registered_spaces()}; import the module that defines it"
+        )
+    return spec
 
 
 @dataclass(frozen=True)
@@ -183,15 +255,20 @@ class Genotype:
             raise GenotypeError(f"{source}: field 'schema_version' must be {SCHEMA_VERSION}, got {version!r}")
         space = data.get("space")
         if not isinstance(space, str) or not space:
-            raise GenotypeError(f"{source}: field 'space' must be a non-empty string, got {space!r}")
+            raise GenotypeError(f"{source}: field 'space' must be a non-empty string, got {_short(space)}")
+        _check_name(space, f"{source}: field 'space'")
         cells_in = data.get("cells")
         if not isinstance(cells_in, dict) or not cells_in:
             raise GenotypeError(f"{source}: field 'cells' must be a non-empty object of cell name -> cell")
+        if len(cells_in) > MAX_CELLS:
+            raise GenotypeError(f"{source}: field 'cells' has {len(cells_in)} cells; the limit is {MAX_CELLS}")
         meta = data.get("meta", {})
         if not isinstance(meta, dict):
             raise GenotypeError(f"{source}: field 'meta' must be an object, got {type(meta).__name__}")
+        _check_meta(meta, source)
         cells = {}
         for name, cell in cells_in.items():
+            _check_name(name, f"{source}: cell name")
             where = f"{source}: cells.{name}"
             if not isinstance(cell, dict):
                 raise GenotypeError(f"{where} must be an object with 'edges' and 'concat'")
@@ -201,6 +278,8 @@ class Genotype:
             edges_in = cell.get("edges")
             if not isinstance(edges_in, list) or not edges_in:
                 raise GenotypeError(f"{where}.edges must be a non-empty list of [op, src, dst]")
+            if len(edges_in) > MAX_EDGES:
+                raise GenotypeError(f"{where}.edges has {len(edges_in)} edges; the limit is {MAX_EDGES} per cell")
             edges = []
             for i, e in enumerate(edges_in):
                 if not (isinstance(e, list) and len(e) == 3):
@@ -208,15 +287,20 @@ class Genotype:
                 op, src, dst = e
                 if not isinstance(op, str):
                     raise GenotypeError(f"{where}.edges[{i}][0] (op) must be a string, got {_short(op)}")
+                _check_name(op, f"{where}.edges[{i}][0] (op)")
                 for label, v in (("src", src), ("dst", dst)):
                     if not _is_index(v):
                         raise GenotypeError(
-                            f"{where}.edges[{i}] field '{label}' must be a node index (int >= 0), got {_short(v)}"
+                            f"{where}.edges[{i}] field '{label}' must be a node index (int 0..{MAX_NODE}), "
+                            f"got {_short(v)}"
                         )
                 edges.append(Edge(op, src, dst))
             concat = cell.get("concat", [])
-            if not isinstance(concat, list) or not all(_is_index(c) for c in concat):
-                raise GenotypeError(f"{where}.concat must be a list of node indices, got {_short(concat)}")
+            if not isinstance(concat, list) or len(concat) > MAX_NODE + 1 or not all(_is_index(c) for c in concat):
+                raise GenotypeError(
+                    f"{where}.concat must be a list of at most {MAX_NODE + 1} node indices (int 0..{MAX_NODE}), "
+                    f"got {_short(concat)}"
+                )
             cells[str(name)] = CellGenotype(tuple(edges), tuple(concat))
         genotype = cls(space, cells, meta)
         spec = get_space_spec(space)
@@ -250,13 +334,8 @@ class Genotype:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Genotype:
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise GenotypeError(f"genotype file {str(path)!r} does not exist") from None
-        except IsADirectoryError:
-            raise GenotypeError(f"genotype path {str(path)!r} is a directory, not a JSON file") from None
+        """Read and validate a genotype JSON file: a regular file of at most 4 MB (checked before reading)."""
+        raw = read_user_file(path, limit=_MAX_JSON_BYTES, what="genotype file", error=GenotypeError)
         return cls.from_json(raw, source=str(path))
 
     # ------------------------------------------------------------------ validation
@@ -331,7 +410,47 @@ class Genotype:
 
 
 def _is_index(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1_000_000
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_NODE
+
+
+def _check_name(name: Any, where: str) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise GenotypeError(
+            f"{where} {_short(name)} is not a valid name; names are 1 to 64 of A-Z a-z 0-9 _ . - ({NAME_PATTERN})"
+        )
+
+
+def _check_meta(meta: Mapping[str, Any], source: str) -> None:
+    """``meta`` is plain JSON (string keys, finite numbers), at most MAX_META_DEPTH deep and MAX_META_ITEMS values."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(meta, 1, ())]
+    items = 1
+
+    def where(path: tuple[Any, ...]) -> str:
+        return "meta" + "".join(f"[{_short(k, 40)}]" for k in path)
+
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, (dict, list, tuple)):
+            if depth > MAX_META_DEPTH:
+                raise GenotypeError(
+                    f"{source}: {where(path)} is nested deeper than {MAX_META_DEPTH} levels (the limit)"
+                )
+            items += len(value)
+            if items > MAX_META_ITEMS:
+                raise GenotypeError(f"{source}: field 'meta' holds more than {MAX_META_ITEMS} values (the limit)")
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if not isinstance(k, str):
+                        raise GenotypeError(f"{source}: {where(path)} has the key {_short(k)}; keys must be strings")
+                    stack.append((v, depth + 1, (*path, k)))
+            else:
+                stack.extend((v, depth + 1, (*path, i)) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise GenotypeError(f"{source}: {where(path)} is {value}; meta numbers must be finite")
+        elif value is not None and not isinstance(value, (str, int, float)):
+            raise GenotypeError(
+                f"{source}: {where(path)} holds a Python {type(value).__name__}; meta must be plain JSON"
+            )
 
 
 def _reject_constant(name: str) -> Any:

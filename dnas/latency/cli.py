@@ -18,7 +18,8 @@ import sys
 import torch
 
 from dnas.latency.measure import DTYPES, measure_table
-from dnas.latency.table import METRICS, CostTable, merge
+from dnas.latency.table import METRICS, CostTable, CostTableError, merge
+from dnas.safe_read import shown_path
 
 
 def _measure_parser() -> argparse.ArgumentParser:
@@ -47,8 +48,13 @@ def _merge(argv: list[str]) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true", help="later tables win where they disagree")
     args = p.parse_args(argv)
-    merged = merge((CostTable.load(t) for t in args.tables), overwrite=args.overwrite)
-    merged.save(args.out)
+    try:
+        merged = merge((CostTable.load(t) for t in args.tables), overwrite=args.overwrite)
+        merged.save(args.out)
+    except CostTableError as err:
+        p.exit(2, f"dnas lut merge: error: {err}\n")
+    except OSError as err:
+        p.exit(2, f"dnas lut merge: error: cannot write {shown_path(args.out)}: {err.strerror or err}\n")
     print(f"merged {len(args.tables)} tables ({len(merged.entries)} entries) into {args.out}")
 
 

@@ -25,10 +25,15 @@ import torch
 
 from dnas.io import atomic_write_text
 from dnas.latency.shapes import Site
+from dnas.safe_read import read_user_file, shown_path
 
 SCHEMA_VERSION = 1
 KIND = "dnas.cost_table"
 METRICS = {"latency": "ms", "flops": "FLOPs", "params": "parameters"}
+MAX_TABLE_BYTES = 16 * 1024 * 1024
+"""Largest cost table file read (a measured DARTS table is about 100 KB)."""
+MAX_META_DEPTH = 64
+"""Deepest nesting of a table's ``meta`` (each merge nests its sources' meta two levels down)."""
 
 
 class CostTableError(ValueError):
@@ -110,32 +115,64 @@ class CostTable:
                 raise CostTableError(f"{where} must be an object")
             for key, typ in (("module", str), ("group", str), ("edge", int), ("input_shape", list), ("ops", dict)):
                 if not isinstance(e.get(key), typ) or isinstance(e.get(key), bool):
-                    raise CostTableError(f"{where}: field {key!r} must be a {typ.__name__}, got {e.get(key)!r}")
+                    raise CostTableError(f"{where}: field {key!r} must be a {typ.__name__}, got {_short(e.get(key))}")
+            if e["edge"] < 0:
+                raise CostTableError(f"{where}: field 'edge' must be >= 0, got {e['edge']}")
+            if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in e["input_shape"]):
+                raise CostTableError(
+                    f"{where}: field 'input_shape' must be a list of ints >= 0, got {_short(e['input_shape'])}"
+                )
             for op, v in e["ops"].items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                    raise CostTableError(f"{where} ({e['module']}): op {op!r} has cost {v!r}; need a finite value >= 0")
-            shape = tuple(int(s) for s in e["input_shape"])
-            entries.append(Entry(e["module"], e["group"], e["edge"], shape, dict(e["ops"]), e.get("stats", {})))
+                    raise CostTableError(
+                        f"{where} ({_short(e['module'])}): op {_short(op)} has cost {_short(v)}; "
+                        "need a finite value >= 0"
+                    )
+            stats = e.get("stats", {})
+            if not isinstance(stats, dict) or not all(
+                isinstance(st, dict) and all(_is_finite(x) for x in st.values()) for st in stats.values()
+            ):
+                raise CostTableError(
+                    f"{where}: field 'stats' must be an object of op -> {{name: finite number}}, got {_short(stats)}"
+                )
+            shape = tuple(e["input_shape"])
+            entries.append(Entry(e["module"], e["group"], e["edge"], shape, dict(e["ops"]), stats))
         meta = data.get("meta", {})
         if not isinstance(meta, dict):
             raise CostTableError(f"{source}: field 'meta' must be an object")
+        if _nesting(meta) > MAX_META_DEPTH:
+            raise CostTableError(f"{source}: field 'meta' is nested deeper than {MAX_META_DEPTH} levels (the limit)")
         return cls(metric, entries, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> CostTable:
-        path = Path(path)
+        """Read a table: a regular UTF-8 JSON file of at most :data:`MAX_TABLE_BYTES` (checked before reading).
+
+        Raises:
+            CostTableError: one line naming the file and the problem (missing, not a regular file, too large,
+                unreadable, not UTF-8, invalid or too deeply nested JSON, not a cost table).
+        """
+        raw = read_user_file(
+            path,
+            limit=MAX_TABLE_BYTES,
+            what="cost table",
+            error=CostTableError,
+            missing_hint="; measure one with `dnas lut --config ...`",
+        )
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
             raise CostTableError(
-                f"cost table {str(path)!r} does not exist; measure one with `dnas lut --config ...`"
+                f"cost table {shown_path(path)} is not UTF-8 text ({err.reason} at byte {err.start})"
             ) from None
-        except (IsADirectoryError, UnicodeDecodeError) as err:
-            raise CostTableError(f"cost table {str(path)!r} is not a UTF-8 JSON file ({err})") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as err:
             raise CostTableError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        except RecursionError:
+            raise CostTableError(f"{path}: JSON nested too deeply; not a cost table") from None
+        except ValueError as err:  # NaN/Infinity, integers longer than Python reads
+            raise CostTableError(f"{path}: {err}") from None
         return cls.from_dict(data, source=str(path))
 
     # ------------------------------------------------------------------ checks and use
@@ -232,3 +269,29 @@ def merge(tables: Iterable[CostTable], overwrite: bool = False) -> CostTable:
     meta = dict(tables[0].meta)
     meta["merged_from"] = metas
     return CostTable(metric, list(merged.values()), meta)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _nesting(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (iterative: a hostile file cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_META_DEPTH:
+                break
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest

@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 from dnas.cells.base import Supernet
+from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.genotypes.core import with_build
 from dnas.io import append_line, atomic_write_text
@@ -370,13 +371,30 @@ class DARTS(pl.LightningModule):
         strategy = self.trainer.strategy
         if self.needs_unused_parameters and hasattr(strategy, "_ddp_kwargs"):
             strategy._ddp_kwargs["find_unused_parameters"] = True  # read when the model is wrapped, after setup()
-        dm = getattr(self.trainer, "datamodule", None)
+        self.check_datamodule(getattr(self.trainer, "datamodule", None))
+
+    def check_datamodule(self, dm: Any) -> None:
+        """Check the data against the supernet: classes, and input channels (features) where both declare them.
+
+        Raises:
+            ConfigError: a mismatch, naming both numbers and the option to change.
+        """
         want = getattr(dm, "num_classes", None)
         have = self.train_acc.num_classes
         if want is not None and int(want) != int(have):
-            raise ValueError(
+            raise ConfigError(
                 f"the datamodule has {want} classes but the model outputs {have}; "
                 f"set model.init_args.supernet.init_args.num_classes: {want}"
+            )
+        want = getattr(dm, "in_channels", None)
+        # spaces name their input width in_channels (images, sequences) or in_features (table rows)
+        key = next((k for k in ("in_channels", "in_features") if isinstance(getattr(self.supernet, k, None), int)), "")
+        have = getattr(self.supernet, key, None) if key else None
+        if want is not None and have is not None and int(want) != have:
+            what = "features per row" if key == "in_features" else "channels"
+            raise ConfigError(
+                f"supernet {key}={have} but the data module {type(dm).__name__} yields {want} {what}; "
+                f"set --model.init_args.supernet.init_args.{key} {want}"
             )
 
     def on_fit_end(self) -> None:

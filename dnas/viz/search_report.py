@@ -33,7 +33,8 @@ def _fmt(v: Any) -> str:
 
 def exported_model(pl_module, genotype: Genotype) -> tuple[torch.nn.Module | None, dict, str]:
     """``(model, options, message)``: the discrete network of ``genotype`` (its recorded build options, then the
-    module's export options) via :func:`dnas.export.build_model`; a failure is the message the report shows."""
+    module's export options) via :func:`dnas.export.build_model`; a failure is the message the report shows.
+    """
     from dnas.export import build_model
     from dnas.genotypes import GenotypeError
 

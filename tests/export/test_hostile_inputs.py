@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from dnas.export.codegen import generate_python
 
 from dnas.cli import main
 from dnas.export import build_model
 from dnas.export.artifacts import ExportError
-from dnas.export.codegen import generate_python
 from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, load
 
 SMALL = ["--init-channels", "4", "--layers", "3", "--in-channels", "1", "--input-size", "8", "8", "--no-flops"]
@@ -143,6 +143,7 @@ def test_cell_names_stay_data_and_non_plain_data_is_refused(tmp_path, capsys):
 
 def test_generated_source_is_checked_before_it_is_written(tmp_path, monkeypatch):
     import dnas.export.codegen as codegen
+
     from dnas.export.artifacts import export_model
 
     g = load("DARTS_V2")

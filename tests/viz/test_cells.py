@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dnas import Genotype
-from dnas.genotypes import CellGenotype, Edge, GenotypeError
+from dnas.genotypes import CellGenotype, CellSpec, Edge, GenotypeError, SpaceSpec, register_space
 from dnas.viz.cells import draw_genotype, is_chain, render_genotype, to_dot
 from dnas.viz.cli import main as plot_main
 from dnas.viz.style import figure_bytes
@@ -90,6 +90,10 @@ def test_dnas_plot_published_and_json(tmp_path, capsys):
     assert "darts_v2.png" in capsys.readouterr().out
     path = tmp_path / "g.json"
     path.write_text(Genotype.chain(["k3_e1", "skip"], "chain_test").to_json())
+    with pytest.raises(SystemExit, match="unknown space 'chain_test'.*import the module that defines it"):
+        plot_main([str(path), "--out", str(tmp_path / "chain"), "--formats", "png"])
+    # a user's space is known once its module registered it (here: registered by hand)
+    register_space(SpaceSpec("chain_test", {"layers": CellSpec(("k3_e1", "skip"), 1, 2, all_edges=True, chain=True)}))
     files = plot_main([str(path), "--out", str(tmp_path / "chain"), "--formats", "png"])
     assert np.asarray(Image.open(files[0]).convert("L"), dtype=float).var() > 100
     with pytest.raises(SystemExit, match="no published genotype"):

@@ -1,0 +1,97 @@
+"""Reading a file a user names (genotype, cost table): a regular file of bounded size, checked before it is read.
+
+:func:`read_user_file` is the one place that opens such files. It refuses anything but a regular file before opening
+it (a FIFO would block forever, ``/dev/zero`` never ends), re-checks the opened descriptor (the path may be swapped
+between the two), reads at most ``limit + 1`` bytes, and turns every ``OSError`` (permission denied, a symlink loop,
+a name too long, ...) into one line of the caller's error type. It imports nothing heavy, so genotype loading stays
+free of PyTorch Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def shown_path(path: str | os.PathLike[str], limit: int = 200) -> str:
+    """``repr`` of ``path`` shortened to ``limit`` characters (error messages stay one short line)."""
+    text = repr(os.fspath(path))
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_user_file(
+    path: str | os.PathLike[str],
+    *,
+    limit: int,
+    what: str = "file",
+    error: type[Exception] = ValueError,
+    missing_hint: str = "",
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them; anything else raises ``error`` (one line).
+
+    Args:
+        path: the file a user named.
+        limit: the largest accepted size in bytes.
+        what: what the file is, for messages (``"genotype file"``, ``"cost table"``).
+        error: the exception type to raise (the caller's own, e.g. ``GenotypeError``).
+        missing_hint: appended to the "does not exist" message (how to make one).
+
+    Raises:
+        error: the path does not exist, is a directory, a FIFO, a device or a socket, cannot be opened or read
+            (permissions, a symlink loop, a name too long), or holds more than ``limit`` bytes.
+    """
+    shown = shown_path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} {shown} does not exist{missing_hint}") from None
+    except (OSError, ValueError) as err:
+        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {shown} is {_kind(info.st_mode)}, not a regular file; pass a JSON file")
+    _check_size(info.st_size, limit, what, shown, error)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (OSError, ValueError) as err:
+        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):  # replaced between the check and the open
+            raise error(f"{what} {shown} is {_kind(opened.st_mode)}, not a regular file; pass a JSON file")
+        _check_size(opened.st_size, limit, what, shown, error)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+    finally:
+        os.close(fd)
+    _check_size(size, limit, what, shown, error)  # grew while being read
+    return b"".join(chunks)
+
+
+def _check_size(size: int, limit: int, what: str, shown: str, error: type[Exception]) -> None:
+    if size > limit:
+        raise error(f"{what} {shown} is larger than the {limit}-byte limit")
+
+
+def _reason(err: BaseException) -> str:
+    text = (err.strerror if isinstance(err, OSError) else None) or str(err) or type(err).__name__
+    return text[:1].lower() + text[1:]
