@@ -73,7 +73,7 @@ def main() -> None:
         prefs = torch.distributions.Dirichlet(torch.full((9,), 0.5)).sample()  # this architecture's block taste
         idx = torch.multinomial(prefs.expand(22, 9), 1, replacement=True, generator=gen).squeeze(-1)
         ops = [FBNET_PRIMITIVES[int(k)] for k in idx]
-        model = build_model(Genotype.chain(ops, "fbnet", meta=net.macro_meta())).eval()
+        model = build_model(Genotype.chain(ops, "fbnet", meta=net.build_meta())).eval()
         if fixed is None:
             with torch.no_grad():
                 last = model.layers(model.stem(x)).shape

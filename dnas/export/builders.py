@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -50,15 +50,34 @@ def get_builder(space: str) -> Builder:
         ) from None
 
 
-def builder_options(space: str) -> tuple[str, ...]:
-    """The keyword options the builder of ``space`` takes (``builder.options``, or its class's constructor's)."""
+def builder_signature(space: str) -> inspect.Signature:
+    """The keyword options the builder of ``space`` takes, with their defaults.
+
+    A builder function declares them as its ``signature`` attribute (the class it builds, without the genotype); a
+    :class:`~dnas.cells.CellSupernet` space's builder (``from_genotype``) takes its class's constructor arguments.
+    """
     builder = get_builder(space)
-    names = getattr(builder, "options", None)
-    if names is None and inspect.ismethod(builder) and isinstance(builder.__self__, type):
-        params = inspect.signature(builder.__self__.__init__).parameters.values()
-        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        names = tuple(p.name for p in params if p.name != "self" and p.kind in kinds)
-    return tuple(names or ())
+    sig = getattr(builder, "signature", None)
+    if sig is None and inspect.ismethod(builder) and isinstance(builder.__self__, type):
+        sig = inspect.signature(builder.__self__.__init__)
+    if sig is None:
+        return inspect.Signature()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "self" and p.kind in kinds])
+
+
+def builder_options(space: str) -> tuple[str, ...]:
+    """Names of the keyword options the builder of ``space`` takes (see :func:`builder_signature`)."""
+    return tuple(builder_signature(space).parameters)
+
+
+def resolved_options(genotype: Genotype, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every option the network of ``genotype`` is built with: explicit ``options``, then recorded, then defaults."""
+    from dnas.genotypes.core import build_options
+
+    sig = builder_signature(genotype.space)
+    defaults = {p.name: p.default for p in sig.parameters.values() if p.default is not inspect.Parameter.empty}
+    return {**defaults, **build_options(genotype, dict(options or {}), list(sig.parameters))}
 
 
 def build_model(genotype: Genotype | str, **options: Any) -> nn.Module:

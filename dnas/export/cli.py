@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> Path:
     """Parse ``argv`` and export; returns the output directory. Errors are raised (see :func:`main`)."""
     args = build_parser().parse_args(argv)
-    from dnas.export import build_model, builder_options
+    from dnas.export import build_model, builder_options, resolved_options
     from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
     from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
 
@@ -121,7 +121,7 @@ def run(argv: list[str]) -> Path:
     out = export_model(
         model,
         genotype,
-        options,
+        resolved_options(genotype, options),
         args.out,
         fmt=args.fmt,
         overwrite=args.overwrite,

@@ -301,10 +301,12 @@ def build_darts_network(genotype: Genotype, **options: Any) -> DartsEvalNetwork:
     Options: the genotype's recorded build options (a search records its supernet's sizes), then ``options``; the
     rest take the class defaults (the CIFAR-10 evaluation network).
     """
-    return DartsEvalNetwork(genotype, **build_options(genotype, options, build_darts_network.options))
+    return DartsEvalNetwork(genotype, **build_options(genotype, options, list(_DARTS_SIGNATURE.parameters)))
 
 
-build_darts_network.options = tuple(p for p in inspect.signature(DartsEvalNetwork).parameters if p != "genotype")
+_DARTS_SIGNATURE = inspect.signature(DartsEvalNetwork)
+_DARTS_SIGNATURE = _DARTS_SIGNATURE.replace(parameters=list(_DARTS_SIGNATURE.parameters.values())[1:])
+build_darts_network.signature = _DARTS_SIGNATURE  # the options it takes (dnas.export.builder_signature)
 
 
 def count_parameters(model: nn.Module, auxiliary: bool = False) -> int:

@@ -58,7 +58,7 @@ class FBNetModel(nn.Module):
 
 def fbnet_options(genotype: Genotype, **options: Any) -> dict[str, Any]:
     """The :class:`FBNetModel` keyword arguments of ``genotype``: its recorded build options, then ``options``."""
-    allowed = build_fbnet.options
+    allowed = list(build_fbnet.signature.parameters)
     unknown = set(options) - set(allowed)
     if unknown:
         raise TypeError(f"unknown FBNet export option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -73,4 +73,5 @@ def build_fbnet(genotype: Genotype, **options: Any) -> FBNetModel:
     return FBNetModel(ops, **fbnet_options(genotype, **options))
 
 
-build_fbnet.options = tuple(p for p in inspect.signature(FBNetModel).parameters if p != "ops")
+_SIGNATURE = inspect.signature(FBNetModel)
+build_fbnet.signature = _SIGNATURE.replace(parameters=list(_SIGNATURE.parameters.values())[1:])  # without ops

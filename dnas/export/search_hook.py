@@ -32,7 +32,7 @@ def export_search_result(
     Returns ``(out_dir or None, message)``; None when the network cannot be built or written (an existing ``out_dir``
     is replaced only if it is a previous export): the message says why, and how to export later.
     """
-    from dnas.export import build_model
+    from dnas.export import build_model, resolved_options
     from dnas.export.artifacts import ExportError, export_model
     from dnas.genotypes import GenotypeError
     from dnas.genotypes.core import recorded_build
@@ -48,7 +48,7 @@ def export_search_result(
         out = export_model(
             model,
             genotype,
-            options,
+            resolved_options(genotype, options),
             out_dir,
             fmt="python",
             overwrite=True,

@@ -32,8 +32,10 @@ def _fmt(v: Any) -> str:
 
 
 def exported_model(pl_module, genotype: Genotype) -> tuple[torch.nn.Module | None, dict, str]:
-    """``(model, options, message)``: the discrete network of ``genotype`` (its recorded build options, then the
-    module's export options) via :func:`dnas.export.build_model`; a failure is the message the report shows.
+    """``(model, options, message)``: the discrete network of ``genotype`` via :func:`dnas.export.build_model`.
+
+    Options: the genotype's recorded build options, then the module's ``export_options``; a failure becomes the
+    message the report shows.
     """
     from dnas.export import build_model
     from dnas.genotypes import GenotypeError

@@ -149,7 +149,7 @@ def test_python_artifact_is_torch_only_and_weights_load_safely(tmp_path):
     out = export_model(build_model(g, **opts), g, opts, tmp_path / "m", input_size=(8, 8), name="DARTS_V2")
     src = (out / "model.py").read_text()
     imports = {line.split()[1] for line in src.splitlines() if line.startswith(("import ", "from "))}
-    assert imports <= {"pathlib", "torch"}, imports
+    assert imports <= {"__future__", "pathlib", "torch"}, imports  # __future__: annotations stay unevaluated
     state = torch.load(out / "weights.pt", weights_only=True)
     assert set(state) == set(build_model(g, **opts).state_dict())
     summary = json.loads((out / "summary.json").read_text())
@@ -240,20 +240,59 @@ def test_onnx_without_packages_gives_install_hint(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_python_format_refuses_ops_it_cannot_write(tmp_path):
+_SCALE = {"factor": 2.0}  # plain data: model.py carries it as a literal
+_NOT_PORTABLE = textwrap  # a module model.py may not import
+
+
+class _ScaledConv(torch.nn.Module):
+    """A user's op: its forward reads a module-level constant."""
+
+    def __init__(self, C_in, C_out, stride):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(C_in, C_out, 3, stride, 1, bias=False)
+
+    def forward(self, x):
+        return self.conv(x) * _SCALE["factor"]
+
+
+class _UsesAnotherLibrary(torch.nn.Module):
+    def __init__(self, stride):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        _NOT_PORTABLE.dedent("")
+        return x[:, :, :: self.stride, :: self.stride]
+
+
+def test_python_format_writes_a_users_op_and_refuses_what_it_cannot_carry(tmp_path):
     from dnas.ops.registry import _OPS, register_op
 
-    register_op("my_test_conv", lambda C_in, C_out, stride, affine: torch.nn.Conv2d(C_in, C_out, 3, stride, 1))
+    register_op("my_test_conv", lambda C_in, C_out, stride, affine: _ScaledConv(C_in, C_out, stride))
+    register_op("my_test_other", lambda C_in, C_out, stride, affine: _UsesAnotherLibrary(stride))
     try:
         g = Genotype.darts(
-            [("my_test_conv", 0), ("sep_conv_3x3", 1)] * 4, [("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4
+            [("my_test_conv", 0), ("sep_conv_3x3", 1)] * 4, [("max_pool_3x3", 0), ("my_test_conv", 1)] * 4
         )
-        model = build_model(g, init_channels=4, layers=3)  # the in-framework network builds it fine
-        with pytest.raises(GenotypeError, match="my_test_conv.*pt2 or onnx"):
-            export_model(model, g, {}, tmp_path / "p", input_size=(8, 8))
-        assert list(tmp_path.iterdir()) == []
+        model = trained_like(build_model(g, init_channels=4, layers=3, in_channels=1))
+        out = export_model(model, g, {}, tmp_path / "p", input_shape=(1, 8, 8), flops=False)
+        source = (out / "model.py").read_text()
+        assert "class _ScaledConv(nn.Module):" in source and "_SCALE = {'factor': 2.0}" in source
+        x = torch.randn(2, 1, 8, 8)
+        torch.save(x, tmp_path / "x.pt")
+        case = {"format": "python", "dir": str(out), "x": str(tmp_path / "x.pt"), "y": str(tmp_path / "y.pt")}
+        run_without_dnas(tmp_path, [case])
+        with torch.no_grad():
+            torch.testing.assert_close(torch.load(tmp_path / "y.pt"), model(x), rtol=0, atol=0)
+
+        bad = Genotype.darts([("my_test_other", 0), ("sep_conv_3x3", 1)] * 4, [("max_pool_3x3", 0)] * 8)
+        model = build_model(bad, init_channels=4, layers=3, in_channels=1)  # the in-framework network builds it
+        with pytest.raises(ExportError, match=r"_UsesAnotherLibrary.forward uses module 'textwrap'.*only torch"):
+            export_model(model, bad, {}, tmp_path / "q", input_shape=(1, 8, 8), flops=False)
+        assert not (tmp_path / "q").exists()
     finally:
         _OPS.pop("my_test_conv", None)
+        _OPS.pop("my_test_other", None)
 
 
 def test_checkpoint_mismatch_and_unsafe_checkpoints(tmp_path):

@@ -32,7 +32,7 @@ def test_exported_net_equals_supernet_with_one_hot_weights():
     net = FBNetSupernet(num_classes=5, in_channels=1, input_size=8, width_mult=0.25, head_channels=16).eval()
     ops = [FBNET_PRIMITIVES[i % 9] for i in range(22)]
     weights = {"layers": torch.nn.functional.one_hot(torch.tensor([i % 9 for i in range(22)]), 9).float()}
-    model = build_model(Genotype.chain(ops, "fbnet", meta=net.macro_meta())).eval()
+    model = build_model(Genotype.chain(ops, "fbnet", meta=net.build_meta())).eval()
     state = {}
     for key, value in net.state_dict().items():
         if key.startswith("body."):

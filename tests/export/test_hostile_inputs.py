@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from dnas.export.codegen import generate_python
+from dnas.export.python import render
 
 from dnas.cli import main
 from dnas.export import build_model
@@ -53,7 +53,8 @@ IMPORT_MODELS = textwrap.dedent(
         spec = importlib.util.spec_from_file_location(f"exported_{i}", path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        found[path] = {"name": mod.GENOTYPE_NAME, "cells": sorted(mod.GENOTYPE), "doc": mod.__doc__}
+        found[path] = {"name": mod.GENOTYPE_NAME, "cells": sorted(mod.GENOTYPE["cells"]), "doc": mod.__doc__,
+                       "options": mod.OPTIONS}
         mod.build_model()
     print(json.dumps(found))
     """
@@ -112,61 +113,59 @@ def test_genotype_names_from_checkpoint_and_file_name_never_run(tmp_path, capsys
 def test_cell_names_stay_data_and_non_plain_data_is_refused(tmp_path, capsys):
     g = load("DARTS_V2")
     evil_cell = payload("MARKER_CELL")
-    # through the CLI, the darts space (or its builder) refuses a cell name it does not know
+    # through the CLI, the genotype reader refuses a cell name that is not a plain name
     data = g.to_dict()
     data["cells"][evil_cell] = data["cells"]["normal"]
     (tmp_path / "cells.json").write_text(json.dumps(data))
     code, err = export(["--genotype", str(tmp_path / "cells.json"), "--out", str(tmp_path / "c"), *SMALL], capsys)
-    assert_one_line(code, err, "normal", "reduce")
+    assert_one_line(code, err, "cell name", "is not a valid name")
     assert not (tmp_path / "c").exists()
-    # the generator alone keeps such a name as data (a Genotype built in Python skips the space's rules)
+    # the generator alone keeps such names as data (a Genotype built in Python skips the space's rules)
     built = Genotype("darts", {**g.cells, evil_cell: g.cells["normal"]})
-    src = generate_python(built, OPTIONS, (8, 8), name=payload("MARKER_NAME"))
+    options = {**OPTIONS, "stem": payload("MARKER_STEM")}
+    src = render(build_model(g, **OPTIONS), built, options, (1, 8, 8), payload("MARKER_NAME"), "0")
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.py").write_text(src)
     found = import_models(tmp_path, tmp_path / "m" / "model.py")
     assert not list(tmp_path.rglob("MARKER*"))
     assert found[str(tmp_path / "m" / "model.py")]["cells"] == sorted(["normal", "reduce", evil_cell])
+    assert found[str(tmp_path / "m" / "model.py")]["options"]["stem"] == payload("MARKER_STEM")
 
     class Sneaky(int):  # an int whose repr is code
         def __repr__(self) -> str:
             return "__import__('os').system('touch MARKER_REPR')"
 
     sneaky = Genotype("darts", {**g.cells, "normal": CellGenotype((Edge("sep_conv_3x3", Sneaky(0), 2),), (2,))})
-    with pytest.raises(GenotypeError, match=r"cells.normal.edges\[0\] must be \(op: str, src: int"):
-        generate_python(sneaky, OPTIONS, (8, 8))
-    with pytest.raises(ExportError, match="option stem must be 'cifar' or 'imagenet'"):
-        generate_python(g, {**OPTIONS, "stem": payload("MARKER_STEM")}, (8, 8))
-    with pytest.raises(ExportError, match="option in_channels must be an int >= 1"):
-        generate_python(g, {**OPTIONS, "in_channels": "1, 8, 8))\nimport os"}, (8, 8))
+    with pytest.raises(ExportError, match="GENOTYPE holds a value that is not plain data"):
+        render(build_model(g, **OPTIONS), sneaky, OPTIONS, (1, 8, 8), "x", "0")
+    with pytest.raises(ExportError, match="OPTIONS holds a value that is not plain data"):
+        render(build_model(g, **OPTIONS), g, {**OPTIONS, "in_channels": Sneaky(1)}, (1, 8, 8), "x", "0")
+    assert not list(tmp_path.rglob("MARKER*"))
 
 
 def test_generated_source_is_checked_before_it_is_written(tmp_path, monkeypatch):
-    import dnas.export.codegen as codegen
-
+    import dnas.export.python as python
     from dnas.export.artifacts import export_model
 
     g = load("DARTS_V2")
-    data_sources = codegen._data_sources
-    # a data constant rendered as an expression, or followed by a statement, is refused
-    for literal, problem in [
+    model = build_model(g, **OPTIONS)
+    literal = python._literal
+    # a data constant rendered as an expression, followed by a statement, or holding another value is refused
+    for text, problem in [
         ("__import__('os').getpid()", "assigns GENOTYPE_NAME something that is not a literal"),
-        ("'x'\nimport os", "has a statement the template does not ('import os')"),
+        ("'x'\nimport os", "has 23 statements where 22 are expected"),
         ("'another name'", "assigns GENOTYPE_NAME a value other than the one exported"),
     ]:
-        monkeypatch.setattr(
-            codegen, "_data_sources", lambda data, lit=literal: {**data_sources(data), "__GENOTYPE_NAME_LITERAL__": lit}
-        )
+        monkeypatch.setattr(python, "_literal", lambda v, t=text: t if v == "x" else literal(v))
         with pytest.raises(ExportError, match=re.escape(f"refusing to write model.py: the generated source {problem}")):
-            generate_python(g, OPTIONS, (8, 8), name="x")
+            render(model, g, OPTIONS, (1, 8, 8), "x", "0")
     monkeypatch.undo()
     # without its escaping, a name would end the docstring early: caught, and export writes nothing
-    monkeypatch.setattr(codegen, "_doc_escape", lambda text: text)
+    monkeypatch.setattr(python, "_escape_doc", lambda text: text)
     with pytest.raises(ExportError, match="refusing to write model.py"):
-        generate_python(g, OPTIONS, (8, 8), name='a"""b')
-    model = build_model(g, **OPTIONS)
+        render(model, g, OPTIONS, (1, 8, 8), 'a"""b', "0")
     with pytest.raises(ExportError, match="refusing to write model.py"):
-        export_model(model, g, OPTIONS, tmp_path / "out", input_size=(8, 8), name=payload("MARKER"), flops=False)
+        export_model(model, g, OPTIONS, tmp_path / "out", input_shape=(1, 8, 8), name=payload("MARKER"), flops=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -9,7 +9,7 @@ import torch
 from dnas import DARTS, Genotype
 from dnas.cells.darts import DartsSupernet
 from dnas.data import DigitsDataModule
-from dnas.export.search_hook import export_search_result, supernet_options
+from dnas.export.search_hook import export_search_result
 
 
 def fit(tmp_path, **kw):
@@ -35,13 +35,14 @@ def test_search_leaves_a_ready_model(tmp_path):
     assert sorted(p.name for p in export.iterdir()) == ["genotype.json", "model.py", "summary.json", "weights.pt"]
     assert Genotype.from_file(export / "genotype.json") == module.supernet.genotype()
     summary = json.loads((export / "summary.json").read_text())
-    assert summary["options"] == {
+    assert summary["options"] == {  # the supernet's recorded sizes, the builder's defaults for the rest
         "init_channels": 4,
         "layers": 3,
         "num_classes": 10,
         "in_channels": 1,
         "stem": "cifar",
         "auxiliary": False,
+        "drop_path_prob": 0.0,
     }
     assert summary["input_shape"] == [1, 1, 8, 8] and "untrained" in summary["weights"]
     spec = importlib.util.spec_from_file_location("search_export_model", export / "model.py")
@@ -54,26 +55,31 @@ def test_export_can_be_switched_off_and_resized(tmp_path):
     off = DARTS(DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1), export_on_fit_end=False)
     assert off.on_fit_end() is None  # returns before touching the trainer: nothing is written
     net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
-    out, message = export_search_result(net.genotype(), net, tmp_path / "e", (8, 8), init_channels=6, layers=4)
+    g = net.genotype()
+    out, message = export_search_result(g, tmp_path / "e", (1, 8, 8), {"init_channels": 6, "layers": 4})
     options = json.loads((out / "summary.json").read_text())["options"]
     assert options["init_channels"] == 6 and options["layers"] == 4 and "untrained" in message
 
 
-def test_supernet_options_and_spaces_without_python_exporter(tmp_path):
+def test_recorded_build_options_and_genotypes_that_cannot_be_exported(tmp_path):
     net = DartsSupernet(init_channels=6, num_classes=7, layers=4, in_channels=2)
-    assert supernet_options(net) == {"in_channels": 2, "num_classes": 7, "layers": 4, "init_channels": 6}
+    recorded = net.genotype().meta["build"]["options"]  # recorded by the supernet, not read back from shapes
+    assert recorded == {"init_channels": 6, "layers": 4, "num_classes": 7, "in_channels": 2}
     g = Genotype.chain(["skip_connect"], space="some_user_space")
-    out, message = export_search_result(g, net, tmp_path / "x")
-    assert out is None and "no exporter for space 'some_user_space'" in message and not (tmp_path / "x").exists()
+    out, message = export_search_result(g, tmp_path / "x", (3, 8, 8))
+    assert out is None and "no exporter for search space 'some_user_space'" in message
+    assert not (tmp_path / "x").exists()
+    out, message = export_search_result(net.genotype(), tmp_path / "y")  # no input shape recorded or given
+    assert out is None and "input shape is unknown" in message and not (tmp_path / "y").exists()
 
 
 def test_export_skips_a_directory_it_did_not_write(tmp_path):
     net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "mine.txt").write_text("keep")
-    out, message = export_search_result(net.genotype(), net, tmp_path / "e", (8, 8))
+    out, message = export_search_result(net.genotype(), tmp_path / "e", (1, 8, 8))
     assert out is None and "skipping the end-of-search export" in message and "is not a dnas export" in message
     assert [p.name for p in (tmp_path / "e").iterdir()] == ["mine.txt"]
-    out, _ = export_search_result(net.genotype(), net, tmp_path / "f", (8, 8))
-    again, message = export_search_result(net.genotype(), net, out, (8, 8))  # its own previous export: replaced
+    out, _ = export_search_result(net.genotype(), tmp_path / "f", (1, 8, 8))
+    again, message = export_search_result(net.genotype(), out, (1, 8, 8))  # its own previous export: replaced
     assert again == out and "wrote" in message
