@@ -23,9 +23,9 @@ from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 from dnas.errors import ConfigError
-from dnas.export import build_model, builder_options
+from dnas.export import build_model, builder_options, resolved_options
 from dnas.genotypes import Genotype, load
-from dnas.genotypes.core import build_options, recorded_build
+from dnas.genotypes.core import recorded_build
 from dnas.io import atomic_write_text, log_dir
 
 
@@ -98,7 +98,7 @@ class Retrain(pl.LightningModule):
         given = {k: v for k, v in explicit.items() if v is not None and k in accepted}
         if "drop_path_prob" in accepted:
             given["drop_path_prob"] = 0.0  # ramped per epoch (on_train_epoch_start)
-        self.build = build_options(self.genotype, {**given, **dict(options or {})}, accepted)
+        self.build = resolved_options(self.genotype, {**given, **dict(options or {})})
         """The builder options this network was built with (recorded in checkpoints; ``dnas export --ckpt``)."""
         self.hparams["build"] = self.build
         self.model = build_model(self.genotype, **self.build)

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from dnas import Retrain
 from dnas.data import DigitsDataModule
 
+SMALL = {"init_channels": 4, "layers": 3}  # the DARTS evaluation network, shrunk
+
 
 def trainer(tmp_path, **kw):
     kw.setdefault("max_epochs", 2)
@@ -28,7 +30,9 @@ def trainer(tmp_path, **kw):
 
 def test_retrain_on_digits_then_export_checkpoint(tmp_path, capsys):
     pl.seed_everything(0)
-    model = Retrain("DARTS_V2", init_channels=4, layers=3, in_channels=1, auxiliary=False, drop_path_prob=0.2)
+    model = Retrain(
+        "DARTS_V2", options=dict(init_channels=4, layers=3), in_channels=1, auxiliary=False, drop_path_prob=0.2
+    )
     before = {k: v.clone() for k, v in model.model.state_dict().items()}
     t = trainer(tmp_path)
     t.fit(model, DigitsDataModule(batch_size=32, search=False))
@@ -55,7 +59,7 @@ def test_retrain_on_digits_then_export_checkpoint(tmp_path, capsys):
 
 def test_training_step_adds_weighted_auxiliary_loss():
     torch.manual_seed(0)
-    model = Retrain("DARTS_V2", init_channels=4, layers=3, auxiliary=True, auxiliary_weight=0.4, label_smoothing=0.1)
+    model = Retrain("DARTS_V2", options=SMALL, auxiliary=True, auxiliary_weight=0.4, label_smoothing=0.1)
     model.log = lambda *a, **k: None
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     model.train()
@@ -70,7 +74,7 @@ def test_training_step_adds_weighted_auxiliary_loss():
 
 
 def test_schedules_and_recipe_defaults():
-    m = Retrain("DARTS_V2", init_channels=4, layers=3)
+    m = Retrain("DARTS_V2", options=SMALL)
     hp = m.hparams
     assert (hp.lr, hp.momentum, hp.weight_decay, hp.auxiliary_weight, hp.drop_path_prob, hp.grad_clip) == (
         0.025,
@@ -80,8 +84,8 @@ def test_schedules_and_recipe_defaults():
         0.2,
         5.0,
     )
-    assert hp.lr_schedule == "cosine" and hp.lr_min == 0.0 and hp.auxiliary
-    step = Retrain("DARTS_V2", init_channels=4, layers=3, lr=0.1, lr_schedule="step", step_gamma=0.97)
+    assert hp.lr_schedule == "cosine" and hp.lr_min == 0.0 and hp.auxiliary and m.model.auxiliary
+    step = Retrain("DARTS_V2", options=SMALL, lr=0.1, lr_schedule="step", step_gamma=0.97)
     conf = step.configure_optimizers()
     sched = conf["lr_scheduler"]["scheduler"]
     assert isinstance(sched, torch.optim.lr_scheduler.StepLR) and sched.gamma == 0.97
@@ -94,19 +98,19 @@ def test_schedules_and_recipe_defaults():
 
 
 def test_datamodule_mismatch_is_named(tmp_path):
-    model = Retrain("DARTS_V2", init_channels=4, layers=3, in_channels=3, auxiliary=False)
+    model = Retrain("DARTS_V2", options=SMALL, in_channels=3, auxiliary=False)
     with pytest.raises(ValueError, match="in_channels=1.*in_channels: 1"):
         trainer(tmp_path, max_epochs=1).fit(model, DigitsDataModule(batch_size=32, search=False))
 
 
 def test_gradient_clipping_uses_the_recipe_norm():
     calls = []
-    m = Retrain("DARTS_V2", init_channels=4, layers=3)
+    m = Retrain("DARTS_V2", options=SMALL)
     m.clip_gradients = lambda opt, gradient_clip_val=None, gradient_clip_algorithm=None: calls.append(
         (gradient_clip_val, gradient_clip_algorithm)
     )
     m.configure_gradient_clipping(None, 1.0, "value")
-    off = Retrain("DARTS_V2", init_channels=4, layers=3, grad_clip=0.0)
+    off = Retrain("DARTS_V2", options=SMALL, grad_clip=0.0)
     off.clip_gradients = m.clip_gradients
     off.configure_gradient_clipping(None, 1.0, "value")  # 0 defers to the Trainer's setting
     assert calls == [(5.0, "norm"), (1.0, "value")]

@@ -112,7 +112,7 @@ def test_genotype_json_round_trip_and_export_equals_one_hot_supernet():
     g = m.genotype()
     assert [e.op for e in g.cells["cell"].edges] == chosen
     assert g.cells["cell"].concat == (3,)
-    assert g.meta["space_options"] == {"channels": 4, "num_cells": 2, "num_classes": 3}
+    assert g.meta["build"]["options"] == {"channels": 4, "num_cells": 2, "num_classes": 3}
     back = Genotype.from_json(g.to_json())
     assert back == g and back.meta == json.loads(g.to_json())["meta"]
 

@@ -61,7 +61,7 @@ def test_darts_search_then_export(tmp_path, config, name, extra, shape, run_cli)
     assert net(torch.randn(3, *shape)).shape[0] == 3
     metrics = (run / "metrics.csv").read_text()
     assert "arch/loss" in metrics and "val/acc" in metrics
-    assert json.loads((run / "genotype.json").read_text())["meta"]["space_options"]
+    assert json.loads((run / "genotype.json").read_text())["meta"]["build"]["options"]
 
 
 def test_cost_table_tool_and_latency_aware_search_on_the_tabular_example(tmp_path, run_cli):

@@ -33,7 +33,7 @@ def test_supernet_forward_alpha_and_genotype_round_trip():
     g = net.genotype()
     assert g.cells["layers"].ops() == ["k5_e6"] * 3 + ["skip"] + ["k5_e6"] * 18
     again = Genotype.from_json(g.to_json())
-    assert again == g and again.meta["macro"]["width_mult"] == 0.25
+    assert again == g and again.meta["build"]["options"]["width_mult"] == 0.25
 
 
 def test_space_rejects_bad_genotypes():

@@ -23,7 +23,7 @@ from dnas.export.artifacts import (
     read_checkpoint,
     weights_from_checkpoint,
 )
-from dnas.genotypes import Genotype, GenotypeError, load
+from dnas.genotypes import Genotype, load
 
 # every op the python template knows, stride-2 `none` and `skip_connect` (FactorizedReduce) included
 ALL_OPS = Genotype.darts(

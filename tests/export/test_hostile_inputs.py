@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from dnas.export.python import render
 
 from dnas.cli import main
 from dnas.export import build_model
 from dnas.export.artifacts import ExportError
-from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, load
+from dnas.export.python import render
+from dnas.genotypes import CellGenotype, Edge, Genotype, load
 
 SMALL = ["--init-channels", "4", "--layers", "3", "--in-channels", "1", "--input-size", "8", "8", "--no-flops"]
 OPTIONS = dict(init_channels=4, layers=3, num_classes=10, in_channels=1, stem="cifar", auxiliary=False)
