@@ -105,8 +105,10 @@ class DARTS(pl.LightningModule):
     def _infer_num_classes(self) -> int:
         if self.hparams.num_classes:
             return int(self.hparams.num_classes)
-        out = getattr(self.supernet, "num_classes", None) or getattr(
-            getattr(self.supernet, "classifier", None), "out_features", None
+        out = (
+            getattr(self.supernet, "num_classes", None)
+            or self.supernet.build_options().get("num_classes")
+            or getattr(getattr(self.supernet, "classifier", None), "out_features", None)
         )
         if out is None:
             raise ValueError("cannot infer the number of classes from the supernet; pass num_classes")

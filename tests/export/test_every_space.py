@@ -1,0 +1,176 @@
+"""Every shipped space, and a user's space with an op of its own, takes the same path.
+
+search (one short epoch) -> ``genotype.json`` -> the end-of-search export at the supernet's sizes -> ``dnas export
+--format python`` -> ``model.py`` loaded in a process where ``import dnas`` fails gives the logits of
+``build_model(genotype)`` with the exported weights -> ``dnas.Retrain`` trains it for a few batches on the space's data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+import dnas
+from dnas.cells import CellSupernet
+from dnas.cells.conv1d import Conv1dSupernet
+from dnas.cells.darts import DartsSupernet
+from dnas.cells.fbnet import FBNetSupernet
+from dnas.cells.nb201 import NB201Supernet
+from dnas.cells.tabular import TabularSupernet
+from dnas.cli import main
+from dnas.data import DigitsDataModule
+from dnas.data.mnist1d import MNIST1DDataModule
+from dnas.data.tabular import TabularDataModule
+from dnas.export import build_model
+from dnas.genotypes import Genotype
+from dnas.ops import register_op
+
+
+class Gate(nn.Module):
+    """A user's op: a learned per-channel gate on a depthwise 1-D conv (nothing of dnas in its forward)."""
+
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, stride, 1, groups=channels, bias=False)
+        self.gate = nn.Parameter(torch.zeros(channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * torch.sigmoid(self.gate)
+
+
+register_op("test_user_gate", lambda C_in, C_out, stride, affine: Gate(C_in, stride), overwrite=True)
+
+
+class UserSignalSpace(CellSupernet):
+    """A user's space, declared in this test file: 1-D cells over a built-in op and the user's op."""
+
+    space_name = "test_user_signal"
+    candidates = ("skip_connect", "conv1d_k3", "test_user_gate")
+    num_nodes = 2
+
+    def __init__(self, channels: int = 4, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Conv1d(1, channels, 3, padding=1)
+        self.cells = nn.ModuleList(self.make_cell(channels) for _ in range(2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+    def forward(self, x: torch.Tensor, weights=None) -> torch.Tensor:
+        w = self.cell_weights(weights)
+        h = self.stem(x)
+        for cell in self.cells:
+            h = cell(h, w)
+        return self.head(h)
+
+
+def _digits():
+    return DigitsDataModule(batch_size=16)
+
+
+SPACES = {
+    "darts": (lambda: DartsSupernet(init_channels=4, layers=3, in_channels=1, mixed_op_impl="naive"), _digits),
+    "nb201": (lambda: NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), _digits),
+    "fbnet": (
+        lambda: FBNetSupernet(num_classes=10, in_channels=1, input_size=8, width_mult=0.25, head_channels=16),
+        _digits,
+    ),
+    "conv1d": (lambda: Conv1dSupernet(channels=4, stages=1), lambda: MNIST1DDataModule(num_samples=100, batch_size=16)),
+    "tabular": (
+        lambda: TabularSupernet(in_features=13, num_classes=3, hidden=8, num_cells=1),
+        lambda: TabularDataModule(dataset="wine", batch_size=16),
+    ),
+    "user": (lambda: UserSignalSpace(), lambda: MNIST1DDataModule(num_samples=100, batch_size=16)),
+}
+
+LOADER = textwrap.dedent(
+    """
+    import importlib.util, sys
+    import torch
+    try:
+        import dnas  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("dnas must not be importable here")
+    spec = importlib.util.spec_from_file_location("model", sys.argv[1] + "/model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with torch.no_grad():
+        torch.save(mod.load_model()(torch.load(sys.argv[2])), sys.argv[3])
+    """
+)
+
+
+def _trainer(tmp_path: Path, name: str, **kw) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=pl.loggers.CSVLogger(tmp_path, name=name),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys):
+    make, make_dm = SPACES[space]
+    pl.seed_everything(0)
+    supernet = make()
+    _trainer(tmp_path, "search").fit(dnas.DARTS(supernet), make_dm())
+    run = tmp_path / "search" / "version_0"
+    genotype = Genotype.from_file(run / "genotype.json")
+    shape = tuple(genotype.meta["build"]["input_shape"])
+    assert genotype.meta["build"]["options"] == supernet.build_options()
+
+    # the end-of-search export: the found network at the supernet's sizes
+    assert (run / "export" / "model.py").is_file()
+    summary = json.loads((run / "export" / "summary.json").read_text())
+    assert summary["input_shape"] == [1, *shape] and summary["parameters"] > 0
+
+    # dnas export: every option from the genotype, nothing else needed
+    out = tmp_path / "exported"
+    main(["export", "--genotype", str(run / "genotype.json"), "--out", str(out)])
+    assert "wrote" in capsys.readouterr().out
+    reference = build_model(genotype).eval()
+    state = torch.load(out / "weights.pt", weights_only=True)
+    reference.load_state_dict(state)
+    x = torch.randn(3, *shape)
+    torch.save(x, tmp_path / "x.pt")
+    blocker = tmp_path / "blocker" / "dnas"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('dnas is blocked in this process')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "blocker"), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", LOADER, str(out), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")]
+    proc = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "y.pt"), reference(x), rtol=0, atol=0)
+    if space == "user":
+        assert "class Gate(nn.Module):" in (out / "model.py").read_text()  # the user's op, copied from this file
+
+    # dnas.Retrain on the same genotype file, with the space's own data and recorded options
+    retrain = dnas.Retrain(str(run / "genotype.json"), auxiliary=False)  # 8×8 inputs: too small for the DARTS aux head
+    before = {k: v.clone() for k, v in retrain.model.state_dict().items()}
+    trainer = _trainer(tmp_path, "retrain")
+    trainer.fit(retrain, _as_plain(make_dm()))
+    after = retrain.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    assert json.loads((tmp_path / "retrain" / "version_0" / "summary.json").read_text())["input_shape"] == [1, *shape]
+
+
+def _as_plain(dm):
+    """The datamodule in retrain mode (whole training split, (x, y) batches)."""
+    dm.search = False
+    return dm
