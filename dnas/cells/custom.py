@@ -43,7 +43,6 @@ the exported network has the searched skeleton unless options say otherwise.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -65,7 +64,7 @@ CellWeights = Mapping[str, tuple[torch.Tensor, Sequence[torch.Tensor] | None]]
 
 GENOTYPE_RULES = ("argmax", "topk")
 
-_DISCRETE: contextvars.ContextVar[_DiscreteBuild | None] = contextvars.ContextVar("dnas_discrete_build", default=None)
+_SPACE_CLASSES: dict[str, type[CellSupernet]] = {}
 
 
 @dataclass(frozen=True)
@@ -153,21 +152,16 @@ class CellSupernet(Supernet):
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__dict__["__init__"])
         if "space_name" in cls.__dict__:
-            from dnas.export import register_builder
-
-            register_builder(cls.space_name, cls.from_genotype)
-            if cls.candidates:
-                try:
-                    register_space(_space_spec_of(cls))
-                except ValueError:
-                    pass  # declarations completed per instance; the spec is registered at the first make_cell
+            _SPACE_CLASSES[cls.space_name] = cls  # dnas.export.build_model finds the space's network here
+            if cls.candidates:  # else declared per instance: the spec is registered at the first make_cell
+                register_space(_space_spec_of(cls))
 
     def __init__(self) -> None:
         super().__init__()
         if not isinstance(getattr(type(self), "space_name", None), str) or not type(self).space_name:
             raise TypeError(f"{type(self).__name__} must set the class attribute space_name (a non-empty string)")
-        self._discrete: _DiscreteBuild | None = _DISCRETE.get()
-        _DISCRETE.set(None)  # modules built inside this one are not discrete by accident
+        if "_discrete" not in self.__dict__:  # from_genotype sets it on the instance before __init__ runs
+            self._discrete: _DiscreteBuild | None = None
         self._declared = False
         self._used_groups: set[str] = set()
         if not hasattr(self, "_space_options"):
@@ -381,11 +375,11 @@ class CellSupernet(Supernet):
         params = inspect.signature(cls.__init__).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         kwargs = build_options(genotype, options, None if takes_any else list(params))
-        token = _DISCRETE.set(_DiscreteBuild(genotype, bool(affine)))
-        try:
-            model = cls(**kwargs)
-        finally:
-            _DISCRETE.reset(token)
+        # The instance is marked discrete before its constructor runs, so make_cell builds the chosen ops; the mark
+        # is on this instance only (modules built inside it are not affected).
+        model = cls.__new__(cls)
+        object.__setattr__(model, "_discrete", _DiscreteBuild(genotype, bool(affine)))
+        model.__init__(**kwargs)
         unused = set(genotype.cells) - model._used_groups
         if unused:
             raise GenotypeError(f"genotype cell(s) {sorted(unused)} are not used by {cls.__name__}'s network")
@@ -527,3 +521,13 @@ def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
         init(self, *args, **kwargs)
 
     return wrapper
+
+
+def space_class(name: str) -> type[CellSupernet] | None:
+    """The :class:`CellSupernet` subclass that declared space ``name`` (None if no such class was defined)."""
+    return _SPACE_CLASSES.get(name)
+
+
+def space_classes() -> list[str]:
+    """Names of the spaces declared by :class:`CellSupernet` subclasses so far (their modules imported)."""
+    return sorted(_SPACE_CLASSES)

@@ -36,18 +36,24 @@ def register_builder(space: str, builder: Builder | None = None, *, lazy_module:
 
 
 def registered_builders() -> list[str]:
-    return sorted(set(_BUILDERS) | set(_LAZY))
+    """Spaces with a builder: registered ones and every :class:`~dnas.cells.CellSupernet` space defined so far."""
+    from dnas.cells.custom import space_classes
+
+    return sorted(set(_BUILDERS) | set(_LAZY) | set(space_classes()))
 
 
 def get_builder(space: str) -> Builder:
+    """The builder of ``space``: a registered one, else the ``from_genotype`` of the cell space that declared it."""
     if space not in _BUILDERS and space in _LAZY:
         importlib.import_module(_LAZY[space])
-    try:
+    if space in _BUILDERS:
         return _BUILDERS[space]
-    except KeyError:
-        raise GenotypeError(
-            f"no exporter for search space {space!r}; spaces with one: {registered_builders()}"
-        ) from None
+    from dnas.cells.custom import space_class
+
+    cls = space_class(space)
+    if cls is None:
+        raise GenotypeError(f"no exporter for search space {space!r}; spaces with one: {registered_builders()}")
+    return cls.from_genotype
 
 
 def builder_signature(space: str) -> inspect.Signature:
