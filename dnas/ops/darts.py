@@ -5,6 +5,8 @@ Every conv has ``bias=False``; blocks are ReLU -> conv -> BN. ``affine`` is Fals
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -30,6 +32,9 @@ PARAMETER_FREE_OPS: frozenset[str] = frozenset(
 class ReLUConvBN(nn.Module):
     """ReLU -> conv k×k -> BN (module names mirror the reference so its state dicts map key for key)."""
 
+    sequential_forward: ClassVar[str] = "op"
+    """``forward`` is exactly ``self.op(x)``: the fused mixed op may split ``self.op`` into stages."""
+
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
         super().__init__()
         self.op = nn.Sequential(
@@ -44,6 +49,9 @@ class ReLUConvBN(nn.Module):
 
 class DilConv(nn.Module):
     """ReLU -> depthwise dilated conv -> 1×1 conv -> BN."""
+
+    sequential_forward: ClassVar[str] = "op"
+    """``forward`` is exactly ``self.op(x)``: the fused mixed op may split ``self.op`` into stages."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, dilation: int, affine=True):
         super().__init__()
@@ -60,6 +68,9 @@ class DilConv(nn.Module):
 
 class SepConv(nn.Module):
     """The separable block applied twice; only the first depthwise conv has the stride."""
+
+    sequential_forward: ClassVar[str] = "op"
+    """``forward`` is exactly ``self.op(x)``: the fused mixed op may split ``self.op`` into stages."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
         super().__init__()
@@ -80,6 +91,9 @@ class SepConv(nn.Module):
 
 class Zero(nn.Module):
     """The ``none`` op: zeros of the output shape (strided on every spatial axis)."""
+
+    is_zero: ClassVar[bool] = True
+    """Its output is an exact zero: the fused mixed op skips it (its α gradient stays a true zero)."""
 
     def __init__(self, stride: int):
         super().__init__()
@@ -112,6 +126,12 @@ class FactorizedReduce(nn.Module):
             )
         x = self.relu(x)
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+    def fused_stages(self) -> list:
+        """The stages the fused mixed op runs for this op (ReLU, the two offset convolutions, BN)."""
+        from dnas.ops.stages import BatchNormStage, FactorizedReduceStage, ReLUStage
+
+        return [ReLUStage(), FactorizedReduceStage(self), BatchNormStage(self.bn)]
 
 
 def _same_channels(name: str, C_in: int, C_out: int) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dnas.ops.darts import DilConv, ReLUConvBN, SepConv, Zero
 from dnas.ops.heap import maybe_trim
 from dnas.ops.kernels import weighted_inner, weighted_inner_reference, weighted_sum
 from dnas.ops.stages import ReLUStage, Stage, compile_chain
@@ -48,7 +47,7 @@ class _Plan:
     """Static facts about a mixed op's candidates, computed once per module."""
 
     def __init__(self, ops: nn.ModuleList):
-        self.zero = [isinstance(op, Zero) for op in ops]
+        self.zero = [bool(type(op).__dict__.get("is_zero", False)) for op in ops]
         self.tail = [None if z else _relu_tail_safe(op) for op, z in zip(ops, self.zero)]
         params: list[nn.Parameter] = []
         index: dict[int, int] = {}
@@ -75,10 +74,11 @@ class _Plan:
 def _relu_tail_safe(op: nn.Module) -> nn.Module | None:
     """The part of ``op`` after its leading ``nn.ReLU``, or None.
 
-    Only for ops whose forward is exactly their ``nn.Sequential`` (a plain ``Sequential``, or the DARTS blocks whose
-    forward is ``self.op(x)``): a user's module with its own ``forward`` is run whole, never split.
+    Only for ops whose forward is exactly their ``nn.Sequential`` (a plain ``Sequential``, or an op whose class
+    declares ``sequential_forward``, as the DARTS blocks): a user's module with its own ``forward`` is run whole.
     """
-    seq = op.op if isinstance(op, (ReLUConvBN, DilConv, SepConv)) else op
+    attr = type(op).__dict__.get("sequential_forward")
+    seq = getattr(op, attr) if attr else op
     if type(seq) is nn.Sequential and len(seq) > 1 and type(seq[0]) is nn.ReLU:
         return seq[1:]
     return None

@@ -29,8 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnas.ops.darts import DilConv, FactorizedReduce, ReLUConvBN, SepConv
-
 _aten = torch.ops.aten
 
 
@@ -259,7 +257,7 @@ class AvgPoolStage(Stage):
 class FactorizedReduceStage(Stage):
     """The two offset 1×1 stride-2 convolutions of :class:`~dnas.ops.darts.FactorizedReduce`, concatenated."""
 
-    def __init__(self, fr: FactorizedReduce):
+    def __init__(self, fr: nn.Module):
         self.fr = fr
         self.params = (fr.conv_1.weight, fr.conv_2.weight)
 
@@ -286,10 +284,15 @@ def compile_chain(op: nn.Module) -> list[Stage] | None:
     """The stages of ``op``, or None when ``op`` is not a chain of known layers (the generic path then runs it).
 
     An empty list means the identity. Only modules whose ``forward`` is exactly their layers in order are split: a
-    plain ``nn.Sequential``, the DARTS blocks (``.op``), ``FactorizedReduce``; a subclass with its own forward is not.
+    plain ``nn.Sequential``, an op whose class declares ``sequential_forward`` (the attribute holding its layers, e.g.
+    the DARTS blocks' ``.op``) or ``fused_stages()`` (e.g. ``FactorizedReduce``). The declaration is read from the
+    class itself, not inherited: a subclass with its own forward runs whole.
     """
-    if type(op) in (ReLUConvBN, DilConv, SepConv):
-        return compile_chain(op.op)
+    declared = type(op).__dict__
+    if "fused_stages" in declared:
+        return op.fused_stages()
+    if "sequential_forward" in declared:
+        return compile_chain(getattr(op, declared["sequential_forward"]))
     if type(op) is nn.Sequential:
         stages: list[Stage] = []
         for m in op:
@@ -312,8 +315,6 @@ def compile_chain(op: nn.Module) -> list[Stage] | None:
         if type(op) is nn.AvgPool2d and not op.count_include_pad and op.divisor_override is None:
             return [AvgPoolStage(op)]
         return None
-    if type(op) is FactorizedReduce:
-        return [ReLUStage(), FactorizedReduceStage(op), BatchNormStage(op.bn)]
     return None
 
 
