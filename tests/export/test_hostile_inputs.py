@@ -112,12 +112,12 @@ def test_genotype_names_from_checkpoint_and_file_name_never_run(tmp_path, capsys
 def test_cell_names_stay_data_and_non_plain_data_is_refused(tmp_path, capsys):
     g = load("DARTS_V2")
     evil_cell = payload("MARKER_CELL")
-    # through the CLI, the darts space (or its builder) refuses a cell name it does not know
+    # through the CLI, the genotype reader refuses a cell name that is not a plain name
     data = g.to_dict()
     data["cells"][evil_cell] = data["cells"]["normal"]
     (tmp_path / "cells.json").write_text(json.dumps(data))
     code, err = export(["--genotype", str(tmp_path / "cells.json"), "--out", str(tmp_path / "c"), *SMALL], capsys)
-    assert_one_line(code, err, "normal", "reduce")
+    assert_one_line(code, err, "cell name", "is not a valid name")
     assert not (tmp_path / "c").exists()
     # the generator alone keeps such a name as data (a Genotype built in Python skips the space's rules)
     built = Genotype("darts", {**g.cells, evil_cell: g.cells["normal"]})
