@@ -7,8 +7,14 @@ only when used; nothing imports this module.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import operator
+import os
+import stat
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,17 @@ TOOLS: dict[str, str] = {
 }
 """Extra subcommands: name -> ``"module:function"``; the function takes the remaining argv list."""
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""Largest ``--config`` file read (configs are a few KB; this bounds what a wrong path can make the CLI read)."""
+
+_CKPT_KEYWORDS = ("last", "best", "hpc")
+"""``ckpt_path`` values Lightning resolves itself (plus ``registry``/``registry:...``)."""
+
+
+def _fail(message: str) -> typing.NoReturn:
+    print(f"dnas: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
 
 class DnasCLI(LightningCLI):
     """LightningCLI with dnas defaults: subclass mode, ``DNAS_*`` environment variables, overwritable saved config."""
@@ -34,6 +51,26 @@ class DnasCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"default_env": True, "env_prefix": "DNAS"})
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
+
+    def add_core_arguments_to_parser(self, parser: Any) -> None:
+        """Lightning's arguments, with ``int`` tried before ``float`` where a Trainer argument takes both.
+
+        ``limit_*_batches``, ``overfit_batches`` and ``val_check_interval`` mean a number of batches when given an
+        int and a fraction when given a float. Their annotation ``Optional[Union[int, float]]`` reaches jsonargparse
+        as ``Union[float, int, None]`` (``typing`` caches unions whatever their order, and an earlier import makes
+        the float-first one), so ``--trainer.limit_val_batches 1`` parsed as ``1.0``: all batches instead of one.
+        """
+        super().add_core_arguments_to_parser(parser)
+        for action in parser._actions:
+            hint = getattr(action, "_typehint", None)
+            if not action.dest.startswith("trainer.") or typing.get_origin(hint) not in (typing.Union, types.UnionType):
+                continue
+            args = typing.get_args(hint)
+            if int in args and float in args and args.index(float) < args.index(int):
+                # a PEP 604 union keeps its order (typing.Union[...] would come back from the cache float-first)
+                action._typehint = functools.reduce(
+                    operator.or_, (int, float, *(a for a in args if a not in (int, float)))
+                )
 
     def instantiate_classes(self) -> None:
         """Instantiate model, data and trainer; a bad value gets one clear line, not a traceback from deep inside."""
@@ -48,23 +85,59 @@ class DnasCLI(LightningCLI):
             err = _raised_by_constructor(err)
             message = str(err).strip() or type(err).__name__
             kind = err.kind if isinstance(err, ConfigError) else "invalid configuration"
-            print(f"dnas: error: {kind} ({type(err).__name__}): {message}", file=sys.stderr)
-            sys.exit(2)
+            _fail(f"{kind} ({type(err).__name__}): {message}")
+
+    def _ckpt_path(self, config: Any) -> str | None:
+        """The subcommand's ``--ckpt_path`` when it names a file or URL (not Lightning's ``last``/``best``/...)."""
+        path = config.get("ckpt_path")
+        if path is None or str(path) in _CKPT_KEYWORDS or str(path).lower().startswith("registry"):
+            return None
+        return str(path)
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` and ``--weights_only`` before anything is built or read, then Lightning's step.
+
+        Checkpoints are read only with ``torch.load(weights_only=True)`` (:class:`dnas.io.AtomicCheckpointIO`), so
+        ``--weights_only false`` is refused. A local ``--ckpt_path`` is checked in full here (missing, not a file,
+        empty, truncated, corrupt, pickled code), a URL for existence and size (its content when it is loaded).
+        LightningCLI then reads the local file's hyperparameters.
+        """
+        from dnas.io import CheckpointError, check_checkpoint
+
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            config = self.config[subcommand]
+            if config.get("weights_only") is False:
+                raise CheckpointError(
+                    "--weights_only false: dnas reads checkpoints only with torch.load(weights_only=True) and never "
+                    "runs pickled code; drop the option"
+                )
+            path = self._ckpt_path(config)
+            if path is not None:
+                check_checkpoint(path, read_remote=False)
+        super()._parse_ckpt_path()
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run ``fit``/``validate``/...; dnas' own checks in ``prepare_data``/``setup`` end with one line, too.
 
         Only :class:`dnas.errors.ConfigError` (raised by dnas for a value or input file the user fixes) is turned into
-        a message; every other exception keeps its traceback.
+        a message; every other exception keeps its traceback. A URL ``--ckpt_path`` that a user's CheckpointIO plugin
+        will read is checked first: dnas' own :class:`dnas.io.AtomicCheckpointIO` loads with ``weights_only=True``,
+        another plugin loads as it likes, so the checkpoint is downloaded and checked here before; the plugin
+        downloads it again (a server may then send other bytes): such a plugin should load with ``weights_only=True``
+        itself.
         """
         from dnas.errors import ConfigError
+        from dnas.io import AtomicCheckpointIO, check_checkpoint
 
+        path = self._ckpt_path(self.config_init[subcommand])
+        if path is not None and not isinstance(self.trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            check_checkpoint(path)
         try:
             super()._run_subcommand(subcommand)
         except ConfigError as err:
             message = str(err).strip() or type(err).__name__
-            print(f"dnas: error: {err.kind} ({type(err).__name__}): {message}", file=sys.stderr)
-            sys.exit(2)
+            _fail(f"{err.kind} ({type(err).__name__}): {message}")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> pl.Trainer:
         from pytorch_lightning.plugins import CheckpointIO
@@ -105,24 +178,39 @@ def _tool(name: str) -> Callable[[list[str]], object]:
 
 
 def _check_config_files(argv: list[str]) -> None:
-    """Reject unreadable or non-UTF-8 ``--config`` files with one clear line (jsonargparse would show a traceback)."""
+    """Refuse a bad ``--config``/``-c`` file with one clear line before jsonargparse reads it.
+
+    Refused: not a regular file (a directory, FIFO or device such as ``/dev/zero`` would block or never end),
+    larger than :data:`MAX_CONFIG_BYTES`, unreadable, not UTF-8, or empty (nothing but blank lines and comments).
+    A value that is no existing path is left to jsonargparse (``--config`` also takes inline YAML).
+    """
     for i, arg in enumerate(argv):
-        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None
+        path = argv[i + 1] if arg in ("--config", "-c") and i + 1 < len(argv) else None
         if arg.startswith("--config="):
             path = arg.split("=", 1)[1]
-        if path is None or not Path(path).is_file():
+        if path is None:
             continue
         try:
-            Path(path).read_bytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            print(
-                f"dnas: error: config file {path!r} is not UTF-8 text ({err.reason} at byte {err.start})",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):  # no such path (inline YAML, or jsonargparse reports it)
+            continue
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+            _fail(f"config file {path!r} is {kind}; --config takes a YAML file")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as err:
-            print(f"dnas: error: cannot read config file {path!r}: {err.strerror}", file=sys.stderr)
-            sys.exit(2)
+            _fail(f"cannot read config file {path!r}: {err.strerror}")
+        if len(data) > MAX_CONFIG_BYTES:
+            _fail(f"config file {path!r} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; --config takes a YAML config")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            _fail(f"config file {path!r} is not UTF-8 text ({err.reason} at byte {err.start})")
+        lines = (line.strip() for line in text.lstrip("\ufeff").splitlines())
+        if all(not line or line.startswith("#") or line in ("---", "...") for line in lines):
+            _fail(f"config file {path!r} is empty (no settings, only blank lines or comments); give a YAML mapping")
 
 
 def main(args: ArgsType = None) -> None:
@@ -135,7 +223,12 @@ def main(args: ArgsType = None) -> None:
         _check_config_files(argv)
     if isinstance(argv, list) and argv and argv[0] in ("-h", "--help"):
         print(f"dnas tools (besides fit/validate/test/predict): {', '.join(sorted(TOOLS)) or 'none'}\n")
-    DnasCLI(args=argv)
+    from dnas.io import CheckpointError
+
+    try:
+        DnasCLI(args=argv)
+    except CheckpointError as err:  # --ckpt_path (checked before the run, or read by dnas.io.AtomicCheckpointIO)
+        _fail(str(err))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,8 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact (write a temporary file, then rename)."""
+"""File IO: atomic writes (a crash mid-write leaves the previous file intact) and safe checkpoint reads.
+
+Checkpoints are read only with ``torch.load(weights_only=True)`` (tensors and plain containers; pickled code is
+refused), from a local path or any URL fsspec knows (:func:`load_checkpoint`).
+"""
 
 from __future__ import annotations
 
@@ -137,17 +141,185 @@ def append_line(path: str | Path, line: str) -> None:
         f.write(line.rstrip("\n") + "\n")
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO writing to a temporary file, then renaming it.
+class CheckpointError(ValueError):
+    """A checkpoint dnas does not load: missing, not a regular file, empty, truncated, corrupt or holding pickled code.
 
-    A crash mid-write (or a full disk) leaves the previous checkpoint valid. The ``dnas`` CLI installs it unless
-    another CheckpointIO plugin is configured.
+    The message names the file and the problem; the ``dnas`` CLI prints it as one ``dnas: error:`` line.
+    """
+
+
+_PICKLED_CODE = r"GLOBAL ([\w.]+)|(reduce for unrecognized function|Unsupported class)"
+"""What the weights-only unpickler says when a pickle calls or builds something (names the global)."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _load_error(err: Exception, name: str) -> CheckpointError:
+    """Turn an exception of ``torch.load(weights_only=True)`` into a one-line :class:`CheckpointError`."""
+    import re
+
+    text = str(err)
+    code = re.search(_PICKLED_CODE, text)
+    if code:
+        what = f"GLOBAL {code.group(1)}" if code.group(1) else code.group(2)
+        return CheckpointError(
+            f"{name} contains pickled code ({what}) and cannot be read with torch.load(weights_only=True); dnas "
+            "never runs code from a checkpoint: use a checkpoint of tensors and plain containers (dnas writes those)"
+        )
+    if "WeightsUnpickler error:" in text:  # not a torch zip file, and not a pickle of plain data
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return CheckpointError(
+            f"{name} is not a torch checkpoint that torch.load(weights_only=True) can read ({detail}): it is corrupt, "
+            "or a pickle of objects or code, which dnas never loads"
+        )
+    detail = _first_line(err).split(". ")[0]
+    return CheckpointError(
+        f"{name} is truncated, corrupt or not a torch checkpoint (torch.load: {type(err).__name__}: {detail})"
+    )
+
+
+def _checkpoint_file(path: str | Path, what: str) -> tuple[Any, str, str]:
+    """``(filesystem, path in it, name for messages)`` of an existing, non-empty regular file, else CheckpointError."""
+    from fsspec.core import url_to_fs
+
+    name = f"{what} {str(path)!r}"
+    try:
+        fs, fs_path = url_to_fs(str(path))  # what lightning_fabric's get_filesystem uses
+        info = fs.info(fs_path)
+    except FileNotFoundError as err:
+        cause = err.__cause__  # fsspec's HTTP filesystem reports a refused connection as "not found" too
+        if cause is not None and not isinstance(cause, FileNotFoundError) and getattr(cause, "status", 0) != 404:
+            raise CheckpointError(f"cannot read {name}: {_first_line(cause)}") from None
+        raise CheckpointError(f"{name} does not exist") from None
+    except Exception as err:  # unknown protocol, missing fsspec backend, connection refused, HTTP errors, ...
+        raise CheckpointError(f"cannot read {name}: {_first_line(err)}") from None
+    if info.get("type") != "file":
+        kind = "a directory" if info.get("type") == "directory" else "not a regular file"
+        raise CheckpointError(f"{name} is {kind}; a checkpoint is a single file written by torch.save")
+    if info.get("size") == 0:
+        raise CheckpointError(f"{name} is empty (0 bytes); it was not written completely, use another checkpoint")
+    return fs, fs_path, name
+
+
+def _verify_zip(source: str | IO[bytes], name: str) -> bool:
+    """Check the CRC of every record of a ``torch.save`` zip file; False when ``source`` is not a zip file."""
+    import io
+    import zipfile
+
+    if not zipfile.is_zipfile(source):
+        if isinstance(source, io.BytesIO):
+            head = source.getvalue()[:4]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(4)
+        if head == b"PK\x03\x04":  # a zip file's start without its end (the central directory)
+            raise CheckpointError(f"{name} is truncated: a torch.save zip file without its end (an incomplete write)")
+        return False
+    try:
+        with zipfile.ZipFile(source) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(f"{name} is truncated or corrupt ({_first_line(err)})") from None
+    if bad is not None:
+        raise CheckpointError(f"{name} is corrupt: the CRC of its record {bad!r} does not match its content")
+    return True
+
+
+def load_checkpoint(
+    path: str | Path, map_location: Any = "cpu", *, what: str = "checkpoint", mmap: bool = False
+) -> Any:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` from a local path or any URL fsspec knows.
+
+    Tensors and plain containers load; pickled code (a ``GLOBAL`` the weights-only unpickler does not allow) is
+    refused before anything runs. Local zip files (``torch.save``'s format) get their CRCs checked first, so a
+    truncated or corrupted file is reported as such; a remote file is read whole into memory, then loaded.
+
+    Args:
+        path: local path, or a URL (``http(s)://``, ``s3://``, ... with the matching fsspec backend installed).
+        map_location: as ``torch.load``'s.
+        what: how messages call the file (``"checkpoint"``, ``"init_from checkpoint"``).
+        mmap: map a local zip file's tensors instead of reading them (a cheap full check, see
+            :func:`check_checkpoint`).
+
+    Raises:
+        CheckpointError: the file is missing, not a regular file, empty, truncated, corrupt or holds pickled code;
+            the message names the file and the problem.
+    """
+    import io
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, fs_path, name = _checkpoint_file(path, what)
+    try:
+        if isinstance(fs, LocalFileSystem):
+            is_zip = _verify_zip(fs_path, name)
+            return torch.load(fs_path, map_location=map_location, weights_only=True, mmap=mmap and is_zip)
+        try:
+            data = io.BytesIO(fs.cat_file(fs_path))
+        except Exception as err:  # network errors come in many types
+            raise CheckpointError(f"cannot read {name}: {_first_line(err)}") from None
+        if not data.getbuffer().nbytes:
+            raise CheckpointError(f"{name} is empty (0 bytes); it was not written completely, use another checkpoint")
+        _verify_zip(data, name)
+        data.seek(0)
+        return torch.load(data, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as err:  # torch.load fails with UnpicklingError, RuntimeError, EOFError, KeyError, ...
+        raise _load_error(err, name) from None
+
+
+def check_checkpoint(path: str | Path, *, what: str = "checkpoint", read_remote: bool = True) -> None:
+    """Refuse a bad checkpoint before a run starts: the checks of :func:`load_checkpoint`, tensors not kept.
+
+    A local file is loaded with its tensors memory-mapped (cheap); a remote one is downloaded and loaded when
+    ``read_remote``, otherwise only its existence and size are checked.
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, _, _ = _checkpoint_file(path, what)
+    if isinstance(fs, LocalFileSystem) or read_remote:
+        load_checkpoint(path, map_location="cpu", what=what, mmap=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO writing to a temporary file, then renaming it; reading only plain data.
+
+    A crash mid-write (or a full disk) leaves the previous checkpoint valid. Loading goes through
+    :func:`load_checkpoint` (``torch.load(weights_only=True)``, local paths and fsspec URLs alike), so a checkpoint
+    holding pickled code is refused, whatever ``weights_only`` Lightning passes. The ``dnas`` CLI installs it unless
+    another CheckpointIO plugin is configured (that plugin then decides how files are read; the CLI still checks
+    ``--ckpt_path`` with :func:`check_checkpoint` before the run).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Load ``path`` with ``torch.load(weights_only=True)``; ``weights_only=False`` is refused, not honoured.
+
+        Tensors load on the CPU by default, as with Lightning's ``TorchCheckpointIO``.
+
+        Raises:
+            CheckpointError: the file is missing, empty, truncated, corrupt or holds pickled code, or
+                ``weights_only=False`` was asked for.
+        """
+        if weights_only is False:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: weights_only=False asked for, but dnas reads checkpoints only with "
+                "torch.load(weights_only=True) and never runs pickled code; drop weights_only=False"
+            )
+        return load_checkpoint(path, map_location=map_location)
 
 
 def log_dir(trainer: Any) -> Path:

@@ -55,7 +55,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
-from dnas.io import append_line, atomic_write_text, log_dir
+from dnas.io import append_line, atomic_write_text, check_checkpoint, load_checkpoint, log_dir
 
 Evaluate = Callable[[], tuple[float, float]]
 """A measurement: ``() -> (accuracy, mean loss)`` of the supernet as it is right now."""
@@ -278,10 +278,13 @@ class PerturbationSelection(Callback):
             ``none``; DARTS-PT's space drops it) and nothing otherwise (in NAS-Bench-201 ``none`` is legal).
         bn_mode: BN during measurements: ``"train"`` (batch statistics, the reference) or ``"eval"``.
         seed: seed of the random edge/node order (the same on every rank).
-        init_from: a file loaded into the supernet (``torch.load(weights_only=True)``) before the first tuning epoch:
-            a supernet ``state_dict()``, a Lightning checkpoint of a search module (keys ``supernet.*``), or a
-            reference DARTS search-network state with ``alphas_normal``/``alphas_reduce`` (imported with
-            :func:`dnas.cells.darts.import_reference_state`). Applied once; a resumed selection never reloads it.
+        init_from: a file (local path or fsspec URL) loaded into the supernet with ``torch.load(weights_only=True)``
+            (:func:`dnas.io.load_checkpoint`: pickled code is refused) before the first tuning epoch: a supernet
+            ``state_dict()``, a Lightning checkpoint of a search module (keys ``supernet.*``), or a reference DARTS
+            search-network state with ``alphas_normal``/``alphas_reduce`` (imported with
+            :func:`dnas.cells.darts.import_reference_state`). Checked when ``fit`` sets up (a local file in full,
+            :func:`dnas.io.check_checkpoint`), so a missing, corrupt or unsafe file stops the run before training
+            with a :class:`dnas.io.CheckpointError`. Applied once; a resumed selection never reloads it.
         genotype_file: final genotype, written atomically to the log directory.
         decisions_file: one JSON line per decision (edge or node, candidate scores, choice) in the log directory.
     """
@@ -317,8 +320,6 @@ class PerturbationSelection(Callback):
             raise ValueError(f"val_subset must be >= 1 sample or None (all), got {val_subset}")
         if start_epoch is not None and start_epoch < 0:
             raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
-        if init_from is not None and not Path(init_from).is_file():
-            raise FileNotFoundError(f"init_from: no such file {init_from!r}")
         self.start_epoch, self.interval, self.edge_order, self.crit = start_epoch, interval, edge_order, crit
         self.val_subset, self.train_alpha, self.bn_mode, self.seed = val_subset, train_alpha, bn_mode, seed
         self.tune_lr, self.tune_lr_min, self.reset_optimizer = tune_lr, tune_lr_min, reset_optimizer
@@ -361,6 +362,11 @@ class PerturbationSelection(Callback):
         self.finished = bool(state_dict.get("finished", False))
 
     # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # not in __init__: jsonargparse turns an error raised while building a callback into a generic union error
+        if stage == "fit" and self.init_from is not None and not self.init_applied:
+            check_checkpoint(self.init_from, what="init_from checkpoint", read_remote=False)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         supernet = _supernet(pl_module)
         if self.init_from is not None and not self.init_applied:
@@ -542,13 +548,16 @@ def _find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> to
 
 
 def load_supernet_state(supernet: Supernet, path: str | Path) -> None:
-    """Load ``path`` (``torch.load(weights_only=True)``) into ``supernet``; formats as ``init_from`` above.
+    """Load ``path`` (:func:`dnas.io.load_checkpoint`: ``torch.load(weights_only=True)``) into ``supernet``.
+
+    Formats as ``init_from`` above.
 
     Raises:
+        dnas.io.CheckpointError: the file is missing, empty, truncated, corrupt or holds pickled code.
         ValueError: the file is not a state dict, or its keys do not fit the supernet (naming the file and keys).
     """
-    path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, map_location="cpu", what="init_from checkpoint")
+    path = str(path)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict (a mapping of tensors), got {type(state).__name__}")
     if "state_dict" in state and isinstance(state["state_dict"], dict):  # a Lightning checkpoint of a search module

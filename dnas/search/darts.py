@@ -184,18 +184,22 @@ class DARTS(pl.LightningModule):
     def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
         a_params = self.supernet.arch_parameters()
         a_opt.zero_grad()
+        # the unrolled gradient also takes a virtual weight step on the training batch
+        batches = {"architecture batch": arch_batch[0], **({"training batch": train_batch[0]} if self.unrolled else {})}
         if self.unrolled:
             grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params)
             extra: dict[str, Any] = self._unrolled_extra
         else:
             loss, logits, extra = self.arch_loss(*arch_batch)
-            if not self._check_finite(loss, "architecture loss"):
+            if not torch.isfinite(loss).all():
+                self._nonfinite("architecture", "architecture loss", loss, batches)
                 return
             grads = torch.autograd.grad(loss, a_params, allow_unused=True)
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads)]
         if not all(torch.isfinite(g).all() for g in grads):
-            if not self._check_finite(torch.tensor(float("nan")), "architecture gradient"):
-                return
+            norm = torch.nn.utils.get_total_norm([g.detach() for g in grads])
+            self._nonfinite("architecture", "architecture gradient (norm)", norm, batches)
+            return
         for p, g in zip(a_params, grads):
             p.grad = g.detach().clone()
         if self.hparams.arch_grad_clip:
@@ -256,36 +260,84 @@ class DARTS(pl.LightningModule):
     def weight_step(self, w_opt, x: torch.Tensor, y: torch.Tensor) -> None:
         w_opt.zero_grad()
         loss, logits, extra = self.weight_loss(x, y)
-        if not self._check_finite(loss, "weight loss"):
+        self.manual_backward(loss)  # also on a non-finite loss: under DDP every rank must join the gradient reduction
+        for p in self.supernet.arch_parameters():  # the weight backward also reaches α: never leave it there
+            p.grad = None
+        # The loss and the gradient norm are checked together (one device sync): a finite loss can still give a
+        # non-finite gradient (an overflow in the backward), and stepping on it would make the weights non-finite, so
+        # the next architecture step would seem to fail. A GradScaler (16-mixed) handles non-finite gradients itself.
+        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        check = [loss.detach().float().reshape(())]
+        if grads and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            check.append(torch.nn.utils.get_total_norm(grads).float().to(check[0].device))
+        finite = torch.isfinite(torch.stack(check)).tolist()
+        if not all(finite):
+            term, value = ("weight loss", check[0]) if not finite[0] else ("weight gradient (norm)", check[1])
+            w_opt.zero_grad()
+            self._nonfinite("weight", term, value, {"training batch": x})
             return
-        self.manual_backward(loss)
         if self.hparams.grad_clip:
             self.clip_gradients(w_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         w_opt.step()
-        for p in self.supernet.arch_parameters():  # the weight backward also reaches α: never leave it there
-            p.grad = None
         self.train_acc(logits.detach(), y)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         for k, v in extra.items():
             self.log(f"train/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
 
-    def _check_finite(self, value: torch.Tensor, term: str) -> bool:
-        if torch.isfinite(value).all():
-            return True
+    def _nonfinite(self, step: str, term: str, value: torch.Tensor, batches: dict[str, torch.Tensor]) -> None:
+        """A non-finite ``term`` in the ``step`` ("weight" or "architecture") step: skip the update or raise.
+
+        The message names the term, the step, epoch and batch, the first non-finite input (a batch, a weight, α)
+        that explains it, and the checkpoint that is kept, if one was written.
+
+        Raises:
+            FloatingPointError: unless ``on_nonfinite="skip"`` (then the update is dropped and counted).
+        """
         msg = f"non-finite {term} ({float(value.detach().float().flatten()[0])}) at epoch {self.current_epoch}, "
-        msg += f"batch {self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1}"
+        msg += f"batch {self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1}, in the {step} step"
+        msg += self._nonfinite_cause(batches)
         if self.hparams.on_nonfinite == "skip":
             rank_zero_info(f"dnas: skipping update: {msg}")
             self.log("nonfinite_skipped", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
-            return False
-        raise FloatingPointError(f"{msg}; the last checkpoint is kept. Set on_nonfinite='skip' to drop such batches.")
+            return
+        raise FloatingPointError(f"{msg}; {self._kept_checkpoint()}. Set on_nonfinite='skip' to drop such updates.")
+
+    def _nonfinite_cause(self, batches: dict[str, torch.Tensor]) -> str:
+        """Where a non-finite value comes from, as a message suffix ("" if inputs, weights and α are all finite)."""
+        for name, x in batches.items():
+            if torch.is_tensor(x) and x.is_floating_point() and not torch.isfinite(x).all():
+                return f": the {name} has non-finite values"
+        arch = {id(p) for p in self.supernet.arch_parameters()}
+        for name, p in self.named_parameters():
+            if not torch.isfinite(p).all():
+                kind = "architecture parameter" if id(p) in arch else "weight"
+                return f": {kind} {name} was already non-finite (an earlier update diverged)"
+        return ""
+
+    def _kept_checkpoint(self) -> str:
+        """Which checkpoint a stopped run leaves to resume from, for the non-finite error."""
+        from lightning_fabric.utilities.cloud_io import get_filesystem
+
+        for callback in self.trainer.checkpoint_callbacks:
+            for attr, label in (("last_model_path", "the last checkpoint"), ("best_model_path", "checkpoint")):
+                path = getattr(callback, attr, None)
+                if path and get_filesystem(path).exists(path):
+                    return f"{label} ({path}) is kept"
+        if self.trainer.ckpt_path:
+            return f"the checkpoint this run resumed from ({self.trainer.ckpt_path}) is untouched"
+        return "no checkpoint has been written yet"
 
     def _check_alpha_finite(self) -> None:
         for name, p in self.supernet.named_arch_parameters():
             if not torch.isfinite(p).all():
+                batch = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
                 raise FloatingPointError(
-                    f"architecture parameter {name} became non-finite at epoch {self.current_epoch}"
+                    f"architecture parameter {name} became non-finite at epoch {self.current_epoch}, batch {batch}, "
+                    f"in the architecture step (its optimizer update; the loss and gradient were finite); "
+                    f"{self._kept_checkpoint()}. Lower the architecture learning rate (on_nonfinite='skip' cannot "
+                    "undo an update)."
                 )
 
     # ------------------------------------------------------------------ epochs
