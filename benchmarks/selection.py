@@ -30,7 +30,7 @@ from retrain_mnist1d import eval_accuracy, train_epoch  # this directory is on s
 
 from dnas import DARTS
 from dnas.callbacks import MagnitudeSelection, PerturbationSelection
-from dnas.callbacks.perturbation import SupernetEvaluator
+from dnas.callbacks.evaluation import SupernetEvaluator
 from dnas.cells.conv1d import Conv1dSupernet
 from dnas.data.mnist1d import MNIST1DDataModule, generate_mnist1d
 from dnas.export import build_model

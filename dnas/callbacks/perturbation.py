@@ -1,15 +1,16 @@
-"""Perturbation-based architecture selection (DARTS-PT, Wang et al. ICLR 2021; ALGORITHMS.md §4).
+"""Perturbation-based architecture selection: the DARTS-PT callback (ALGORITHMS.md §4).
 
-Instead of reading the architecture off the largest α, DARTS-PT measures how much the trained supernet *needs* each
-op: it masks the op, measures validation accuracy (or loss), and keeps the op whose removal hurts most. It discretises
-progressively, one edge per architecture group at a time, fine-tuning the supernet between decisions:
+Wang et al., "Rethinking Architecture Selection in Differentiable NAS", ICLR 2021 (reference code
+``ruocwang/darts-pt``). Instead of reading the architecture off the largest α, DARTS-PT measures how much the trained
+supernet *needs* each op: it masks the op, measures validation accuracy (or loss), and keeps the op whose removal hurts
+most. It discretises progressively, one edge per architecture group at a time, fine-tuning the supernet between
+decisions:
 
-1. **op projection**: pick an undecided edge (random or fixed order), mask each candidate op in turn (its weight set to
-   0, the others keep their weights: no renormalisation), keep the op whose removal gives the lowest accuracy (highest
-   loss); ties go to the lowest op index, as the reference. The edge is then fixed to that op (one-hot weights).
-2. **topology projection** (spaces whose genotype rule keeps ``edges_per_node`` inputs per node, i.e. DARTS' "2 inputs
-   per node"): for one node with more incoming edges, repeatedly remove the edge whose removal hurts least (highest
-   accuracy, ties to the later edge, as the reference) until ``edges_per_node`` remain.
+1. **op projection** (:func:`~dnas.callbacks.projection.project_op`): mask each candidate op of an undecided edge in
+   turn, fix the edge to the op whose removal hurts most.
+2. **topology projection** (:func:`~dnas.callbacks.projection.project_topology`; spaces whose genotype rule keeps
+   ``edges_per_node`` inputs per node): drop the incoming edges of a node whose removal hurts least until
+   ``edges_per_node`` remain.
 3. ``interval`` epochs of ordinary training between decisions, with the weight optimizer reset to the paper's
    learning rate (0.0025, cosine to 0.001) and α either trained (default) or frozen (the "fix-α" variant).
 
@@ -31,11 +32,9 @@ that exposes ``.supernet``. As a **separate stage** on an already trained supern
 scores, the drawn edge/node order, the resolved schedule), so ``--ckpt_path last.ckpt`` continues at the next undecided
 step.
 
-**Measurements** run under ``no_grad`` on the supernet's own ``edge_weights()`` (softmax α with the selection
-applied), in train mode (BN batch statistics) as the reference, on the first ``val_subset`` samples of the
-datamodule's ``val_dataloader()`` (the architecture half in search mode; the reference uses the whole half). BN running
-statistics are restored afterwards, so measuring has no side effect. Under DDP, batches are dealt round-robin to the
-ranks and the counts are all-reduced, so every rank sees the same scores and takes the same decision.
+This module holds the schedule (:class:`PerturbationSelection`); the decision steps are in
+:mod:`dnas.callbacks.projection`, the measurements (:class:`~dnas.callbacks.evaluation.SupernetEvaluator`: BN
+statistics, DDP) and the ``init_from`` loader in :mod:`dnas.callbacks.evaluation`.
 """
 
 from __future__ import annotations
@@ -43,212 +42,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
+from dnas.callbacks.evaluation import SupernetEvaluator, load_supernet_state
+from dnas.callbacks.projection import num_decisions, project_op, project_topology, topology_k, topology_nodes
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
-from dnas.io import append_line, atomic_write_text, check_checkpoint, load_checkpoint, log_dir
-
-Evaluate = Callable[[], tuple[float, float]]
-"""A measurement: ``() -> (accuracy, mean loss)`` of the supernet as it is right now."""
-
-
-# ---------------------------------------------------------------------------------------------------------- plan
-def topology_k(supernet: Supernet, group: str) -> int | None:
-    """Inputs kept per node by the space's genotype rule (``edges_per_node``), or None when there is no such rule."""
-    spec = supernet.space_spec.cells.get(group)
-    if spec is None or spec.all_edges or spec.chain:
-        return None
-    return spec.edges_per_node
-
-
-def topology_nodes(supernet: Supernet, group: str) -> list[int]:
-    """Nodes of ``group`` with more incoming edges than the rule keeps (the nodes topology projection decides)."""
-    k = topology_k(supernet, group)
-    if k is None:
-        return []
-    edges = supernet.arch_groups[group].edges
-    return [n for n in sorted({d for _, d in edges}) if sum(1 for _, d in edges if d == n) > k]
-
-
-def num_decisions(supernet: Supernet) -> int:
-    """Decision steps of a full selection: one edge per group per op step, one node per group per topology step."""
-    ops = max((supernet.arch_groups[g].num_edges for g in supernet.arch_groups), default=0)
-    topo = max((len(topology_nodes(supernet, g)) for g in supernet.arch_groups), default=0)
-    return ops + topo
-
-
-def _goodness(score: tuple[float, float], crit: str) -> float:
-    """Higher = the supernet works better: accuracy, or minus the loss."""
-    return score[0] if crit == "acc" else -score[1]
-
-
-# ---------------------------------------------------------------------------------------------------------- steps
-def project_op(
-    supernet: Supernet,
-    group: str,
-    edge: int,
-    evaluate: Evaluate,
-    crit: Literal["acc", "loss"] = "acc",
-    exclude: Iterable[str] = (),
-) -> dict[str, Any]:
-    """One op decision: mask each candidate of ``edge`` in turn, fix the edge to the op whose removal hurts most.
-
-    Ties go to the lowest op index (strict comparison in candidate order, as ``ruocwang/darts-pt``). Ops in
-    ``exclude`` (and ops already masked out) are neither measured nor chosen.
-
-    Returns:
-        The decision record: group, edge, its ``(src, dst)``, base score, per-candidate scores, and the choice.
-    """
-    info = supernet.arch_groups[group]
-    excluded = set(exclude)
-    candidates = [j for j, name in enumerate(info.candidates) if name not in excluded and info.is_available(edge, j)]
-    if not candidates:
-        raise ValueError(
-            f"edge {edge} of group {group!r} has no candidate left to choose from "
-            f"(candidates {list(info.candidates)}, excluded {sorted(excluded)})"
-        )
-    base = evaluate()
-    scores: dict[str, dict[str, float]] = {}
-    best_j, best = candidates[0], None
-    for j in candidates:
-        with supernet.masked(group, edge, j):
-            score = evaluate()
-        scores[info.candidates[j]] = {"acc": score[0], "loss": score[1]}
-        if best is None or _goodness(score, crit) < best:  # strict: ties keep the lower op index
-            best_j, best = j, _goodness(score, crit)
-    supernet.fix_edge(group, edge, best_j)
-    src, dst = info.edges[edge]
-    return {
-        "kind": "op",
-        "group": group,
-        "edge": edge,
-        "src": src,
-        "dst": dst,
-        "crit": crit,
-        "base": {"acc": base[0], "loss": base[1]},
-        "scores": scores,
-        "choice": info.candidates[best_j],
-    }
-
-
-def project_topology(
-    supernet: Supernet, group: str, node: int, k: int, evaluate: Evaluate, crit: Literal["acc", "loss"] = "acc"
-) -> dict[str, Any]:
-    """One topology decision: drop the incoming edges of ``node`` whose removal hurts least until ``k`` remain.
-
-    Each round masks every remaining incoming edge in turn (whole weight row zeroed) and removes the one with the
-    highest accuracy (lowest loss) when removed; ties go to the later edge, as the reference.
-
-    Returns:
-        The decision record: group, node, one entry per round (remaining edges, scores, removed edge), kept edges.
-    """
-    info = supernet.arch_groups[group]
-    removed = set(supernet.removed_edges(group))
-    live = [i for i, (_, d) in enumerate(info.edges) if d == node and i not in removed]
-    rounds = []
-    while len(live) > k:
-        scores: dict[int, dict[str, float]] = {}
-        drop, best = live[0], None
-        for i in live:
-            with supernet.masked(group, i):
-                score = evaluate()
-            scores[i] = {"acc": score[0], "loss": score[1]}
-            if best is None or _goodness(score, crit) >= best:  # ties -> the later edge
-                drop, best = i, _goodness(score, crit)
-        supernet.remove_edge(group, drop)
-        rounds.append({"live": list(live), "scores": {str(i): s for i, s in scores.items()}, "removed": drop})
-        live.remove(drop)
-    kept = [{"edge": i, "src": info.edges[i][0], "dst": node} for i in live]
-    return {"kind": "topology", "group": group, "node": node, "crit": crit, "rounds": rounds, "kept": kept}
-
-
-# ---------------------------------------------------------------------------------------------------------- measuring
-class SupernetEvaluator:
-    """``() -> (accuracy, mean loss)`` of ``supernet`` on the first ``subset`` samples of ``loader``.
-
-    Args:
-        supernet: the supernet; evaluated with its own ``edge_weights()`` (``supernet(x)``).
-        loader: a non-shuffled loader of ``(x, y)`` batches (the same samples every call).
-        subset: number of samples (None = the whole loader).
-        bn_mode: ``"train"`` (BN batch statistics, as the reference) or ``"eval"`` (running statistics).
-        device: where batches go (default: the supernet's device).
-        world_size, rank: DDP layout; batches are dealt round-robin and the sums all-reduced.
-    """
-
-    def __init__(
-        self,
-        supernet: Supernet,
-        loader: Iterable,
-        subset: int | None = None,
-        bn_mode: Literal["train", "eval"] = "train",
-        device: torch.device | None = None,
-        world_size: int = 1,
-        rank: int = 0,
-    ):
-        self.supernet, self.loader, self.subset, self.bn_mode = supernet, loader, subset, bn_mode
-        self.device = device
-        self.world_size, self.rank = world_size, rank
-        self.calls = 0
-        self.seconds = 0.0
-
-    def _batches(self):
-        seen = 0
-        for i, batch in enumerate(self.loader):
-            x, y = batch["arch"] if isinstance(batch, dict) else batch
-            if self.subset is not None:
-                if seen >= self.subset:
-                    return
-                x, y = x[: self.subset - seen], y[: self.subset - seen]
-            seen += len(y)
-            yield i, x, y
-
-    @torch.no_grad()
-    def __call__(self) -> tuple[float, float]:
-        start = time.perf_counter()
-        net = self.supernet
-        device = self.device or next(net.parameters()).device
-        was_training = net.training
-        net.train(self.bn_mode == "train")
-        selection = net.selection_buffer_names()
-        saved = {n: b.clone() for n, b in net.named_buffers() if n not in selection}
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
-        mine, n_batches, last = 0, 0, None
-        try:
-            for i, x, y in self._batches():
-                n_batches += 1
-                if i % self.world_size != self.rank:
-                    continue
-                x, y = x.to(device), y.to(device)
-                logits = net(x)
-                totals[0] += (logits.argmax(-1) == y).sum()
-                totals[1] += F.cross_entropy(logits.float(), y, reduction="sum")
-                totals[2] += len(y)
-                mine, last = mine + 1, x
-            # every rank runs the same number of forwards (collective layers such as SyncBN stay in step)
-            for _ in range(math.ceil(n_batches / self.world_size) - mine):
-                if last is not None:
-                    net(last)
-            if self.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(totals)
-        finally:
-            buffers = dict(net.named_buffers())
-            for n, b in saved.items():
-                buffers[n].copy_(b)
-            net.train(was_training)
-        if totals[2] == 0:
-            raise ValueError("the validation loader for perturbation selection yielded no samples")
-        self.calls += 1
-        self.seconds += time.perf_counter() - start
-        return float(totals[0] / totals[2]), float(totals[1] / totals[2])
+from dnas.io import append_line, atomic_write_text, check_checkpoint, log_dir
 
 
 # ---------------------------------------------------------------------------------------------------------- callback
@@ -545,41 +350,3 @@ def _find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> to
         if any(id(p) in ids for group in opt.param_groups for p in group["params"]):
             return opt
     return None
-
-
-def load_supernet_state(supernet: Supernet, path: str | Path) -> None:
-    """Load ``path`` (:func:`dnas.io.load_checkpoint`: ``torch.load(weights_only=True)``) into ``supernet``.
-
-    Formats as ``init_from`` above.
-
-    Raises:
-        dnas.io.CheckpointError: the file is missing, empty, truncated, corrupt or holds pickled code.
-        ValueError: the file is not a state dict, or its keys do not fit the supernet (naming the file and keys).
-    """
-    state = load_checkpoint(path, map_location="cpu", what="init_from checkpoint")
-    path = str(path)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (a mapping of tensors), got {type(state).__name__}")
-    if "state_dict" in state and isinstance(state["state_dict"], dict):  # a Lightning checkpoint of a search module
-        prefix = "supernet."
-        state = {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
-        if not state:
-            raise ValueError(f"{path}: a Lightning checkpoint without 'supernet.*' weights")
-    if "alphas_normal" in state:  # the reference DARTS search network (quark0/darts)
-        from dnas.cells.darts import import_reference_state
-
-        import_reference_state(supernet, state)
-        return
-    ours = supernet.state_dict()
-    selection = supernet.selection_buffer_names()
-    missing = [k for k in ours if k not in state and k not in selection]
-    unexpected = [k for k in state if k not in ours]
-    if missing or unexpected:
-        raise ValueError(
-            f"{path} does not fit this {type(supernet).__name__}: {len(missing)} missing key(s) {missing[:3]}, "
-            f"{len(unexpected)} unexpected key(s) {unexpected[:3]}"
-        )
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(ours[k].shape):
-            raise ValueError(f"{path}: shape of {k!r} is {tuple(v.shape)}, the supernet has {tuple(ours[k].shape)}")
-    supernet.load_state_dict(state, strict=False)

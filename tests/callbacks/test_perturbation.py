@@ -8,15 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from dnas.callbacks.evaluation import SupernetEvaluator, load_supernet_state
 from dnas.callbacks.magnitude import magnitude_genotype
-from dnas.callbacks.perturbation import (
-    SupernetEvaluator,
-    load_supernet_state,
-    num_decisions,
-    project_op,
-    project_topology,
-    topology_nodes,
-)
+from dnas.callbacks.projection import num_decisions, project_op, project_topology, topology_nodes
 from dnas.cells.base import DagCell, Supernet, argmax_cell, topk_cell
 from dnas.genotypes import CellSpec, Genotype, SpaceSpec
 

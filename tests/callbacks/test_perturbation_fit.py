@@ -183,7 +183,7 @@ def test_separate_stage_from_a_trained_supernet(tmp_path):
     class Probe(Callback):
         def on_train_start(self, trainer, pl_module):
             nonlocal expected_base
-            from dnas.callbacks.perturbation import SupernetEvaluator
+            from dnas.callbacks.evaluation import SupernetEvaluator
 
             got = pl_module.supernet.state_dict()
             for k, v in module.supernet.state_dict().items():
