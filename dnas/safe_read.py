@@ -9,6 +9,7 @@ free of PyTorch Lightning.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 
@@ -95,3 +96,19 @@ def _check_size(size: int, limit: int, what: str, shown: str, error: type[Except
 def _reason(err: BaseException) -> str:
     text = (err.strerror if isinstance(err, OSError) else None) or str(err) or type(err).__name__
     return text[:1].lower() + text[1:]
+
+
+def short(value: object, limit: int = 60) -> str:
+    """``repr`` of a value from a user's file, cut to ``limit`` characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reject_constant(name: str) -> object:
+    """``json.loads(parse_constant=...)``: NaN and infinities are not numbers a user's file may hold."""
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def is_finite_number(x: object) -> bool:
+    """A JSON number (int or float, not bool) that is finite."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

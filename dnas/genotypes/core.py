@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnas.safe_read import read_user_file
+from dnas.safe_read import read_user_file, reject_constant, short
 
 SCHEMA_VERSION = 1
 _MAX_JSON_BYTES = 4 * 1024 * 1024
@@ -173,7 +173,7 @@ def require_space_spec(space: str, source: str = "genotype") -> SpaceSpec:
     spec = _SPACES.get(space)
     if spec is None:
         raise GenotypeError(
-            f"{source}: unknown space {_short(space)}; known: {registered_spaces()}; import the module that defines it"
+            f"{source}: unknown space {short(space)}; known: {registered_spaces()}; import the module that defines it"
         )
     return spec
 
@@ -255,7 +255,7 @@ class Genotype:
             raise GenotypeError(f"{source}: field 'schema_version' must be {SCHEMA_VERSION}, got {version!r}")
         space = data.get("space")
         if not isinstance(space, str) or not space:
-            raise GenotypeError(f"{source}: field 'space' must be a non-empty string, got {_short(space)}")
+            raise GenotypeError(f"{source}: field 'space' must be a non-empty string, got {short(space)}")
         _check_name(space, f"{source}: field 'space'")
         cells_in = data.get("cells")
         if not isinstance(cells_in, dict) or not cells_in:
@@ -283,23 +283,23 @@ class Genotype:
             edges = []
             for i, e in enumerate(edges_in):
                 if not (isinstance(e, list) and len(e) == 3):
-                    raise GenotypeError(f"{where}.edges[{i}] must be a list [op, src, dst], got {_short(e)}")
+                    raise GenotypeError(f"{where}.edges[{i}] must be a list [op, src, dst], got {short(e)}")
                 op, src, dst = e
                 if not isinstance(op, str):
-                    raise GenotypeError(f"{where}.edges[{i}][0] (op) must be a string, got {_short(op)}")
+                    raise GenotypeError(f"{where}.edges[{i}][0] (op) must be a string, got {short(op)}")
                 _check_name(op, f"{where}.edges[{i}][0] (op)")
                 for label, v in (("src", src), ("dst", dst)):
                     if not _is_index(v):
                         raise GenotypeError(
                             f"{where}.edges[{i}] field '{label}' must be a node index (int 0..{MAX_NODE}), "
-                            f"got {_short(v)}"
+                            f"got {short(v)}"
                         )
                 edges.append(Edge(op, src, dst))
             concat = cell.get("concat", [])
             if not isinstance(concat, list) or len(concat) > MAX_NODE + 1 or not all(_is_index(c) for c in concat):
                 raise GenotypeError(
                     f"{where}.concat must be a list of at most {MAX_NODE + 1} node indices (int 0..{MAX_NODE}), "
-                    f"got {_short(concat)}"
+                    f"got {short(concat)}"
                 )
             cells[str(name)] = CellGenotype(tuple(edges), tuple(concat))
         genotype = cls(space, cells, meta)
@@ -323,7 +323,7 @@ class Genotype:
         if len(text) > _MAX_JSON_BYTES:
             raise GenotypeError(f"{source}: text is larger than {_MAX_JSON_BYTES} characters; not a genotype")
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=reject_constant)
         except json.JSONDecodeError as err:
             raise GenotypeError(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
         except RecursionError:
@@ -416,7 +416,7 @@ def _is_index(v: Any) -> bool:
 def _check_name(name: Any, where: str) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise GenotypeError(
-            f"{where} {_short(name)} is not a valid name; names are 1 to 64 of A-Z a-z 0-9 _ . - ({NAME_PATTERN})"
+            f"{where} {short(name)} is not a valid name; names are 1 to 64 of A-Z a-z 0-9 _ . - ({NAME_PATTERN})"
         )
 
 
@@ -426,7 +426,7 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
     items = 1
 
     def where(path: tuple[Any, ...]) -> str:
-        return "meta" + "".join(f"[{_short(k, 40)}]" for k in path)
+        return "meta" + "".join(f"[{short(k, 40)}]" for k in path)
 
     while stack:
         value, depth, path = stack.pop()
@@ -441,7 +441,7 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
             if isinstance(value, dict):
                 for k, v in value.items():
                     if not isinstance(k, str):
-                        raise GenotypeError(f"{source}: {where(path)} has the key {_short(k)}; keys must be strings")
+                        raise GenotypeError(f"{source}: {where(path)} has the key {short(k)}; keys must be strings")
                     stack.append((v, depth + 1, (*path, k)))
             else:
                 stack.extend((v, depth + 1, (*path, i)) for i, v in enumerate(value))
@@ -451,19 +451,6 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
             raise GenotypeError(
                 f"{source}: {where(path)} holds a Python {type(value).__name__}; meta must be plain JSON"
             )
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} is not allowed")
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    text = repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 BUILD_KEY = "build"
@@ -499,7 +486,7 @@ def recorded_build(genotype: Genotype) -> tuple[dict[str, Any], tuple[int, ...] 
     if shape is not None:
         if not (isinstance(shape, list) and shape and all(_is_index(d) and d > 0 for d in shape)):
             raise GenotypeError(
-                f"genotype meta.{BUILD_KEY}.input_shape must be a list of sizes >= 1, got {_short(shape)}"
+                f"genotype meta.{BUILD_KEY}.input_shape must be a list of sizes >= 1, got {short(shape)}"
             )
         shape = tuple(shape)
     return dict(options), shape

@@ -25,7 +25,7 @@ import torch
 
 from dnas.io import atomic_write_text
 from dnas.latency.shapes import Site
-from dnas.safe_read import read_user_file, shown_path
+from dnas.safe_read import is_finite_number, read_user_file, reject_constant, short, shown_path
 
 SCHEMA_VERSION = 1
 KIND = "dnas.cost_table"
@@ -115,25 +115,24 @@ class CostTable:
                 raise CostTableError(f"{where} must be an object")
             for key, typ in (("module", str), ("group", str), ("edge", int), ("input_shape", list), ("ops", dict)):
                 if not isinstance(e.get(key), typ) or isinstance(e.get(key), bool):
-                    raise CostTableError(f"{where}: field {key!r} must be a {typ.__name__}, got {_short(e.get(key))}")
+                    raise CostTableError(f"{where}: field {key!r} must be a {typ.__name__}, got {short(e.get(key))}")
             if e["edge"] < 0:
                 raise CostTableError(f"{where}: field 'edge' must be >= 0, got {e['edge']}")
             if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in e["input_shape"]):
                 raise CostTableError(
-                    f"{where}: field 'input_shape' must be a list of ints >= 0, got {_short(e['input_shape'])}"
+                    f"{where}: field 'input_shape' must be a list of ints >= 0, got {short(e['input_shape'])}"
                 )
             for op, v in e["ops"].items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                     raise CostTableError(
-                        f"{where} ({_short(e['module'])}): op {_short(op)} has cost {_short(v)}; "
-                        "need a finite value >= 0"
+                        f"{where} ({short(e['module'])}): op {short(op)} has cost {short(v)}; need a finite value >= 0"
                     )
             stats = e.get("stats", {})
             if not isinstance(stats, dict) or not all(
-                isinstance(st, dict) and all(_is_finite(x) for x in st.values()) for st in stats.values()
+                isinstance(st, dict) and all(is_finite_number(x) for x in st.values()) for st in stats.values()
             ):
                 raise CostTableError(
-                    f"{where}: field 'stats' must be an object of op -> {{name: finite number}}, got {_short(stats)}"
+                    f"{where}: field 'stats' must be an object of op -> {{name: finite number}}, got {short(stats)}"
                 )
             shape = tuple(e["input_shape"])
             entries.append(Entry(e["module"], e["group"], e["edge"], shape, dict(e["ops"]), stats))
@@ -166,7 +165,7 @@ class CostTable:
                 f"cost table {shown_path(path)} is not UTF-8 text ({err.reason} at byte {err.start})"
             ) from None
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=reject_constant)
         except json.JSONDecodeError as err:
             raise CostTableError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
         except RecursionError:
@@ -269,19 +268,6 @@ def merge(tables: Iterable[CostTable], overwrite: bool = False) -> CostTable:
     meta = dict(tables[0].meta)
     meta["merged_from"] = metas
     return CostTable(metric, list(merged.values()), meta)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} is not allowed")
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    text = repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _nesting(value: Any) -> int:
