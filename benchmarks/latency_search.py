@@ -43,7 +43,7 @@ def search(table, args, tmp: str):
     pl.seed_everything(args.seed, verbose=False)
     net = supernet()
     loss = None if table is None else LatencyLoss(table, form="fbnet", alpha=0.2, beta=0.6, scale=1000.0)
-    module = dnas.FBNet(net, latency_loss=loss, arch_warmup_epochs=1, write_genotype=False)
+    module = dnas.FBNet(net, latency_loss=loss, arch_warmup_epochs=1)
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         limit_train_batches=args.batches,

@@ -1,15 +1,19 @@
-"""Callbacks: architecture selection, temperature schedules, genotype tracking and plots."""
+"""Callbacks: architecture selection, temperature schedules, genotype files, the end-of-search export and plots."""
 
 from dnas.callbacks.ddp_check import ArchSyncCheck
+from dnas.callbacks.genotype_writer import GenotypeWriter
 from dnas.callbacks.magnitude import MagnitudeSelection
 from dnas.callbacks.perturbation import PerturbationSelection
 from dnas.callbacks.plots import AlphaPlots
+from dnas.callbacks.search_export import SearchExport
 from dnas.callbacks.temperature import TemperatureSchedule
 
 __all__: list[str] = [
     "AlphaPlots",
     "ArchSyncCheck",
+    "GenotypeWriter",
     "MagnitudeSelection",
     "PerturbationSelection",
+    "SearchExport",
     "TemperatureSchedule",
 ]

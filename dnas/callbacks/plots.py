@@ -218,9 +218,12 @@ class AlphaPlots(pl.Callback):
             self.run_time_s += time.perf_counter() - self._fit_start
             self._fit_start = None
         if self.report and trainer.is_global_zero and len(self.epochs) > 1:
+            from dnas.callbacks.search_export import SearchExport
             from dnas.viz.search_report import write_search_report
 
-            md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module))
+            # the model section describes the network the run's SearchExport writes, with its builder options
+            options = next((cb.options for cb in trainer.callbacks if isinstance(cb, SearchExport)), None)
+            md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module), options)
             rank_zero_info(f"dnas: search report written to {md} (and report.html)")
 
     # ------------------------------------------------------------------ pictures

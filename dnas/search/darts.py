@@ -11,7 +11,6 @@ rate follows a cosine schedule stepped once per epoch. Subclasses specialise sma
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,6 @@ from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.genotypes.core import with_build
-from dnas.io import append_line, atomic_write_text
 from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
@@ -35,6 +33,10 @@ from dnas.search.architect import unrolled_grad
 
 class DARTS(pl.LightningModule):
     """Differentiable architecture search, first or second order.
+
+    The module writes no files: :class:`dnas.callbacks.GenotypeWriter` writes ``genotype.json`` and
+    ``genotype_history.jsonl`` each epoch and :class:`dnas.callbacks.SearchExport` the end-of-fit export (the
+    example configs list both); they read :meth:`current_genotype` and :meth:`input_shape`.
 
     Args:
         supernet: the search space (any :class:`~dnas.cells.Supernet`), e.g. ``dnas.cells.darts.DartsSupernet``.
@@ -48,15 +50,9 @@ class DARTS(pl.LightningModule):
         arch_warmup_epochs: epochs of weight-only training before architecture updates start (PC-DARTS: 15).
         unrolled_r: numerator of the finite-difference ε = r / ‖∇w' L_val‖ (paper: 0.01).
         on_nonfinite: ``"raise"`` stops with an error naming the step and the term; ``"skip"`` drops that update.
-        write_genotype: write ``genotype.json`` and ``genotype_history.jsonl`` to the log directory each epoch.
         num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
         latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
             combined with the task loss of the architecture step; its value is logged every step.
-        export_on_fit_end: at the end of ``fit`` write the final genotype's discrete network to ``<log dir>/export/``
-            (``model.py`` needing only torch, ``weights.pt`` = untrained initialisation, ``summary.json``), for every
-            space; a network that cannot be exported is skipped with a message saying why.
-        export_options: builder options of that network over the supernet's recorded sizes (e.g. DARTS
-            ``{"init_channels": 36, "layers": 20}``); None = the supernet's skeleton.
     """
 
     def __init__(
@@ -72,11 +68,8 @@ class DARTS(pl.LightningModule):
         arch_warmup_epochs: int = 0,
         unrolled_r: float = 0.01,
         on_nonfinite: Literal["raise", "skip"] = "raise",
-        write_genotype: bool = True,
         num_classes: int | None = None,
         latency_loss: LatencyLoss | None = None,
-        export_on_fit_end: bool = True,
-        export_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         if not isinstance(supernet, Supernet):
@@ -99,8 +92,6 @@ class DARTS(pl.LightningModule):
         self._epoch_start = 0.0
         # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
         self.arch_updates_enabled = True
-        self.export_on_fit_end = export_on_fit_end
-        self.export_options = dict(export_options or {})
 
     def _infer_num_classes(self) -> int:
         if self.hparams.num_classes:
@@ -351,8 +342,6 @@ class DARTS(pl.LightningModule):
             sched.step()
         self.log_alpha_stats()
         self.log("time/epoch_s", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
-        if self.hparams.write_genotype:
-            self.write_genotype()
 
     def log_alpha_stats(self) -> None:
         with torch.no_grad():
@@ -386,15 +375,6 @@ class DARTS(pl.LightningModule):
         from rank-zero-only code would hang.
         """
         return run_log_dir(self.trainer)
-
-    def write_genotype(self) -> Genotype:
-        genotype = self.current_genotype()
-        if self.trainer.is_global_zero:
-            out = self.log_dir()
-            atomic_write_text(out / "genotype.json", genotype.to_json())
-            append_line(out / "genotype_history.jsonl", json.dumps(genotype.to_dict(), separators=(",", ":")))
-            rank_zero_info(f"epoch {self.current_epoch}: {genotype}")
-        return genotype
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, metric: MulticlassAccuracy, prefix: str) -> torch.Tensor:
@@ -450,16 +430,6 @@ class DARTS(pl.LightningModule):
                 f"supernet {key}={have} but the data module {type(dm).__name__} yields {want} {what}; "
                 f"set --model.init_args.supernet.init_args.{key} {want}"
             )
-
-    def on_fit_end(self) -> None:
-        if not self.export_on_fit_end or not self.trainer.is_global_zero:
-            return
-        from dnas.export.search_hook import export_search_result
-
-        _, message = export_search_result(
-            self.current_genotype(), self.log_dir() / "export", self.input_shape(), self.export_options
-        )
-        rank_zero_info(f"dnas: {message}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()

@@ -6,9 +6,10 @@ combined with the expected latency of the sampled weights (``latency_loss``, FBN
 τ is a registered buffer (checkpoints carry it) driven by :class:`dnas.callbacks.temperature.TemperatureSchedule`
 (FBNet: 5.0 · exp(−0.045 · epoch)). Validation and test use the plain softmax of α (no noise).
 
-The final architecture is the per-layer argmax (``genotype.json``, every epoch) or, with ``final="sample"``,
-``num_samples`` architectures drawn from ``softmax(α)`` at the end of training (``genotype_sample_<i>.json``), as
-the paper samples several and trains them from scratch.
+The final architecture is the per-layer argmax (``current_genotype()``; ``genotype.json`` every epoch with
+:class:`dnas.callbacks.GenotypeWriter`) or, with ``final="sample"``, ``num_samples`` architectures drawn from
+``softmax(α)`` at the end of training (:meth:`FBNet.sample_genotypes`; the writer saves them as
+``genotype_sample_<i>.json``), as the paper samples several and trains them from scratch.
 
 Distributed training: every candidate runs in every forward, hard mode included (the one-hot weights multiply
 every candidate's output), so all weights receive gradients and plain ``ddp`` works: no ``find_unused_parameters``.
@@ -21,11 +22,9 @@ from typing import Literal
 
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_info
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
-from dnas.io import atomic_write_text
 from dnas.latency.loss import LatencyLoss
 from dnas.ops.gumbel import GumbelSampler
 from dnas.search.darts import DARTS
@@ -39,7 +38,8 @@ class FBNet(DARTS):
         temperature: initial Gumbel temperature τ (paper: 5.0); a schedule callback changes it per epoch.
         hard: straight-through one-hot samples instead of the paper's soft samples.
         latency_loss: the cost term (``dnas.latency.LatencyLoss``); None searches on cross-entropy alone.
-        final: ``"argmax"`` (per-layer argmax) or ``"sample"`` (also write ``num_samples`` sampled genotypes).
+        final: ``"argmax"`` (per-layer argmax) or ``"sample"`` (also ``num_samples`` sampled genotypes, written by
+            :class:`dnas.callbacks.GenotypeWriter` at the end of fit).
         num_samples: architectures sampled at the end of training when ``final="sample"``.
         sample_seed: seed of those samples.
         w_optimizer: weight optimizer; None = SGD(lr 0.1, momentum 0.9, weight decay 1e-4) (FBNet reimplementations).
@@ -50,7 +50,6 @@ class FBNet(DARTS):
         arch_grad_clip: max norm of the architecture gradients; 0 disables.
         arch_warmup_epochs: epochs of weight-only training before θ is trained (reimplementations: 10).
         on_nonfinite: ``"raise"`` or ``"skip"`` a non-finite update.
-        write_genotype: write ``genotype.json`` / ``genotype_history.jsonl`` each epoch.
         num_classes: checked against the datamodule.
     """
 
@@ -71,7 +70,6 @@ class FBNet(DARTS):
         arch_grad_clip: float = 0.0,
         arch_warmup_epochs: int = 0,
         on_nonfinite: Literal["raise", "skip"] = "raise",
-        write_genotype: bool = True,
         num_classes: int | None = None,
     ):
         if temperature <= 0:
@@ -91,7 +89,6 @@ class FBNet(DARTS):
             arch_grad_clip=arch_grad_clip,
             arch_warmup_epochs=arch_warmup_epochs,
             on_nonfinite=on_nonfinite,
-            write_genotype=write_genotype,
             num_classes=num_classes,
             latency_loss=latency_loss,
         )
@@ -123,12 +120,3 @@ class FBNet(DARTS):
             meta = {**geno.meta, "algorithm": type(self).__name__, "sample": i, "sample_seed": gen.initial_seed()}
             out.append(Genotype(geno.space, geno.cells, meta))
         return out
-
-    def on_fit_end(self) -> None:
-        super().on_fit_end()
-        if self.final != "sample" or not self.hparams.write_genotype or not self.trainer.is_global_zero:
-            return
-        out = self.log_dir()
-        for i, geno in enumerate(self.sample_genotypes()):
-            atomic_write_text(out / f"genotype_sample_{i}.json", geno.to_json())
-            rank_zero_info(f"sampled architecture {i}: {geno}")

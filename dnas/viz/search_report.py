@@ -31,27 +31,32 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def exported_model(pl_module, genotype: Genotype) -> tuple[torch.nn.Module | None, dict, str]:
+def exported_model(
+    genotype: Genotype, export_options: dict[str, Any] | None = None
+) -> tuple[torch.nn.Module | None, dict, str]:
     """``(model, options, message)``: the discrete network of ``genotype`` via :func:`dnas.export.build_model`.
 
-    Options: the genotype's recorded build options, then the module's ``export_options``; a failure becomes the
+    Options: the genotype's recorded build options, then ``export_options`` (those of the run's
+    :class:`~dnas.callbacks.SearchExport`, so the report describes the network it exported); a failure becomes the
     message the report shows.
     """
     from dnas.export import build_model
     from dnas.genotypes import GenotypeError
 
-    options = {k: v for k, v in (getattr(pl_module, "export_options", None) or {}).items() if v is not None}
+    options = {k: v for k, v in (export_options or {}).items() if v is not None}
     try:
         return build_model(genotype, **options), options, ""
     except (GenotypeError, TypeError, ValueError) as err:
         return None, {}, f"build_model failed: {err}"
 
 
-def model_section(pl_module, supernet, genotype: Genotype, input_shape, measure_latency: bool) -> Section:
+def model_section(
+    pl_module, supernet, genotype: Genotype, input_shape, measure_latency: bool, export_options=None
+) -> Section:
     from dnas.export.summary import FLOPS_DEFINITION, model_summary
 
     sec = Section("Exported model")
-    model, options, message = exported_model(pl_module, genotype)
+    model, options, message = exported_model(genotype, export_options)
     rows = []
     if model is None:
         sec.text(f"No discrete network: {message}.")
@@ -146,8 +151,13 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
     return parts + ([("text", note)] if note else [])
 
 
-def write_search_report(callback, trainer, pl_module, supernet) -> tuple[Path, Path]:
-    """Render the final pictures and write ``report.md`` + ``report.html`` into the trainer's log directory."""
+def write_search_report(
+    callback, trainer, pl_module, supernet, export_options: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
+    """Render the final pictures and write ``report.md`` + ``report.html`` into the trainer's log directory.
+
+    ``export_options`` are the builder options of the model section (those of the end-of-fit export, if any).
+    """
     out = callback.out_dir(trainer)
     plots = out / "plots"
     genotype = supernet.genotype()
@@ -207,7 +217,9 @@ def write_search_report(callback, trainer, pl_module, supernet) -> tuple[Path, P
         cu.text("No metrics were logged.")
     sections.append(cu)
 
-    sections.append(model_section(pl_module, supernet, genotype, callback.input_shape, callback.measure_latency))
+    sections.append(
+        model_section(pl_module, supernet, genotype, callback.input_shape, callback.measure_latency, export_options)
+    )
 
     # settings
     st = Section("Settings")

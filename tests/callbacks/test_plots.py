@@ -20,7 +20,7 @@ def tiny_search(tmp_path, callback, epochs=2, loggers=None):
     skip = net.primitives.index("skip_connect")
     with torch.no_grad():  # a collapsed normal cell: skip wins every edge by far
         net.alpha("normal")[:, skip] = 6.0
-    model = dnas.DARTS(net, export_on_fit_end=False)
+    model = dnas.DARTS(net)
     trainer = pl.Trainer(
         max_epochs=epochs, limit_train_batches=1, limit_val_batches=1, logger=loggers or CSVLogger(tmp_path),
         callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

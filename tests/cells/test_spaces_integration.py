@@ -75,7 +75,7 @@ def test_search_algorithms_run_on_every_space(tmp_path, space, algorithm, space_
     make, make_dm, shape = SPACES[space]
     supernet = make(**space_kwargs)
     before = {n: p.detach().clone() for n, p in supernet.named_arch_parameters()}
-    module = getattr(dnas, algorithm)(supernet, write_genotype=False, **module_kwargs)
+    module = getattr(dnas, algorithm)(supernet, **module_kwargs)
     fit(module, make_dm(), tmp_path)
     moved = [n for n, p in supernet.named_arch_parameters() if not torch.equal(p.detach(), before[n])]
     assert "arch.cell.alpha" in moved
@@ -94,7 +94,7 @@ def test_selection_callbacks_on_a_user_space(tmp_path):
     pt = PerturbationSelection(start_epoch=1, interval=1, val_subset=16, tune_lr=None, exclude_ops=["none"])
     epochs = 1 + pt.tune_epochs(supernet)  # one search epoch, then one decision per epoch for the 6 edges
     mag = MagnitudeSelection(at_epoch=0)
-    trainer = fit(dnas.DARTS(supernet, write_genotype=False), make_dm(), tmp_path, epochs, [mag, pt])
+    trainer = fit(dnas.DARTS(supernet), make_dm(), tmp_path, epochs, [mag, pt])
     assert mag.genotype is not None and mag.genotype.space == "tabular"
     assert bool(supernet.arch["cell"].fixed.all())  # every edge decided by perturbation
     chosen = Genotype.from_file(tmp_path / "genotype_perturbation.json")
@@ -122,7 +122,7 @@ def test_cost_tables_and_latency_loss(tmp_path, space):
         modules = dict(supernet.named_modules())
         want = sum(sum(p.numel() for p in modules[s.module]._ops[k].parameters()) for s in sites)
         assert float(loss.expected(supernet, w)) == pytest.approx(want)
-    module = dnas.DARTS(supernet, write_genotype=False, latency_loss=loss)
+    module = dnas.DARTS(supernet, latency_loss=loss)
     fit(module, make_dm(), tmp_path)
     check_export(supernet, shape)
 

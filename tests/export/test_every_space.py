@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import dnas
+from dnas.callbacks import GenotypeWriter, SearchExport
 from dnas.cells import CellSupernet
 from dnas.cells.conv1d import Conv1dSupernet
 from dnas.cells.darts import DartsSupernet
@@ -128,7 +129,7 @@ def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys):
     make, make_dm = SPACES[space]
     pl.seed_everything(0)
     supernet = make()
-    _trainer(tmp_path, "search").fit(dnas.DARTS(supernet), make_dm())
+    _trainer(tmp_path, "search", callbacks=[GenotypeWriter(), SearchExport()]).fit(dnas.DARTS(supernet), make_dm())
     run = tmp_path / "search" / "version_0"
     genotype = Genotype.from_file(run / "genotype.json")
     shape = tuple(genotype.meta["build"]["input_shape"])

@@ -1,4 +1,4 @@
-"""The export a search writes at the end of fit (``DARTS(export_on_fit_end=True)``)."""
+"""The export a search writes at the end of fit (the ``dnas.callbacks.SearchExport`` callback)."""
 
 import importlib.util
 import json
@@ -7,15 +7,17 @@ import pytorch_lightning as pl
 import torch
 
 from dnas import DARTS, Genotype
+from dnas.callbacks import SearchExport
 from dnas.cells.darts import DartsSupernet
 from dnas.data import DigitsDataModule
 from dnas.export.search_hook import export_search_result
 
 
-def fit(tmp_path, **kw):
+def fit(tmp_path, callbacks=None):
     pl.seed_everything(0)
-    module = DARTS(DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1), **kw)
+    module = DARTS(DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1))
     trainer = pl.Trainer(
+        callbacks=[SearchExport()] if callbacks is None else callbacks,
         accelerator="cpu",
         max_epochs=1,
         limit_train_batches=2,
@@ -52,8 +54,11 @@ def test_search_leaves_a_ready_model(tmp_path):
 
 
 def test_export_can_be_switched_off_and_resized(tmp_path):
-    off = DARTS(DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1), export_on_fit_end=False)
-    assert off.on_fit_end() is None  # returns before touching the trainer: nothing is written
+    _, log = fit(tmp_path / "off", callbacks=[])  # no SearchExport: the search module writes nothing itself
+    assert not (log / "export").exists() and not (log / "genotype.json").exists()
+    _, log = fit(tmp_path / "on", callbacks=[SearchExport(options={"init_channels": 6}, dirname="net")])
+    assert json.loads((log / "net" / "summary.json").read_text())["options"]["init_channels"] == 6
+    assert not (log / "export").exists()
     net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
     g = net.genotype()
     out, message = export_search_result(g, tmp_path / "e", (1, 8, 8), {"init_channels": 6, "layers": 4})

@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import torch
 
 import dnas
-from dnas.callbacks import TemperatureSchedule
+from dnas.callbacks import GenotypeWriter, TemperatureSchedule
 from dnas.cells.fbnet import FBNetSupernet
 from dnas.data import DigitsDataModule
 from dnas.genotypes import Genotype
@@ -50,7 +50,7 @@ def test_fbnet_search_warmup_latency_logging_temperature_and_samples(tmp_path):
         limit_val_batches=1,
         accelerator="cpu",
         log_every_n_steps=1,
-        callbacks=[TemperatureSchedule(initial=5.0, rate=0.045), Watch()],
+        callbacks=[TemperatureSchedule(initial=5.0, rate=0.045), Watch(), GenotypeWriter()],
         logger=pl.loggers.CSVLogger(tmp_path),
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 import dnas
+from dnas.callbacks import GenotypeWriter
 from dnas.cells.darts import DartsSupernet
 from dnas.cli import DnasCLI
 from dnas.data import DigitsDataModule
@@ -21,8 +22,9 @@ def _supernet(layers=2, **kw):
     return DartsSupernet(init_channels=4, num_classes=10, layers=layers, in_channels=1, **kw)
 
 
-def _trainer(tmp_path, steps=2):
+def _trainer(tmp_path, steps=2, callbacks=()):
     return pl.Trainer(
+        callbacks=list(callbacks),
         max_steps=steps,
         limit_val_batches=0,
         accelerator="cpu",
@@ -49,14 +51,13 @@ def test_pcdarts_defaults_are_the_papers():
 
 
 def test_k1_without_edge_normalisation_computes_what_darts_computes(tmp_path):
-    darts = dnas.DARTS(_supernet(), w_optimizer=SGD, a_optimizer=ADAM, write_genotype=False)
+    darts = dnas.DARTS(_supernet(), w_optimizer=SGD, a_optimizer=ADAM)
     pc = dnas.PCDARTS(
         _supernet(partial_channels=1, edge_normalization=False),
         w_optimizer=SGD,
         a_optimizer=ADAM,
         w_lr_min=0.001,
         arch_warmup_epochs=0,
-        write_genotype=False,
     )
     assert torch.equal(
         torch.cat([p.flatten() for p in darts.parameters()]), torch.cat([p.flatten() for p in pc.parameters()])
@@ -86,7 +87,7 @@ def test_pcdarts_trains_alpha_and_beta_on_partial_channel_supernet(tmp_path):
     grads = torch.autograd.grad(loss, model.supernet.arch_parameters())
     assert all(g.abs().sum() > 0 for g in grads)  # β gets a gradient through the node sums
     pl.seed_everything(0)
-    _trainer(tmp_path, steps=2).fit(model, DigitsDataModule(batch_size=8))
+    _trainer(tmp_path, steps=2, callbacks=[GenotypeWriter()]).fit(model, DigitsDataModule(batch_size=8))
     for n, p in model.supernet.named_arch_parameters():
         assert not torch.equal(before[n], p.detach()), n
     genotype = json.loads((tmp_path / "genotype.json").read_text())
@@ -94,7 +95,7 @@ def test_pcdarts_trains_alpha_and_beta_on_partial_channel_supernet(tmp_path):
 
 
 def test_pcdarts_warmup_keeps_alpha_and_beta(tmp_path):
-    model = dnas.PCDARTS(_supernet(partial_channels=2, edge_normalization=True), write_genotype=False)
+    model = dnas.PCDARTS(_supernet(partial_channels=2, edge_normalization=True))
     before = [p.detach().clone() for p in model.supernet.arch_parameters()]
     _trainer(tmp_path, steps=2).fit(model, DigitsDataModule(batch_size=8))
     assert all(torch.equal(a, p.detach()) for a, p in zip(before, model.supernet.arch_parameters()))

@@ -139,8 +139,8 @@ def _trainer(tmp_path, batches, epochs=1, **kw):
 
 
 def test_lambda_zero_is_darts(tmp_path):
-    darts = dnas.DARTS(_darts_supernet(), write_genotype=False)
-    sd = dnas.SDDARTS(_darts_supernet(), distill_weight=0.0, write_genotype=False)
+    darts = dnas.DARTS(_darts_supernet())
+    sd = dnas.SDDARTS(_darts_supernet(), distill_weight=0.0)
     for model in (darts, sd):
         pl.seed_everything(0)
         _trainer(tmp_path, 2).fit(model, DigitsDataModule(batch_size=8))
@@ -195,7 +195,7 @@ class _Capture(pl.Callback):
 
 
 def test_teachers_survive_checkpoint_and_resume(tmp_path):
-    model = dnas.SDDARTS(_darts_supernet(), num_teachers=2, write_genotype=False)
+    model = dnas.SDDARTS(_darts_supernet(), num_teachers=2)
     pl.seed_everything(0)
     trainer = _trainer(tmp_path, 3)
     trainer.fit(model, DigitsDataModule(batch_size=8))
@@ -206,7 +206,7 @@ def test_teachers_survive_checkpoint_and_resume(tmp_path):
     x = torch.randn(4, 1, 8, 8)
     before = model.teacher_logits(x)
 
-    other = dnas.SDDARTS(_darts_supernet(seed=1), num_teachers=2, write_genotype=False)
+    other = dnas.SDDARTS(_darts_supernet(seed=1), num_teachers=2)
     other.load_state_dict(ckpt["state_dict"])
     other.on_load_checkpoint(ckpt)
     after = other.teacher_logits(x)
@@ -214,7 +214,7 @@ def test_teachers_survive_checkpoint_and_resume(tmp_path):
     assert other._weight_steps == 3
 
     capture = _Capture()  # a resumed fit starts with the same teachers
-    resumed = dnas.SDDARTS(_darts_supernet(seed=1), num_teachers=2, write_genotype=False)
+    resumed = dnas.SDDARTS(_darts_supernet(seed=1), num_teachers=2)
     _trainer(tmp_path, 1, epochs=2, callbacks=[capture]).fit(resumed, DigitsDataModule(batch_size=8), ckpt_path=path)
     assert sorted(capture.steps) == [1, 2]
     order = torch.tensor(capture.steps).argsort(descending=True)
