@@ -15,11 +15,13 @@ import stat
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from jsonargparse import ArgumentError
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
 TOOLS: dict[str, str] = {
@@ -37,7 +39,9 @@ _CKPT_KEYWORDS = ("last", "best", "hpc")
 
 
 def _fail(message: str) -> typing.NoReturn:
-    print(f"dnas: error: {message}", file=sys.stderr)
+    from dnas.errors import one_line
+
+    print(f"dnas: error: {one_line(message)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -48,7 +52,8 @@ class DnasCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"default_env": True, "env_prefix": "DNAS"})
+        # exit_on_error=False: a bad argument raises ArgumentError, which main() prints as one line
+        kwargs.setdefault("parser_kwargs", {"default_env": True, "env_prefix": "DNAS", "exit_on_error": False})
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
 
@@ -226,9 +231,15 @@ def main(args: ArgsType = None) -> None:
     from dnas.io import CheckpointError
 
     try:
-        DnasCLI(args=argv)
+        with warnings.catch_warnings():
+            # dnas hands LightningCLI its arguments on purpose (tools and tests run it in-process): not a mistake
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run")
+            DnasCLI(args=argv)
     except CheckpointError as err:  # --ckpt_path (checked before the run, or read by dnas.io.AtomicCheckpointIO)
         _fail(str(err))
+    except ArgumentError as err:  # the parser's own errors (exit_on_error=False): one line, not usage + message
+        command = argv[0] if isinstance(argv, list) and argv and not argv[0].startswith("-") else ""
+        _fail(f"{err} (dnas {command} --help lists the options)".replace("  ", " "))
 
 
 if __name__ == "__main__":  # pragma: no cover

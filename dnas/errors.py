@@ -24,3 +24,14 @@ class DataNotFoundError(DataError, FileNotFoundError):
     """The input data is not where the configuration points (also a ``FileNotFoundError``)."""
 
     kind = "data not found"
+
+
+def one_line(text: object, limit: int = 800) -> str:
+    """``text`` as one printable line for an error message.
+
+    Line breaks (a parser's layout, or a file name or value a user gave) become spaces, runs of white space collapse,
+    other control characters are escaped, and the result is cut at ``limit`` characters.
+    """
+    out = " ".join(str(text).split())
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in out)
+    return out if len(out) <= limit else out[: limit - 3] + "..."

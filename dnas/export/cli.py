@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dnas.errors import one_line
+
 OPTION_KEYS = ("init_channels", "layers", "num_classes", "in_channels", "stem", "auxiliary")
 """Options with a flag of their own (the DARTS evaluation network's, and the common num_classes / in_channels)."""
 
@@ -218,11 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(list(sys.argv[1:] if argv is None else argv))
     except (GenotypeError, ExportError, CheckpointMismatchError, FileNotFoundError, ValueError) as err:
-        print(f"dnas export: error: {err}", file=sys.stderr)
+        print(f"dnas export: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as err:  # an I/O failure not anticipated above: still one line that names the file
         where = f" ({err.filename!r})" if err.filename else ""
-        print(f"dnas export: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(f"dnas export: error: {one_line(f'{err.strerror or err}{where}')}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from dnas.errors import one_line
 from dnas.latency.measure import DTYPES, measure_table
 from dnas.latency.table import METRICS, CostTable, CostTableError, merge
 from dnas.safe_read import shown_path
@@ -52,7 +53,7 @@ def _merge(argv: list[str]) -> None:
         merged = merge((CostTable.load(t) for t in args.tables), overwrite=args.overwrite)
         merged.save(args.out)
     except CostTableError as err:
-        p.exit(2, f"dnas lut merge: error: {err}\n")
+        p.exit(2, f"dnas lut merge: error: {one_line(err)}\n")
     except OSError as err:
         p.exit(2, f"dnas lut merge: error: cannot write {shown_path(args.out)}: {err.strerror or err}\n")
     print(f"merged {len(args.tables)} tables ({len(merged.entries)} entries) into {args.out}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
+from dnas.errors import one_line
 from dnas.genotypes import GenotypeError, load, require_space_spec
 from dnas.safe_read import shown_path
 from dnas.viz.cells import ENGINES, render_genotype
@@ -41,7 +42,7 @@ class PlotError(SystemExit):
 
     def __init__(self, message: str):
         super().__init__(2)
-        self.message = f"dnas plot: error: {message}"
+        self.message = f"dnas plot: error: {one_line(message)}"
 
     def __str__(self) -> str:
         return self.message
