@@ -1,6 +1,6 @@
 """Every shipped space, and a user's space with an op of its own, takes the same path.
 
-search (one short epoch) -> ``genotype.json`` -> the end-of-search export at the supernet's sizes -> ``dnas export
+search (one short epoch) -> ``genotype.json`` and the report's model section -> the end-of-search export at the supernet's sizes -> ``dnas export
 --format python`` -> ``model.py`` loaded in a process where ``import dnas`` fails gives the logits of
 ``build_model(genotype)`` with the exported weights -> ``dnas.Retrain`` trains it for a few batches on the space's data.
 """
@@ -34,6 +34,7 @@ from dnas.data.tabular import TabularDataModule
 from dnas.export import build_model
 from dnas.genotypes import Genotype
 from dnas.ops import register_op
+from dnas.viz.search_report import model_section
 
 
 class Gate(nn.Module):
@@ -129,11 +130,18 @@ def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys):
     make, make_dm = SPACES[space]
     pl.seed_everything(0)
     supernet = make()
-    _trainer(tmp_path, "search", callbacks=[GenotypeWriter(), SearchExport()]).fit(dnas.DARTS(supernet), make_dm())
+    module = dnas.DARTS(supernet)
+    _trainer(tmp_path, "search", callbacks=[GenotypeWriter(), SearchExport()]).fit(module, make_dm())
     run = tmp_path / "search" / "version_0"
     genotype = Genotype.from_file(run / "genotype.json")
     shape = tuple(genotype.meta["build"]["input_shape"])
     assert genotype.meta["build"]["options"] == supernet.build_options()
+
+    # the search report's model section: the found network's parameters and FLOPs, for every space
+    section = model_section(module, supernet, genotype, list(shape), measure_latency=False)
+    rows = {row[0]: row[1] for part in section.parts if part[0] == "table" for row in part[2]}
+    assert int(rows["parameters"].replace(",", "")) == sum(p.numel() for p in build_model(genotype).parameters())
+    assert int(rows[f"FLOPs at input {(1, *shape)}"].replace(",", "")) > 0
 
     # the end-of-search export: the found network at the supernet's sizes
     assert (run / "export" / "model.py").is_file()
