@@ -1,8 +1,9 @@
 """Every shipped space, and a user's space with an op of its own, takes the same path.
 
-search (one short epoch) -> ``genotype.json`` and the report's model section -> the end-of-search export at the supernet's sizes -> ``dnas export
---format python`` -> ``model.py`` loaded in a process where ``import dnas`` fails gives the logits of
-``build_model(genotype)`` with the exported weights -> ``dnas.Retrain`` trains it for a few batches on the space's data.
+search (one short epoch) -> ``genotype.json`` and the report's model section -> the end-of-search export at the
+supernet's sizes -> ``dnas export --format python`` -> ``model.py`` loaded in a process where ``import dnas`` fails
+gives the logits of ``build_model(genotype)`` with the exported weights -> ``dnas.Retrain`` trains it for a few
+batches on the space's data.
 """
 
 from __future__ import annotations
