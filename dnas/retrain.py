@@ -1,6 +1,6 @@
 """Retrain (evaluate) a found architecture from scratch: the DARTS evaluation recipe as a LightningModule.
 
-Defaults are the DARTS CIFAR-10 recipe (reference ``cnn/train.py``, ALGORITHMS.md §2): SGD lr 0.025 momentum 0.9
+Defaults are the DARTS CIFAR-10 recipe (reference quark0/darts ``cnn/train.py``): SGD lr 0.025 momentum 0.9
 weight decay 3e-4, cosine schedule to 0 over the run, auxiliary head weighted 0.4, drop-path 0.2 ramped linearly
 (``p · epoch / epochs``), gradient clipping at norm 5 (cutout 16 is a datamodule option:
 ``CIFAR10DataModule(search=False, cutout=16)``). The ImageNet recipe (``train_imagenet.py``) is a configuration of

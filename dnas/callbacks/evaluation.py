@@ -1,7 +1,7 @@
 """Measuring a supernet for perturbation-based selection, and loading the trained supernet that selection starts from.
 
 Part of DARTS-PT (Wang et al., "Rethinking Architecture Selection in Differentiable NAS", ICLR 2021; reference code
-``ruocwang/darts-pt``; ALGORITHMS.md §4): :class:`SupernetEvaluator` is the measurement the projection steps of
+``ruocwang/darts-pt``): :class:`SupernetEvaluator` is the measurement the projection steps of
 :mod:`dnas.callbacks.projection` call, :func:`load_supernet_state` the ``init_from`` loader of
 :class:`dnas.callbacks.perturbation.PerturbationSelection` (our supernet state dict, a Lightning checkpoint of ours, or
 a reference DARTS supernet state).

@@ -1,4 +1,4 @@
-"""Perturbation-based architecture selection: the DARTS-PT callback (ALGORITHMS.md §4).
+"""Perturbation-based architecture selection: the DARTS-PT callback.
 
 Wang et al., "Rethinking Architecture Selection in Differentiable NAS", ICLR 2021 (reference code
 ``ruocwang/darts-pt``). Instead of reading the architecture off the largest α, DARTS-PT measures how much the trained

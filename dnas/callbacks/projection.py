@@ -1,7 +1,7 @@
 """DARTS-PT's op and topology projection: one selection decision on a supernet, measured by masking.
 
 From Wang et al., "Rethinking Architecture Selection in Differentiable NAS", ICLR 2021 (reference code
-``ruocwang/darts-pt``; ALGORITHMS.md §4). Instead of reading the architecture off the largest α, a decision measures
+``ruocwang/darts-pt``). Instead of reading the architecture off the largest α, a decision measures
 how much the trained supernet *needs* each op (or edge) by masking it:
 
 1. **op projection**: pick an undecided edge (random or fixed order), mask each candidate op in turn (its weight set to

@@ -1,4 +1,4 @@
-"""Temperature schedule of Gumbel-softmax search (FBNet: τ_e = 5.0 · exp(−0.045 · e), ALGORITHMS.md §6).
+"""Temperature schedule of Gumbel-softmax search (FBNet, Wu et al. 2019, §4.1: τ_e = 5.0 · exp(−0.045 · e)).
 
 Works with any LightningModule that has a ``temperature`` attribute: a registered buffer (``dnas.FBNet``; filled in
 place, so checkpoints carry it) or a plain float. The value is a function of the epoch, so a resumed run continues

@@ -1,4 +1,4 @@
-"""The DARTS CNN search space (Liu et al. 2019; reference `cnn/model_search.py`), ALGORITHMS.md §1.
+"""The DARTS CNN search space (Liu et al., ICLR 2019; reference quark0/darts `cnn/model_search.py`).
 
 :class:`DartsSupernet` has exactly the reference search network's parameters (same shapes, same order) and computes
 the same function; :func:`import_reference_state` maps a reference ``Network.state_dict()`` (plus ``alphas_normal`` /

@@ -1,4 +1,4 @@
-"""The FBNet search space (Wu et al. 2019, Table 1; ALGORITHMS.md §6): 22 searchable layers, 9 candidate blocks each.
+"""The FBNet search space (Wu et al. 2019, Table 1): 22 searchable layers, 9 candidate blocks each.
 
 The macro-architecture is a stem conv, seven stages of TBS (to-be-searched) layers, a 1×1 head conv, global pooling
 and a linear classifier. The layers form a chain: a DAG whose edges go ``l -> l+1``, so one α group ``layers`` of

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 search space (Dong & Yang, ICLR 2020; AutoDL-Projects), ALGORITHMS.md §8.
+"""The NAS-Bench-201 search space (Dong & Yang, ICLR 2020; D-X-Y/AutoDL-Projects).
 
 One cell type: input node 0, nodes 1..3, all six edges ``i -> j`` (α rows in the benchmark's order ``1<-0, 2<-0,
 2<-1, 3<-0, 3<-1, 3<-2``), five ops, output = node 3. The skeleton: stem conv3×3 + BN; ``N`` cells at C; a residual
@@ -51,7 +51,7 @@ class NB201Supernet(CellSupernet):
     edges = NB201_EDGES
     cell_output = "last"
     cell_types = (NB201_CELL,)
-    genotype_rule = "argmax"  # per edge, "none" allowed (ALGORITHMS.md §8)
+    genotype_rule = "argmax"  # per edge, "none" allowed, as the benchmark
 
     def __init__(
         self,

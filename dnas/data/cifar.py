@@ -1,4 +1,4 @@
-"""CIFAR-10 through torchvision, with the DARTS augmentation and normalisation (ALGORITHMS.md §2)."""
+"""CIFAR-10 through torchvision, with the DARTS augmentation and normalisation (quark0/darts ``cnn/utils.py``)."""
 
 from __future__ import annotations
 

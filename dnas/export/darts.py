@@ -2,7 +2,7 @@
 
 ``build_darts_network(genotype, init_channels=36, layers=20, ...)`` is the builder registered for the ``"darts"``
 space (and for ``"nasnet"``, the 5-node cells of NASNet and AmoebaNet that the DARTS code evaluates in the same
-network). ALGORITHMS.md §1:
+network). The layout, as in ``cnn/model.py``:
 
 * stem: CIFAR ``conv3×3 (in -> 3C) + BN``; ImageNet ``stem0`` (two stride-2 convs, in -> C/2 -> C) and ``stem1``
   (ReLU, stride-2 conv C -> C, BN), and cell 0 then treats its inputs as coming after a reduction;

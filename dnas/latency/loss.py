@@ -1,4 +1,4 @@
-"""The expected-cost term and the loss forms that combine it with the task loss (ALGORITHMS.md §6, §7).
+"""The expected-cost term and the loss forms that combine it with the task loss (FBNet, Wu et al. 2019; ProxylessNAS).
 
 Expected cost ``LAT(w) = Σ_groups Σ_edges Σ_k w[e, k] · T[e, k]``, where ``w`` are the edge weights the forward
 used (softmax for DARTS/PC-DARTS/SD-DARTS, the Gumbel mask for FBNet) and ``T`` the table folded per α row

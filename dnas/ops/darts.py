@@ -22,7 +22,7 @@ DARTS_PRIMITIVES: tuple[str, ...] = (
     "dil_conv_3x3",
     "dil_conv_5x5",
 )
-"""The α column order of the DARTS space (ALGORITHMS.md §1)."""
+"""The α column order of the DARTS space (quark0/darts ``cnn/genotypes.py`` ``PRIMITIVES``)."""
 
 PARAMETER_FREE_OPS: frozenset[str] = frozenset(
     {"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "max_pool_3", "avg_pool_3", "max_pool_5"}

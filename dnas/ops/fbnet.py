@@ -1,12 +1,14 @@
-"""The FBNet candidate blocks (Wu et al. 2019, Fig. 3; ALGORITHMS.md §6), registered as ops ``k3_e1`` ... ``skip``.
+"""The FBNet candidate blocks (Wu et al. 2019, Fig. 3), registered as ops ``k3_e1`` ... ``skip``.
 
 A block is an inverted residual: 1×1 (grouped) conv -> BN -> ReLU -> channel shuffle (groups > 1) -> k×k depthwise
 conv (stride s) -> BN -> ReLU -> 1×1 (grouped) conv -> BN, plus the identity when the shape is unchanged. ``skip`` is
 the identity, or a 1×1 conv -> BN -> ReLU when stride or width change.
 
 Everything is plain ``torch.nn`` (no timm, no einops): exported networks are made of these modules and the generic
-code generator can emit them. timm's ``InvertedResidual`` would fit the ungrouped blocks, but its arch-def cannot
-express the grouped 1×1 convs of the ``_g2`` blocks (LIBRARIES.md §2.2), so one class serves all nine.
+code generator can emit them. timm's ``InvertedResidual`` would fit the ungrouped blocks, but its arch-def strings
+have no token for the grouped 1×1 convs (plus channel shuffle) of the ``_g2`` blocks: timm's group size applies to the
+depthwise conv only (mobile-vision's ``mobile_cv/arch/fbnet_v2/blocks_factory.py`` builds them with
+``pw_groups=2``). So one class serves all nine.
 """
 
 from __future__ import annotations

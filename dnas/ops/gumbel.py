@@ -1,4 +1,4 @@
-"""Gumbel-softmax sampling of architecture weights (Jang et al. 2017; FBNet §3, ALGORITHMS.md §6).
+"""Gumbel-softmax sampling of architecture weights (Jang et al., ICLR 2017; FBNet, Wu et al. 2019, §3).
 
 ``m = softmax((α + g) / τ)`` with ``g ~ Gumbel(0, 1)`` per entry: a differentiable sample of the categorical
 ``softmax(α)`` that sharpens as the temperature ``τ`` falls. The *hard* form returns the one-hot of ``argmax m`` in

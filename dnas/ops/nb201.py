@@ -1,4 +1,4 @@
-"""NAS-Bench-201 operations (Dong & Yang, ICLR 2020; AutoDL-Projects ``cell_operations.py``), ALGORITHMS.md §8.
+"""NAS-Bench-201 operations (Dong & Yang, ICLR 2020; AutoDL-Projects ``cell_operations.py``).
 
 The benchmark's five candidates are ``none``, ``skip_connect``, ``nor_conv_1x1``, ``nor_conv_3x3`` and
 ``avg_pool_3x3``. Three are shared with DARTS and already right for NAS-Bench-201 inside a cell (stride 1, C_in =

@@ -1,4 +1,4 @@
-"""Partial-channel edges (PC-DARTS, Xu et al. 2020; reference `model_search.py`), ALGORITHMS.md §3.
+"""Partial-channel edges (PC-DARTS, Xu et al., ICLR 2020; reference yuhuixu1993/PC-DARTS `model_search.py`).
 
 A :class:`PartialChannelEdge` wraps any mixed op called as ``op(x, weights)`` that was built for ``C // k`` channels:
 

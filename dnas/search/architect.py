@@ -1,4 +1,4 @@
-"""The architecture gradient of DARTS (Liu et al. 2019, §2.3; reference `cnn/architect.py`), ALGORITHMS.md §2.
+"""The architecture gradient of DARTS (Liu et al., ICLR 2019, §2.3; reference quark0/darts `cnn/architect.py`).
 
 First order: ``∇_α L_val(w, α)``.
 

@@ -1,4 +1,4 @@
-"""FBNet as a LightningModule (Wu et al. 2019, §3–4; ALGORITHMS.md §6): Gumbel-softmax weights and a latency loss.
+"""FBNet as a LightningModule (Wu et al., CVPR 2019, §3–4): Gumbel-softmax weights and a latency loss.
 
 Each training step draws Gumbel-softmax edge weights ``softmax((α + g) / τ)`` (soft, as the paper, or hard
 straight-through) for the weight step and again for the architecture step; the architecture step's loss is

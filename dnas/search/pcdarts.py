@@ -1,4 +1,4 @@
-"""PC-DARTS (Xu et al., ICLR 2020; reference yuhuixu1993/PC-DARTS ``train_search.py``), ALGORITHMS.md §3.
+"""PC-DARTS (Xu et al., ICLR 2020; reference yuhuixu1993/PC-DARTS ``train_search.py``).
 
 PC-DARTS is DARTS on a supernet with partial-channel edges and edge normalisation
 (``DartsSupernet(partial_channels=4, edge_normalization=True)``); the bilevel loop is the same. This module only

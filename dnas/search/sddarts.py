@@ -1,4 +1,4 @@
-"""SD-DARTS: DARTS with self-distillation from voting teachers (Zhu et al. 2023, arXiv 2302.05629), ALGORITHMS.md §5.
+"""SD-DARTS: DARTS with self-distillation from voting teachers (Zhu et al. 2023, arXiv 2302.05629).
 
 What the paper's abstract states: the supernet's own *previous steps* are teachers; several previous supernets are
 selected and their output probabilities are aggregated "through voting" into the teacher prediction; the aim is a

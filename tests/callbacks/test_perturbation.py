@@ -168,7 +168,7 @@ def test_evaluator_matches_a_direct_computation_and_restores_bn():
 
 
 def test_num_decisions_darts_and_nb201_shapes():
-    # DARTS: 14 edges, nodes 3..5 have > 2 inputs -> 14 + 3 decisions (ALGORITHMS.md §4: 16 intervals + 1)
+    # DARTS: 14 edges, nodes 3..5 have > 2 inputs -> 14 + 3 decisions (ruocwang/darts-pt: 16 tuning intervals + 1)
     from dnas.cells.darts import DartsSupernet
 
     darts = DartsSupernet(init_channels=2, layers=1, in_channels=1)

@@ -1,9 +1,9 @@
 """Reference parity of DartsSupernet with quark0/darts `cnn/model_search.py`.
 
-The oracle below is an independent functional forward written from the documented reference layout
-(ALGORITHMS.md §1): it reads a state dict keyed exactly as the reference's ``Network.state_dict()``
-(``cells.<i>._ops.<edge>._ops.<op>.op.<n>.weight``, ``preprocess0.conv_1.weight``, ...) plus ``alphas_normal`` /
-``alphas_reduce``, and never touches our modules.
+The oracle below is an independent functional forward written from the reference layout (quark0/darts
+`cnn/model_search.py`, `cnn/operations.py`): it reads a state dict keyed exactly as the reference's
+``Network.state_dict()`` (``cells.<i>._ops.<edge>._ops.<op>.op.<n>.weight``, ``preprocess0.conv_1.weight``, ...) plus
+``alphas_normal`` / ``alphas_reduce``, and never touches our modules.
 """
 
 import pytest

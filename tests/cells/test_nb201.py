@@ -34,7 +34,7 @@ def test_space_layout_matches_the_benchmark():
     "arch,num_classes,expected",
     [
         # NAS-Bench-201 CIFAR-10 parameter range 0.073306–1.531546 M (all-parameter-free cell / all nor_conv_3x3),
-        # CIFAR-100 minimum 0.079156 M; also derivable by hand from the skeleton in ALGORITHMS.md §8.
+        # CIFAR-100 minimum 0.079156 M; also derivable by hand from the skeleton (Dong & Yang, ICLR 2020).
         (ALL_C3, 10, 1_531_546),
         (ALL_SKIP, 10, 73_306),
         (ALL_SKIP, 100, 79_156),

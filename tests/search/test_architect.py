@@ -1,4 +1,4 @@
-"""DARTS' architecture gradient against exact autograd (ALGORITHMS.md §2)."""
+"""DARTS' architecture gradient against exact autograd (Liu et al. 2019, §2.3; quark0/darts cnn/architect.py)."""
 
 import copy
 
