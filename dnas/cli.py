@@ -139,6 +139,7 @@ class DnasCLI(LightningCLI):
         if path is not None and not isinstance(self.trainer.strategy.checkpoint_io, AtomicCheckpointIO):
             check_checkpoint(path)
         try:
+            _check_output_dirs(self.trainer)
             super()._run_subcommand(subcommand)
         except ConfigError as err:
             message = str(err).strip() or type(err).__name__
@@ -175,6 +176,31 @@ def _raised_by_constructor(err: BaseException) -> BaseException:
             return current
         current = current.__cause__ or current.__context__
     return err
+
+
+def _check_output_dirs(trainer: pl.Trainer) -> None:
+    """Create the run's output roots before the run: the trainer's ``default_root_dir`` and each logger's ``save_dir``.
+
+    A directory that cannot be created or written is one :class:`~dnas.errors.ConfigError` now, not a traceback after
+    the first epoch. Remote (``scheme://``) locations are left to the logger.
+    """
+    from dnas.errors import ConfigError
+
+    roots = [("--trainer.default_root_dir", trainer.default_root_dir)]
+    roots += [("--trainer.logger.init_args.save_dir", getattr(lg, "save_dir", None)) for lg in trainer.loggers]
+    for flag, root in roots:
+        if not root or "://" in str(root):
+            continue
+        try:
+            os.makedirs(root, exist_ok=True)
+            writable = os.access(root, os.W_OK | os.X_OK)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create the output directory {str(root)!r} ({err.strerror or err}); set {flag} to a directory "
+                f"you can write"
+            ) from None
+        if not writable:
+            raise ConfigError(f"the output directory {str(root)!r} is not writable; set {flag} to one you can write")
 
 
 def _tool(name: str) -> Callable[[list[str]], object]:

@@ -88,3 +88,15 @@ def test_search_outputs_get_the_umask_mode(tmp_path, run_cli):
         str(p.relative_to(run)): "0o644" for p in outputs
     }
     assert not [p for p in run.rglob("*") if "dnas-tmp" in p.name or p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("flag", ["--trainer.logger.init_args.save_dir", "--trainer.default_root_dir"])
+def test_output_directory_that_cannot_be_created_is_one_line_before_the_run(tmp_path, run_cli, flag):
+    (tmp_path / "a_file").write_text("not a directory")
+    for bad in ("/proc/dnas_cannot_create_here", str(tmp_path / "a_file" / "logs")):
+        limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
+        code, _, err = run_cli([*_fit(tmp_path, *limits), flag, bad])
+        assert code == 2
+        line = _one_error_line(err)
+        assert "cannot create the output directory" in line and repr(bad) in line and flag in line
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("metrics.csv"))  # nothing ran
