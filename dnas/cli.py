@@ -203,6 +203,18 @@ def _check_output_dirs(trainer: pl.Trainer) -> None:
             raise ConfigError(f"the output directory {str(root)!r} is not writable; set {flag} to one you can write")
 
 
+def _close_process_group() -> None:
+    """Destroy the DDP process group a finished run leaves behind (Lightning keeps it open after ``fit``).
+
+    Exiting with it open leaves the gloo backend's threads running while the interpreter shuts down, which can abort
+    the process ("terminate called without an active exception") after the run itself succeeded.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _tool(name: str) -> Callable[[list[str]], object]:
     module, func = TOOLS[name].split(":")
     return getattr(importlib.import_module(module), func)
@@ -261,6 +273,7 @@ def main(args: ArgsType = None) -> None:
             # dnas hands LightningCLI its arguments on purpose (tools and tests run it in-process): not a mistake
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run")
             DnasCLI(args=argv)
+        _close_process_group()
     except CheckpointError as err:  # --ckpt_path (checked before the run, or read by dnas.io.AtomicCheckpointIO)
         _fail(str(err))
     except ArgumentError as err:  # the parser's own errors (exit_on_error=False): one line, not usage + message
