@@ -24,8 +24,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dnas.errors import ConfigError
 from dnas.export import build_model, builder_options, resolved_options
+from dnas.export.builders import default_input_shape
 from dnas.genotypes import Genotype, load
-from dnas.genotypes.core import recorded_build
 from dnas.io import atomic_write_text, log_dir
 
 
@@ -215,11 +215,7 @@ class Retrain(pl.LightningModule):
         if self.hparams.input_shape:
             return tuple(self.hparams.input_shape)
         dm_size = getattr(getattr(self._trainer, "datamodule", None), "input_size", None)
-        recorded = recorded_build(self.genotype)[1]
-        shape = tuple(dm_size) if dm_size else recorded
-        if shape is None:
-            side = self.build.get("input_size") or (224 if self.build.get("stem") == "imagenet" else 32)
-            shape = (self.build.get("in_channels", 3), side, side)
+        shape = dm_size or default_input_shape(self.genotype, self.build)
         return tuple(int(d) for d in shape)
 
     def summary(self) -> dict[str, Any]:

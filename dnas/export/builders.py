@@ -86,6 +86,23 @@ def resolved_options(genotype: Genotype, options: Mapping[str, Any] | None = Non
     return {**defaults, **build_options(genotype, dict(options or {}), list(sig.parameters))}
 
 
+def default_input_shape(genotype: Genotype, options: Mapping[str, Any] | None = None) -> tuple[int, ...]:
+    """One input sample's shape when none is given.
+
+    The shape the search recorded (channels from the options when set), else an image of the network's channels at
+    32×32 (``input_size`` when the builder takes one, 224 for the ImageNet stem).
+    """
+    from dnas.genotypes.core import build_options, recorded_build
+
+    merged = build_options(genotype, dict(options or {}))
+    recorded = recorded_build(genotype)[1]
+    channels = merged.get("in_channels")
+    if recorded is not None:
+        return (int(channels), *recorded[1:]) if channels and len(recorded) >= 2 else recorded
+    side = merged.get("input_size") or (224 if merged.get("stem") == "imagenet" else 32)
+    return (int(channels or 3), int(side), int(side))
+
+
 def build_model(genotype: Genotype | str, **options: Any) -> nn.Module:
     """Build the discrete network of ``genotype`` (a :class:`~dnas.Genotype`, a published name or a JSON path).
 

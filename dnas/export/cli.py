@@ -160,19 +160,14 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any]) -> tuple[int, ...]:
     """The example input's shape without the batch (see the module docstring for the order)."""
-    from dnas.genotypes.core import build_options, recorded_build
+    from dnas.export.builders import default_input_shape
+    from dnas.genotypes.core import build_options
 
     if args.input_shape:
         return tuple(args.input_shape)
-    merged = build_options(genotype, options)
-    recorded = recorded_build(genotype)[1]
-    channels = merged.get("in_channels")
     if args.input_size:
-        return (int(channels or 3), *args.input_size)
-    if recorded is not None:
-        return (int(channels), *recorded[1:]) if channels and len(recorded) >= 2 else recorded
-    side = merged.get("input_size") or (224 if merged.get("stem") == "imagenet" else 32)
-    return (int(channels or 3), int(side), int(side))
+        return (int(build_options(genotype, options).get("in_channels") or 3), *args.input_size)
+    return default_input_shape(genotype, options)
 
 
 SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS", "dnas.FBNet")

@@ -339,13 +339,8 @@ class SourceCollector:
         for name, value in self.code.constants.items():
             lines.append(f"{name} = {value!r}")
         parts = ["\n".join(lines)]
-        parts += [self.code.definitions[n] for n in _class_order(self.code)]
+        parts += list(self.code.definitions.values())  # classes reference each other only at call time
         return "\n\n\n".join(p.strip() for p in parts)
-
-
-def _class_order(code: _Code) -> list[str]:
-    """Definitions in insertion order (classes reference each other only at call time, so any order imports)."""
-    return list(code.definitions)
 
 
 def _safe_doc(text: str) -> str:
