@@ -12,7 +12,8 @@ search supernet (C=16, 8 cells unless told otherwise), and measures
   time with ``--threads 1``) of one weight step (forward, backward, SGD) and of one first-order α step; the median
   wall time is reported too.
 
-Usage: ``python benchmarks/pcdarts_memory.py [--batch 64] [--steps 5] [--threads 2]``. Results are in README.md.
+Usage: ``python benchmarks/pcdarts_memory.py [--batch 64] [--steps 5] [--threads 2]``.
+Results are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

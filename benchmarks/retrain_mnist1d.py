@@ -3,7 +3,7 @@
     python benchmarks/retrain_mnist1d.py logs/quickstart_mnist1d/version_0/genotype.json [--epochs 15]
 
 SGD 0.025 / momentum 0.9 / weight decay 3e-4, cosine over the epochs, batch 64 (DARTS' search-phase settings, not
-tuned). The README records one run.
+tuned). docs/benchmarks.md records one run.
 """
 
 import argparse

@@ -6,7 +6,7 @@ does *not* copy. Time is the median process CPU time (``time.process_time``: rob
 batch, snapshot push, CE + KD forward, backward, SGD step) for K = 0 (λ = 0: DARTS), 1, 2, 4 teachers, all in one run.
 
 Usage: ``python benchmarks/sddarts_teachers.py [--batch 32] [--channels 16] [--layers 8] [--steps 3]``.
-Results are in README.md.
+Results are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class PerturbationSelection(Callback):
         edge_order: ``"random"`` (seeded; the paper) or ``"fixed"`` (edge/node index order).
         crit: ``"acc"`` (choose the op whose removal gives the lowest accuracy) or ``"loss"`` (highest loss).
         val_subset: measure on the first N validation samples (None = all, as the paper). Run time of a decision
-            scales linearly with it (README: "Perturbation selection").
+            scales linearly with it (docs/benchmarks.md: "Selection: magnitude vs perturbation").
         train_alpha: keep training α during tuning (paper default); False = "fix-α" (needs a search module with
             ``arch_updates_enabled``, as :class:`dnas.DARTS`).
         tune_lr: weight learning rate at the first tuning epoch (paper: 0.025/10 = 0.0025); None leaves the search

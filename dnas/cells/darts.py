@@ -125,7 +125,8 @@ class DartsSupernet(Supernet):
         stem_multiplier: the stem outputs ``stem_multiplier * init_channels`` channels (3).
         mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`). Default ``"fused"``: the same
             outputs (bitwise) and gradients as ``"naive"``, 23× less saved activation memory, 10× lower peak RSS and
-            1.2× faster steps on the CPU benchmark (README); ``"fused_save"`` is 1.7× faster with naive-like memory;
+            1.2× faster steps on the CPU benchmark (docs/benchmarks.md);
+            ``"fused_save"`` is 1.7× faster with naive-like memory;
             ``"naive"`` is needed only for double backward (exact second-order gradients through autograd).
         partial_channels: PC-DARTS' K: each edge's ops see the first ``C/K`` channels, the rest bypass (1 = DARTS).
             ``init_channels`` must be divisible by K.

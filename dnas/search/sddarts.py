@@ -28,7 +28,7 @@ abstract is our choice** and a setting:
 
 Cost: a snapshot is the supernet's parameters and floating-point buffers (no optimizer state), stored in one flat
 ``(K, N)`` ring buffer on the model's device (``teacher_dtype="bfloat16"`` halves it); each weight step adds K
-no-grad forwards. ``benchmarks/sddarts_teachers.py`` measures both (README).
+no-grad forwards. ``benchmarks/sddarts_teachers.py`` measures both (docs/benchmarks.md).
 """
 
 from __future__ import annotations
