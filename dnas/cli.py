@@ -15,7 +15,6 @@ import stat
 import sys
 import types
 import typing
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,21 @@ import pytorch_lightning as pl
 from jsonargparse import ArgumentError
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
-TOOLS: dict[str, str] = {
-    "export": "dnas.export.cli:main",
-    "lut": "dnas.latency.cli:main",
-    "plot": "dnas.viz.cli:main",
+TOOLS: dict[str, tuple[str, str]] = {
+    "export": (
+        "dnas.export.cli:main",
+        "Write a genotype's network as model.py + weights, a torch.export program or ONNX.",
+    ),
+    "lut": (
+        "dnas.latency.cli:main",
+        "Measure a latency (or FLOPs/params) table of a config's supernet on this device.",
+    ),
+    "plot": ("dnas.viz.cli:main", "Draw a genotype (a published name or a genotype.json) as PNG/SVG/PDF."),
 }
-"""Extra subcommands: name -> ``"module:function"``; the function takes the remaining argv list."""
+"""Extra subcommands: name -> (``"module:function"``, one-line help); the function takes the remaining argv list."""
+
+HELP = "dnas: differentiable architecture search on PyTorch Lightning (a LightningCLI plus dnas' tools)."
+"""What ``dnas --help`` says above the command list."""
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 """Largest ``--config`` file read (configs are a few KB; this bounds what a wrong path can make the CLI read)."""
@@ -53,9 +61,24 @@ class DnasCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # exit_on_error=False: a bad argument raises ArgumentError, which main() prints as one line
-        kwargs.setdefault("parser_kwargs", {"default_env": True, "env_prefix": "DNAS", "exit_on_error": False})
+        kwargs.setdefault(
+            "parser_kwargs",
+            {"default_env": True, "env_prefix": "DNAS", "exit_on_error": False, "prog": "dnas", "description": HELP},
+        )
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
+
+    def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
+        """Lightning's subcommands, then dnas' tools, so ``dnas --help`` lists every command.
+
+        The tools parse their own arguments: :func:`main` hands them the command line before LightningCLI sees it.
+        """
+        from jsonargparse import ArgumentParser
+
+        super()._add_subcommands(parser, **kwargs)
+        for name, (_, help_text) in TOOLS.items():
+            tool = ArgumentParser(prog=f"dnas {name}", description=help_text, add_help=False)
+            parser._subcommands_action.add_subcommand(name, tool, help=f"{help_text} (dnas {name} --help)")
 
     def add_core_arguments_to_parser(self, parser: Any) -> None:
         """Lightning's arguments, with ``int`` tried before ``float`` where a Trainer argument takes both.
@@ -138,12 +161,37 @@ class DnasCLI(LightningCLI):
         path = self._ckpt_path(self.config_init[subcommand])
         if path is not None and not isinstance(self.trainer.strategy.checkpoint_io, AtomicCheckpointIO):
             check_checkpoint(path)
+        self._check_cost_table(subcommand)
         try:
             _check_output_dirs(self.trainer)
-            super()._run_subcommand(subcommand)
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                _remove_unstarted_run_dir(self.trainer)
+                raise
         except ConfigError as err:
             message = str(err).strip() or type(err).__name__
             _fail(f"{err.kind} ({type(err).__name__}): {message}")
+
+    def _check_cost_table(self, subcommand: str) -> None:
+        """Read the model's cost table (``latency_loss.table``) now, not when the loss first needs it.
+
+        The table is read lazily (``dnas lut`` builds the same model before the table exists), and with
+        ``arch_warmup_epochs`` its first use comes after whole epochs; a missing or bad table is one line before the
+        first batch instead, naming the command that measures it.
+        """
+        from dnas.latency.table import CostTableError
+
+        latency = getattr(self.model, "latency_loss", None)
+        path = getattr(latency, "path", None)
+        if path is None:
+            return
+        try:
+            latency.table  # noqa: B018 (loads and validates the file)
+        except CostTableError as err:
+            configs = " ".join(f"--config {c}" for c in self.config[subcommand].get("config") or ())
+            hint = f"; measure it first: dnas lut {configs or '--config <this config>'} --out {path}"
+            _fail(f"{str(err).split('; measure one with')[0]}{hint if not os.path.exists(path) else ''}")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> pl.Trainer:
         from pytorch_lightning.plugins import CheckpointIO
@@ -176,6 +224,34 @@ def _raised_by_constructor(err: BaseException) -> BaseException:
             return current
         current = current.__cause__ or current.__context__
     return err
+
+
+PRE_RUN_FILES = frozenset({"config.yaml", "hparams.yaml"})
+"""What a run writes into its version directory before the first batch (LightningCLI's config, the logger's hparams)."""
+
+
+def _remove_unstarted_run_dir(trainer: pl.Trainer) -> None:
+    """Remove the logger's ``version_N`` directory of a run that failed before it produced anything.
+
+    LightningCLI saves ``config.yaml`` (and the logger ``hparams.yaml``) at setup, before dnas' and the callbacks'
+    start-up checks can refuse the run; a refused run would otherwise leave a ``version_N`` holding only those, and
+    the next run would become ``version_N+1``. A directory holding anything else (metrics, checkpoints, plots) stays.
+    """
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    if not trainer.is_global_zero or not trainer.loggers:
+        return
+    logger = trainer.loggers[0]
+    if not isinstance(logger, (CSVLogger, TensorBoardLogger)) or "://" in str(logger.save_dir):
+        return
+    run = Path(logger.log_dir)
+    entries = list(run.iterdir()) if run.is_dir() else []
+    if entries and all(p.is_file() and p.name in PRE_RUN_FILES for p in entries):
+        for p in entries:
+            p.unlink()
+        run.rmdir()
+        if run.parent != Path(logger.save_dir) and not any(run.parent.iterdir()):
+            run.parent.rmdir()  # the logger's name folder, created for this run only
 
 
 def _check_output_dirs(trainer: pl.Trainer) -> None:
@@ -216,7 +292,7 @@ def _close_process_group() -> None:
 
 
 def _tool(name: str) -> Callable[[list[str]], object]:
-    module, func = TOOLS[name].split(":")
+    module, func = TOOLS[name][0].split(":")
     return getattr(importlib.import_module(module), func)
 
 
@@ -256,22 +332,31 @@ def _check_config_files(argv: list[str]) -> None:
             _fail(f"config file {path!r} is empty (no settings, only blank lines or comments); give a YAML mapping")
 
 
+def _import_from_cwd() -> None:
+    """Make the current directory importable, as ``python -m dnas`` does, so ``class_path: my_project.X`` works.
+
+    A console script's ``sys.path[0]`` is the folder of the script (the venv's ``bin/``), not the directory the user
+    runs it from; LightningCLI users expect their own modules there to import.
+    """
+    cwd = os.getcwd()
+    if not any(entry in ("", cwd) for entry in sys.path):
+        sys.path.insert(0, cwd)
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of ``dnas`` and ``python -m dnas``; ``args`` allows running from Python (tests, notebooks)."""
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else args
+    _import_from_cwd()
     if isinstance(argv, list) and argv and argv[0] in TOOLS:
         _tool(argv[0])(argv[1:])
         return
     if isinstance(argv, list):
         _check_config_files(argv)
-    if isinstance(argv, list) and argv and argv[0] in ("-h", "--help"):
-        print(f"dnas tools (besides fit/validate/test/predict): {', '.join(sorted(TOOLS)) or 'none'}\n")
+    from dnas.console import console
     from dnas.io import CheckpointError
 
     try:
-        with warnings.catch_warnings():
-            # dnas hands LightningCLI its arguments on purpose (tools and tests run it in-process): not a mistake
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run")
+        with console():
             DnasCLI(args=argv)
         _close_process_group()
     except CheckpointError as err:  # --ckpt_path (checked before the run, or read by dnas.io.AtomicCheckpointIO)

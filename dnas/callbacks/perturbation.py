@@ -52,6 +52,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from dnas.callbacks.evaluation import SupernetEvaluator, load_supernet_state
 from dnas.callbacks.projection import num_decisions, project_op, project_topology, topology_k, topology_nodes
 from dnas.cells.base import Supernet
+from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.io import append_line, atomic_write_text, check_checkpoint, log_dir
 
@@ -186,9 +187,9 @@ class PerturbationSelection(Callback):
             elif max_epochs is not None:
                 start = max_epochs - needed
             else:
-                raise ValueError("PerturbationSelection needs trainer.max_epochs (or start_epoch) to schedule tuning")
+                raise ConfigError("PerturbationSelection needs trainer.max_epochs (or start_epoch) to schedule tuning")
             if start < 0 or (max_epochs is not None and start + needed > max_epochs):
-                raise ValueError(
+                raise ConfigError(
                     f"PerturbationSelection needs {needed} tuning epochs ({num_decisions(supernet)} decisions, "
                     f"interval {self.interval}) from start_epoch {start}, but trainer.max_epochs is {max_epochs}: "
                     f"set trainer.max_epochs to search_epochs + {needed}"

@@ -5,14 +5,14 @@ Examples::
     dnas export --genotype DARTS_V2 --out exported/darts_v2                  # model.py + weights.pt (untrained)
     dnas export --ckpt logs/retrain/version_0/checkpoints/last.ckpt --format pt2 --out exported/pt2
     dnas export --genotype logs/quickstart/version_0/genotype.json --out exported/digits     # the searched sizes
-    dnas export --genotype logs/quickstart/version_0/genotype.json --init-channels 36 --layers 20 --out exported/big
+    dnas export --genotype logs/quickstart/version_0/genotype.json --init_channels 36 --layers 20 --out exported/big
     dnas export --genotype logs/quickstart_mnist1d/version_0/genotype.json --option channels=32 --out exported/1d
 
 Every space exports the same way. The network's options are, in order of precedence: the command line (the flags
 below, or ``--option KEY=VALUE`` for any option of the space's builder), the checkpoint (a :class:`dnas.Retrain`
 checkpoint records them), the genotype (a search records its supernet's sizes), the builder's defaults (DARTS: the
 CIFAR-10 evaluation network, C=36, 20 cells). The example input (tracing, FLOPs, the check of ``model.py``) is
-``--input-shape``, else ``--input-size`` with the network's channels, else the shape the search recorded, else the
+``--input_shape``, else ``--input_size`` with the network's channels, else the shape the search recorded, else the
 space's usual image size.
 """
 
@@ -29,11 +29,15 @@ OPTION_KEYS = ("init_channels", "layers", "num_classes", "in_channels", "stem", 
 """Options with a flag of their own (the DARTS evaluation network's, and the common num_classes / in_channels)."""
 
 
+FLAG_SPELLING = "Flags are spelled with underscores, as in dnas fit (--input_shape); dashes work too (--input-shape)."
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dnas export",
         description="Export a genotype's discrete network as a standalone artifact that needs only torch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=FLAG_SPELLING,
     )
     p.add_argument("--genotype", help="published name (e.g. DARTS_V2) or genotype JSON path; default: the checkpoint's")
     p.add_argument("--ckpt", help="trained weights: a dnas.Retrain checkpoint or a weights.pt state dict")
@@ -41,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (created; must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     g = p.add_argument_group("network options (default: from --ckpt, else the genotype's recorded ones)")
-    g.add_argument("--init-channels", type=int, dest="init_channels")
+    g.add_argument("--init_channels", "--init-channels", type=int)
     g.add_argument("--layers", type=int)
-    g.add_argument("--num-classes", type=int, dest="num_classes")
-    g.add_argument("--in-channels", type=int, dest="in_channels")
+    g.add_argument("--num_classes", "--num-classes", type=int)
+    g.add_argument("--in_channels", "--in-channels", type=int)
     g.add_argument("--stem", choices=["cifar", "imagenet"])
     g.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument(
@@ -55,16 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="any option of the space's builder, VALUE as JSON (e.g. channels=32, stage_strides=[1,2,2,2,1,2,1])",
     )
     g.add_argument(
-        "--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for tracing and FLOPs (32 32 / 224 224)"
+        "--input_size",
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="input size for tracing and FLOPs (32 32 / 224 224)",
     )
     g.add_argument(
+        "--input_shape",
         "--input-shape",
         type=int,
         nargs="+",
         metavar="D",
-        help="input shape without the batch, for non-image spaces (e.g. 1 40 for MNIST-1D); overrides --input-size",
+        help="input shape without the batch, for non-image spaces (e.g. 1 40 for MNIST-1D); overrides --input_size",
     )
-    g.add_argument("--no-flops", action="store_true", help="skip the FLOP count in summary.json")
+    g.add_argument("--no_flops", "--no-flops", action="store_true", help="skip the FLOP count in summary.json")
     return p
 
 
@@ -103,7 +113,7 @@ def run(argv: list[str]) -> Path:
     if args.input_size and "input_size" in builder_options(genotype.space):
         # FBNet: strides follow the resolution, so build at the size we trace at
         if args.input_size[0] != args.input_size[1]:
-            raise ExportError(f"{genotype.space!r} networks take square inputs; got --input-size {args.input_size}")
+            raise ExportError(f"{genotype.space!r} networks take square inputs; got --input_size {args.input_size}")
         options["input_size"] = args.input_size[0]
     try:
         model = build_model(genotype, **options)

@@ -28,18 +28,27 @@ def _measure_parser() -> argparse.ArgumentParser:
         prog="dnas lut",
         description="Measure the cost of every candidate op of every searchable edge of a config's supernet.",
         epilog="Other arguments (--config, --model.*, --data.*) are read as by `dnas fit`. "
-        "`dnas lut merge A.json B.json --out C.json` merges tables.",
+        "`dnas lut merge A.json B.json --out C.json` merges tables. Flags are spelled with underscores, as in "
+        "dnas fit (--batch_size); dashes work too (--batch-size).",
     )
     p.add_argument("--out", default="lut.json", help="output JSON (default: lut.json)")
     p.add_argument("--metric", choices=sorted(METRICS), default="latency")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    p.add_argument("--batch_size", type=int, default=1, help="samples per timed call (default 1)")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=1, help="samples per timed call (default 1)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (default 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per op (default 10)")
-    p.add_argument("--min_run_time", type=float, default=0.05, help="seconds of timing per op (default 0.05)")
-    p.add_argument("--input_shape", type=int, nargs="+", help="sample shape, e.g. 3 32 32 (default: from the data)")
-    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--min_run_time", "--min-run-time", type=float, default=0.05, help="seconds of timing per op (default 0.05)"
+    )
+    p.add_argument(
+        "--input_shape",
+        "--input-shape",
+        type=int,
+        nargs="+",
+        help="sample shape, e.g. 3 32 32 (default: from the data)",
+    )
+    p.add_argument("--no_progress", "--no-progress", action="store_true", help="hide the progress bar")
     return p
 
 

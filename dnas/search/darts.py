@@ -199,10 +199,12 @@ class DARTS(pl.LightningModule):
         a_opt.step()
         self._check_alpha_finite()
         self.arch_acc(logits.detach(), arch_batch[1])
-        self.log("arch/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        self.log("arch/acc", self.arch_acc, on_step=False, on_epoch=True)
+        # the batch is {"train", "arch"}, whose halves may differ in size: name the size averaged over
+        n = int(arch_batch[1].shape[0])
+        self.log("arch/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log("arch/acc", self.arch_acc, on_step=False, on_epoch=True, batch_size=n)
         for k, v in extra.items():
-            self.log(f"arch/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
+            self.log(f"arch/{k}", v, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
 
     def _sync_arch_grads(self, a_params) -> None:
         """Average architecture gradients across ranks (autograd.grad bypasses DDP's reducer)."""
@@ -272,10 +274,11 @@ class DARTS(pl.LightningModule):
             self.clip_gradients(w_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         w_opt.step()
         self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        n = int(y.shape[0])
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
         for k, v in extra.items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
+            self.log(f"train/{k}", v, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
 
     def _nonfinite(self, step: str, term: str, value: torch.Tensor, batches: dict[str, torch.Tensor]) -> None:
         """A non-finite ``term`` in the ``step`` ("weight" or "architecture") step: skip the update or raise.
@@ -291,7 +294,7 @@ class DARTS(pl.LightningModule):
         msg += self._nonfinite_cause(batches)
         if self.hparams.on_nonfinite == "skip":
             rank_zero_info(f"dnas: skipping update: {msg}")
-            self.log("nonfinite_skipped", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
+            self.log("nonfinite_skipped", 1.0, reduce_fx="sum", on_step=False, on_epoch=True, batch_size=1)
             return
         raise FloatingPointError(f"{msg}; {self._kept_checkpoint()}. Set on_nonfinite='skip' to drop such updates.")
 
@@ -382,8 +385,9 @@ class DARTS(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         metric(logits, y)
-        self.log(f"{prefix}/loss", loss, prog_bar=prefix == "val", on_epoch=True, sync_dist=True)
-        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val", on_epoch=True)
+        n = int(y.shape[0])
+        self.log(f"{prefix}/loss", loss, prog_bar=prefix == "val", on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{prefix}/acc", metric, prog_bar=prefix == "val", on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:

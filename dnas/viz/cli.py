@@ -26,6 +26,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="dnas plot",
         description="Draw a genotype: DAG cells as graphs with op-labelled edges, chains as layer strips.",
+        epilog="Flags are spelled with underscores, as in dnas fit (--per_row); dashes work too (--per-row).",
     )
     p.add_argument("genotype", help="a published genotype name (e.g. DARTS_V2) or a genotype JSON file")
     p.add_argument("--out", "-o", default=None, help="output path without suffix, in an existing directory")
@@ -33,7 +34,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--cells", nargs="+", default=None, help="cell names to draw (default: all)")
     p.add_argument("--engine", default="auto", choices=list(ENGINES), help="graphviz needs the 'dot' binary")
     p.add_argument("--dpi", type=int, default=120, help=f"PNG resolution, 1..{MAX_DPI}")
-    p.add_argument("--per_row", type=int, default=11, help="layers per row of a chain strip (>= 1)")
+    p.add_argument("--per_row", "--per-row", type=int, default=11, help="layers per row of a chain strip (>= 1)")
     return p
 
 
