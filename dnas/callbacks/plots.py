@@ -22,6 +22,9 @@ from dnas.genotypes import Genotype
 from dnas.viz.alpha import GroupInfo, edge_entropy, plot_alpha_evolution, plot_alpha_heatmaps
 from dnas.viz.style import figure_bytes
 
+INIT = -1
+"""The epoch of the record taken before training (the evolution plots draw it at −1, labelled ``init``)."""
+
 EXTRA_PARAMETER_FREE_OPS = ("skip", "identity")
 """Counted as parameter-free besides :data:`dnas.ops.PARAMETER_FREE_OPS` (FBNet's identity-like ``skip``)."""
 
@@ -48,6 +51,10 @@ class AlphaPlots(pl.Callback):
     when a watched group's count reaches ``collapse_threshold`` (the DARTS collapse to skip connections); no warning
     while that group's weights are still near uniform (mean entropy within 0.5% of ``log K``), when the genotype is
     only a tie-break of the initial noise.
+
+    Epochs are numbered as Lightning numbers them, from 0, everywhere (console, file names, titles, curves, the
+    report): ``epochNNN`` and "after epoch N" show the weights at the end of epoch N; ``init`` (−1 on the evolution
+    axis) shows them before training.
 
     Args:
         every_n_epochs: draw pictures every n epochs (scalars and history are kept every epoch).
@@ -96,7 +103,7 @@ class AlphaPlots(pl.Callback):
     def _reset_state(self) -> None:
         # everything in here is in state_dict, so a resumed run keeps its curves
         self.groups: dict[str, GroupInfo] = {}
-        self.epochs: list[int] = []  # epochs completed at each record (0 = before training)
+        self.epochs: list[int] = []  # the epoch (0-based) whose end each record shows; INIT = before training
         self.weights: dict[str, list[list[list[float]]]] = {}
         self.metrics: list[dict[str, float]] = []
         self.collapse_warned: dict[str, bool] = {}
@@ -168,7 +175,7 @@ class AlphaPlots(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.epochs:
-            self._record(find_supernet(pl_module), trainer.current_epoch)
+            self._record(find_supernet(pl_module), trainer.current_epoch - 1)  # INIT on a fresh run
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         if self.input_shape is None:
@@ -180,15 +187,15 @@ class AlphaPlots(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the epoch-level metrics of the previous epoch are complete only after its on_train_epoch_end hooks
         if trainer.current_epoch > 0 and trainer.callback_metrics:
-            self._snapshot_metrics(trainer, trainer.current_epoch)
+            self._snapshot_metrics(trainer, trainer.current_epoch - 1)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         supernet = find_supernet(pl_module)
-        done = trainer.current_epoch + 1
+        epoch = trainer.current_epoch
         # validation metrics now (the epoch's train aggregates are not final yet), so a checkpoint saved at this
         # epoch's end carries them; the next epoch's start (or the end of fit) completes the row
-        self._snapshot_metrics(trainer, done, only_validation=True)
-        weights = self._record(supernet, done)
+        self._snapshot_metrics(trainer, epoch, only_validation=True)
+        weights = self._record(supernet, epoch)
         genotype = supernet.genotype()
         counts = self.param_free_counts(genotype)
         for g, w in weights.items():
@@ -207,9 +214,9 @@ class AlphaPlots(pl.Callback):
                 self.warnings.append(msg)
                 rank_zero_warn("dnas.AlphaPlots: " + msg)
             self.collapse_warned[g] = n >= self.collapse_threshold
-        last = trainer.max_epochs is not None and done >= trainer.max_epochs
-        if trainer.is_global_zero and (done % self.every_n_epochs == 0 or last):
-            self.draw(trainer, genotype, done)
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if trainer.is_global_zero and ((epoch + 1) % self.every_n_epochs == 0 or last):
+            self.draw(trainer, genotype, epoch)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.epochs:
@@ -239,11 +246,8 @@ class AlphaPlots(pl.Callback):
             return {p.stem: p for p in plots.glob("alpha_*.png") if "_epoch" not in p.stem}
         self._drawn_epoch = epoch
         latest = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
-        figures = {
-            "alpha_heatmap": plot_alpha_heatmaps(
-                latest, self.groups, title=f"edge weights after epoch {epoch}", genotype=genotype, dpi=self.dpi
-            )
-        }
+        title = "edge weights before training" if epoch == INIT else f"edge weights after epoch {epoch}"
+        figures = {"alpha_heatmap": plot_alpha_heatmaps(latest, self.groups, title, genotype=genotype, dpi=self.dpi)}
         if len(self.epochs) > 1:
             for g, info in self.groups.items():
                 figures[f"alpha_evolution_{g}"] = plot_alpha_evolution(self.epochs, self.history(g), info, dpi=self.dpi)
@@ -284,6 +288,7 @@ class AlphaPlots(pl.Callback):
             "warnings": list(self.warnings),
             "run_time_s": self.run_time_s,
             "input_shape": self.input_shape,
+            "epoch_base": 0,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -292,9 +297,11 @@ class AlphaPlots(pl.Callback):
             g: GroupInfo(g, tuple(tuple(e) for e in v["edges"]), tuple(v["candidates"]))
             for g, v in state_dict.get("groups", {}).items()
         }
-        self.epochs = [int(e) for e in state_dict.get("epochs", [])]
+        # states saved before epochs were 0-based counted epochs completed (0 = before training): shift them
+        shift = 0 if state_dict.get("epoch_base") == 0 else -1
+        self.epochs = [int(e) + shift for e in state_dict.get("epochs", [])]
         self.weights = {g: list(v) for g, v in state_dict.get("weights", {}).items()}
-        self.metrics = [dict(m) for m in state_dict.get("metrics", [])]
+        self.metrics = [{**m, "epoch": int(m["epoch"]) + shift} for m in state_dict.get("metrics", [])]
         self.collapse_warned = dict(state_dict.get("collapse_warned", {}))
         self.warnings = list(state_dict.get("warnings", []))
         self.run_time_s = float(state_dict.get("run_time_s", 0.0))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dnas.genotypes import Genotype
 from dnas.viz.style import new_figure, op_colors
@@ -66,11 +66,13 @@ def plot_alpha_heatmaps(
     names = [g for g in groups if g in weights]
     if not names:
         raise ValueError(f"no weights for any of the groups {list(groups)}")
+    # groups stacked vertically, each as wide as its ops need: side by side, a report page (about 1000 px) would
+    # shrink the figure until the numbers written in it are unreadable
     shapes = [np.asarray(weights[g]).shape for g in names]
-    width = sum(max(3.2, 0.62 * k + 2.0) for _, k in shapes)
-    height = max(3.0, 0.3 * max(e for e, _ in shapes) + 2.0)
-    fig = new_figure(width, height, dpi)
-    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    width = max(max(4.0, 0.75 * k + 2.6) for _, k in shapes)
+    heights = [max(2.2, 0.3 * e + 1.4) for e, _ in shapes]
+    fig = new_figure(width, sum(heights) + 0.4, dpi)
+    axes = fig.subplots(len(names), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, name in zip(axes, names):
         info, w = groups[name], np.asarray(weights[name], dtype=np.float64)
         if w.shape != (len(info.edges), len(info.candidates)):
@@ -81,8 +83,8 @@ def plot_alpha_heatmaps(
         vmin, vmax = float(w.min()), float(w.max())
         vmax = max(vmax, vmin + 1e-6)
         im = ax.imshow(w, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
-        ax.set_xticks(range(len(info.candidates)), info.candidates, rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(len(info.edges)), info.edge_labels(), fontsize=8)
+        ax.set_xticks(range(len(info.candidates)), info.candidates, rotation=30, ha="right", fontsize=9)
+        ax.set_yticks(range(len(info.edges)), info.edge_labels(), fontsize=9)
         ax.set_ylabel("edge")
         ax.set_title(name, fontsize=10)
         if w.size <= 400:
@@ -90,7 +92,7 @@ def plot_alpha_heatmaps(
             fmt = "{:.4f}" if spread < 0.005 else "{:.3f}" if spread < 0.05 else "{:.2f}"
             for (i, j), v in np.ndenumerate(w):
                 light = v < vmin + 0.6 * (vmax - vmin)
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6, color="white" if light else "black")
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8, color="white" if light else "black")
         if genotype is not None and name in genotype.cells:
             rows = {e: i for i, e in enumerate(info.edges)}
             cols = {op: j for j, op in enumerate(info.candidates)}
@@ -111,6 +113,10 @@ def _box(x: float, y: float):
     return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.8)
 
 
+def _epoch_label(x: float, _pos=None) -> str:
+    return "init" if round(x) == -1 else f"{x:g}"
+
+
 def plot_alpha_evolution(
     epochs: Sequence[float],
     history: Sequence[np.ndarray],
@@ -121,7 +127,7 @@ def plot_alpha_evolution(
     """Each edge's op weights over epochs: one small panel per edge, one line per op, shared legend.
 
     Args:
-        epochs: x values (epochs completed).
+        epochs: x values: the epoch (0-based) whose end each entry shows; −1 is drawn as ``init`` (before training).
         history: one ``(E, K)`` array per entry of ``epochs``.
         group: the group drawn.
         max_cols: panels per row.
@@ -149,6 +155,7 @@ def plot_alpha_evolution(
         ax.set_title(group.edge_labels()[e], fontsize=8)
         ax.set_ylim(max(0.0, lo - pad), hi + pad)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(_epoch_label))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if e // cols == rows - 1 or e + cols >= E:

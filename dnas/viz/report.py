@@ -75,7 +75,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.3em}h2{margin-top:1.8em;border-bottom:1px solid #eee}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f4f4f4}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:85%}
+th{background:#f4f4f4}pre{background:#f6f8fa;padding:.8em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:85%}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:90%}
 """
 
@@ -96,7 +96,9 @@ def to_html(title: str, sections: list[Section], base: Path) -> str:
             if kind == "text":
                 out.append(f"<p>{esc(part[1])}</p>")
             elif kind == "table":
-                out.append("<table><tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in part[1]) + "</tr>")
+                # a table of name/value rows has no header: no empty header row either (Markdown needs one)
+                head = "<tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in part[1]) + "</tr>"
+                out.append("<table>" + (head if any(str(h) for h in part[1]) else ""))
                 out += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in part[2]]
                 out.append("</table>")
             elif kind == "image":

@@ -20,6 +20,16 @@ from dnas.viz.curves import plot_curves
 from dnas.viz.report import Section, write_report
 from dnas.viz.style import save_figure
 
+VALIDATION_NOTE = (
+    "What the curves measure: train/* and arch/* are the supernet during the weight and architecture steps (train "
+    "mode: BatchNorm normalises with each batch's statistics). val/* is the supernet on the architecture half in eval "
+    "mode (every op, softmax α): BatchNorm then uses its running statistics, exponential averages (momentum 0.1) of "
+    "batch statistics from earlier steps. While the weights still change fast (the first epochs of a short search) "
+    "those averages lag behind them, and val/acc can sit near chance while arch/acc is already high; it catches up "
+    "as training slows down."
+)
+"""Shown under the curves: why val/acc can trail arch/acc early in a search."""
+
 
 def _fmt_time(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
@@ -29,6 +39,32 @@ def _fmt_time(seconds: float) -> str:
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _epochs_trained(last_epoch: int) -> str:
+    """``"6 (epochs 0–5)"``: epochs are Lightning's, numbered from 0 as on the console."""
+    n = last_epoch + 1
+    return f"{n} (epoch 0)" if n == 1 else f"{n} (epochs 0–{last_epoch})"
+
+
+def final_metrics(row: dict[str, float]) -> dict[str, float]:
+    """One value per metric, under the name it was logged with.
+
+    Lightning reports a metric logged per step and per epoch as ``x`` (the epoch value), ``x_step`` and
+    ``x_epoch``: only ``x`` is kept. ``alpha/entropy_<group>`` (the search module's entropy of softmax α) is left
+    out where ``alpha/weight_entropy_<group>`` (AlphaPlots' entropy of the selection weights, the same quantity
+    with PC-DARTS' β and selection masks applied) is there.
+    """
+    out = {}
+    for k, v in row.items():
+        if k == "epoch" or k.endswith("_step"):
+            continue
+        if k.endswith("_epoch") and k.removesuffix("_epoch") in row:
+            continue
+        if k.startswith("alpha/entropy_") and k.replace("alpha/entropy_", "alpha/weight_entropy_", 1) in row:
+            continue
+        out[k.removesuffix("_epoch")] = v
+    return out
 
 
 def exported_model(
@@ -169,12 +205,12 @@ def write_search_report(
     rows = [
         ["search module", type(pl_module).__name__],
         ["search space", f"{type(supernet).__name__} (genotype space {genotype.space!r})"],
-        ["epochs", str(callback.epochs[-1])],
+        ["epochs trained", _epochs_trained(callback.epochs[-1])],
         ["run time (fit, all sessions)", _fmt_time(callback.run_time_s)],
         ["log directory", str(out)],
         ["finished", time.strftime("%Y-%m-%d %H:%M:%S")],
     ]
-    rows += [[k, _fmt(v)] for k, v in last.items() if k != "epoch" and not k.endswith("_step")]
+    rows += [[k, _fmt(v)] for k, v in final_metrics(last).items()]
     ov.table(["", ""], rows)
     sections.append(ov)
 
@@ -213,6 +249,7 @@ def write_search_report(
     if callback.metrics:
         save_figure(plot_curves(callback.metrics, callback.dpi), plots / "curves", dpi=callback.dpi)
         cu.image("plots/curves.png", "epoch-level losses and accuracies")
+        cu.text(VALIDATION_NOTE)
     else:
         cu.text("No metrics were logged.")
     sections.append(cu)
@@ -232,4 +269,5 @@ def write_search_report(
         st.code(json.dumps(dict(pl_module.hparams), indent=2, default=repr), "json")
     sections.append(st)
     atomic_write_text(plots / "metrics_history.json", json.dumps(callback.metrics, indent=1))
-    return write_report(out, f"dnas search report: {type(pl_module).__name__} on {genotype.space}", sections)
+    title = f"Search report: {type(pl_module).__name__} on {type(supernet).__name__} ({out})"
+    return write_report(out, title, sections)

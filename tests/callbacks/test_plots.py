@@ -1,5 +1,6 @@
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -41,8 +42,9 @@ def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
         img = np.asarray(Image.open(plots / f"{name}.png").convert("L"), dtype=float)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img.var() > 50, name
     assert (
-        (plots / "alpha_heatmap_epoch002.png").is_file()
-        and not (plots / "alpha_heatmap_epoch001.png").exists()
+        (plots / "alpha_heatmap_epoch001.png").is_file()  # epochs are Lightning's, 0-based: 0 and 1 ran
+        and not (plots / "alpha_heatmap_epoch000.png").exists()
+        and not (plots / "alpha_heatmap_epoch002.png").exists()
         and (plots / "genotype.svg").is_file()
     )
     # scalars: the count is the genotype's, the entropy the mean over edges of the normalised weights
@@ -51,15 +53,15 @@ def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
     w = model.supernet.selection_weights()["normal"].numpy()
     p = w / w.sum(-1, keepdims=True)
     assert float(m["alpha/weight_entropy_normal"]) == pytest.approx(float((-(p * np.log(p)).sum(-1)).mean()), rel=1e-5)
-    # history: before training + 2 epochs, and the metrics of both epochs
-    assert cb.epochs == [0, 1, 2] and len(cb.weights["normal"]) == 3
-    assert [row["epoch"] for row in cb.metrics] == [1, 2] and "train/loss_epoch" in cb.metrics[-1]
+    # history: before training (-1) + epochs 0 and 1, and the metrics of both epochs
+    assert cb.epochs == [-1, 0, 1] and len(cb.weights["normal"]) == 3
+    assert [row["epoch"] for row in cb.metrics] == [0, 1] and "train/loss_epoch" in cb.metrics[-1]
     # each epoch's values are that epoch's (as the CSV logger wrote them), not the previous epoch's
     import csv
 
     rows = list(csv.DictReader(open(trainer.loggers[0].log_dir + "/metrics.csv")))
-    csv_loss = {int(r["epoch"]) + 1: float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")}
-    csv_val = {int(r["epoch"]) + 1: float(r["val/acc"]) for r in rows if r.get("val/acc")}
+    csv_loss = {int(r["epoch"]): float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")}
+    csv_val = {int(r["epoch"]): float(r["val/acc"]) for r in rows if r.get("val/acc")}
     for row in cb.metrics:
         assert row["train/loss_epoch"] == pytest.approx(csv_loss[row["epoch"]], rel=1e-6)
         assert row["val/acc"] == pytest.approx(csv_val[row["epoch"]], rel=1e-6)
@@ -76,6 +78,7 @@ def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
     assert re.search(r"\| parameters \| [\d,]+ \|", md) and "MACs" in md  # DARTS builder: params and FLOPs
     block = md.split("```json\n")[1].split("```")[0]
     assert json.loads(block)["cells"]["normal"]["edges"][0][0] == "skip_connect"
+    check_report_html(html, plots)
     # TensorBoard got the pictures
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -94,6 +97,67 @@ def test_state_dict_round_trip_and_no_warning_when_uniform(tmp_path, recwarn):
     other = AlphaPlots()
     other.load_state_dict(state)
     assert other.epochs == [0] and other.groups == cb.groups and other.metrics == cb.metrics
+    # a state saved before epochs were 0-based (no "epoch_base"; 0 = before training) is shifted to the new numbers
+    old = AlphaPlots()
+    old.load_state_dict({**{k: v for k, v in state.items() if k != "epoch_base"}, "epochs": [0, 1]})
+    assert old.epochs == [-1, 0] and old.metrics == [{"epoch": 0, "val/acc": 0.5}]
     assert AlphaPlots.near_uniform(net.selection_weights()["normal"].numpy())
     with pytest.raises(ValueError, match="every_n_epochs"):
         AlphaPlots(every_n_epochs=0)
+
+
+class _Page(HTMLParser):
+    """The parts of report.html a reader sees: title, table rows (header and data cells), <pre> blocks, images."""
+
+    def __init__(self):
+        super().__init__()
+        self.title, self.rows, self.pre, self.images, self.style = "", [], [], [], ""
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("th", "td") and self.rows:
+            self.rows[-1].append((tag, ""))
+        elif tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self._in = tag if tag in ("title", "th", "td", "pre", "style") else self._in
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "title":
+            self.title += data
+        elif self._in in ("th", "td") and self.rows and self.rows[-1]:
+            kind, text = self.rows[-1][-1]
+            self.rows[-1][-1] = (kind, text + data)
+        elif self._in == "pre":
+            self.pre.append(data)
+        elif self._in == "style":
+            self.style += data
+
+
+def check_report_html(html, plots):
+    """report.html parses, and a reader sees: a real title, no empty header row, each metric once, the genotype JSON
+    wrapped rather than cut off in a scroll box, and the heatmap at its natural size (numbers >= 8 pt)."""
+    page = _Page()
+    page.feed(html)
+    page.close()
+    assert page.title.startswith("Search report: DARTS on DartsSupernet (") and "on darts" not in page.title
+    for row in page.rows:  # no header row whose cells are all empty
+        assert not (row and all(kind == "th" for kind, _ in row) and all(not t.strip() for _, t in row)), row
+    run = [[t for _, t in row] for row in page.rows if len(row) == 2]
+    names = [r[0] for r in run]
+    assert "arch/loss" in names and "train/loss" in names and "epochs trained" in names
+    assert dict(run)["epochs trained"] == "2 (epochs 0–1)"
+    assert not [n for n in names if n.endswith(("_epoch", "_step"))]  # arch/loss once, not also arch/loss_epoch
+    assert "alpha/weight_entropy_normal" in names and "alpha/entropy_normal" not in names
+    assert len(names) == len(set(names))
+    assert "white-space:pre-wrap" in page.style.replace(" ", "")  # long JSON lines wrap inside the page
+    assert any('"cells"' in block and "skip_connect" in block for block in page.pre)
+    heatmap = Image.open(plots / "alpha_heatmap.png")
+    assert heatmap.width <= 1100  # the page's max-width: shown at natural size, not shrunk
+    assert heatmap.height > heatmap.width * 0.5  # the two groups stacked, not side by side
+    assert "val/* is the supernet on the architecture half in eval mode" in html
