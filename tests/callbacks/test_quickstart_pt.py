@@ -29,18 +29,37 @@ def test_quickstart_pt_config_parses_with_both_selection_callbacks(run_cli):
     assert callbacks["dnas.callbacks.MagnitudeSelection"]["at_epoch"] == 3
 
 
-@pytest.mark.slow  # two CLI fits: ~50 s of CPU including imports
+def without_pictures(config: str) -> str:
+    """``--trainer.callbacks`` of ``config`` without AlphaPlots and SearchExport (drawing took most of the time)."""
+    callbacks = yaml.safe_load(Path(config).read_text())["trainer"]["callbacks"]
+    kept = [c for c in callbacks if c["class_path"] not in ("dnas.callbacks.AlphaPlots", "dnas.callbacks.SearchExport")]
+    assert len(kept) == len(callbacks) - 2
+    return "--trainer.callbacks=" + json.dumps(kept)
+
+
+@pytest.mark.slow  # two CLI fits: ~20 s of CPU including imports
 def test_selection_as_a_separate_stage_on_a_checkpoint_of_the_plain_quickstart(tmp_path, run_cli):
     where = [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"]
     # stage 1: the plain DARTS quickstart (no selection callback), 2 epochs, same (shrunk) supernet
     plain = str(ROOT / "configs" / "quickstart.yaml")
-    code, _, err = run_cli(["fit", "--config", plain, *SHRINK, *where, "--trainer.max_epochs=2"])
+    code, _, err = run_cli(
+        ["fit", "--config", plain, *SHRINK, *where, "--trainer.max_epochs=2", without_pictures(plain)]
+    )
     assert code == 0, err
     ckpt = tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     # stage 2: dnas fit --config quickstart_pt.yaml --ckpt_path <stage 1> with max_epochs = 2 + 6
     code, _, err = run_cli(
-        ["fit", "--config", CONFIG, *SHRINK, *where, "--trainer.max_epochs=8", f"--ckpt_path={ckpt}"]
+        [
+            "fit",
+            "--config",
+            CONFIG,
+            *SHRINK,
+            *where,
+            "--trainer.max_epochs=8",
+            f"--ckpt_path={ckpt}",
+            without_pictures(CONFIG),
+        ]
     )
     assert code == 0, err
     run = tmp_path / "quickstart_pt" / "version_0"
