@@ -168,7 +168,7 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
         raise CheckpointMismatchError(
             f"{source} does not fit the network built from this genotype and these options: "
             + "; ".join(parts)
-            + ". Check --genotype, --init-channels, --layers, --num-classes, --in-channels, --stem and --auxiliary"
+            + ". Check --genotype, --init_channels, --layers, --num_classes, --in_channels, --stem and --auxiliary"
         )
     model.load_state_dict(state)
 

@@ -42,7 +42,7 @@ def export_search_result(
     options = dict(options or {})
     shape = input_shape or recorded_build(genotype)[1]
     if not shape:
-        return None, f"skipping the end-of-search export: the input shape is unknown; {later} --input-shape C ..."
+        return None, f"skipping the end-of-search export: the input shape is unknown; {later} --input_shape C ..."
     try:
         model = build_model(genotype, **options)
         out = export_model(
