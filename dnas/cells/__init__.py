@@ -6,11 +6,13 @@ from dnas.cells import nb201 as nb201
 from dnas.cells import tabular as tabular
 from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
 from dnas.cells.custom import CellSupernet, dense_edges
+from dnas.cells.edges import EdgeOptions
 
 __all__ = [
     "ArchGroup",
     "CellSupernet",
     "DagCell",
+    "EdgeOptions",
     "Supernet",
     "argmax_cell",
     "check_edges",

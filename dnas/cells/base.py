@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, SpaceSpec
 from dnas.genotypes.core import BUILD_KEY
 
@@ -171,9 +172,17 @@ class Supernet(nn.Module):
     """
 
     space_spec: SpaceSpec
+    edge_options: EdgeOptions = EdgeOptions()
+    """How the search edges compute (mixed-op implementation, partial channels, edge normalisation)."""
+    default_mixed_op_impl: str = "naive"
+    """The mixed-op implementation of edge options that leave it None."""
 
-    def __init__(self) -> None:
+    def __init__(self, edge_options: EdgeOptions | None = None) -> None:
         super().__init__()
+        edge_options = self.edge_options if edge_options is None else edge_options
+        if not isinstance(edge_options, EdgeOptions):
+            raise TypeError(f"edge_options must be a dnas.cells.EdgeOptions, got {type(edge_options).__name__}")
+        self.edge_options = edge_options.with_default_impl(self.default_mixed_op_impl)
         self.arch = nn.ModuleDict()
         self.register_load_state_dict_pre_hook(_rename_legacy_arch_keys)
 
@@ -184,11 +193,16 @@ class Supernet(nn.Module):
         edges: Sequence[tuple[int, int]],
         candidates: Sequence[str],
         init_std: float = 1e-3,
-        edge_normalization: bool = False,
+        edge_normalization: bool | None = None,
     ) -> ArchGroup:
-        """Register the architecture group ``name`` (see :class:`ArchGroup`)."""
+        """Register the architecture group ``name`` (see :class:`ArchGroup`).
+
+        ``edge_normalization`` (β) defaults to :attr:`edge_options`'s.
+        """
         if name in self.arch:
             raise ValueError(f"architecture group {name!r} already exists")
+        if edge_normalization is None:
+            edge_normalization = self.edge_options.edge_normalization
         group = ArchGroup(name, edges, candidates, init_std, edge_normalization)
         self.arch[name] = group
         return group
@@ -323,13 +337,16 @@ def topk_cell(
 
 
 class DagCell(nn.Module):
-    """A cell as a DAG of mixed-op edges: node ``dst`` = Σ over its incoming edges of ``edge(state[src], w_row)``.
+    """A cell as a DAG: node ``dst`` = Σ over its incoming edges of the edge's output on ``state[src]``.
+
+    A search cell's edges are mixed ops called as ``edge(x, weights_row)``; a discrete cell's edges (the chosen op of
+    each genotype edge) are called as ``edge(x)`` and the cell is called without weights.
 
     Args:
         num_inputs: input states (DARTS: 2, NAS-Bench-201: 1).
         num_nodes: intermediate nodes, numbered after the inputs.
-        edges: ``(src, dst)`` per edge, in α row order.
-        make_edge: ``(src, dst) -> module`` called as ``module(x, weights_row)``.
+        edges: ``(src, dst)`` per edge, in α row order (a discrete cell: the genotype's order).
+        make_edge: ``(src, dst) -> module``.
         output: ``"concat"`` (channel concat of the intermediate nodes), ``"last"`` (the last node), or ``"sum"``.
         concat_dim: the channel axis for ``"concat"``.
     """
@@ -357,15 +374,25 @@ class DagCell(nn.Module):
         ]
 
     def forward(
-        self, inputs: Sequence[torch.Tensor], weights: torch.Tensor, edge_scale: Sequence[torch.Tensor] | None = None
+        self,
+        inputs: Sequence[torch.Tensor],
+        weights: torch.Tensor | None = None,
+        edge_scale: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``weights``: ``(E, K)``; ``edge_scale``: optional per-node weights of incoming edges (edge normalisation)."""
+        """Run the cell on its input states; the output is the ``output`` combination of the intermediate nodes.
+
+        ``weights``: ``(E, K)`` edge weights (None for discrete edges); ``edge_scale``: optional per-node weights of
+        the incoming edges (edge normalisation).
+        """
+        if len(inputs) != self.num_inputs:
+            raise ValueError(f"this cell takes {self.num_inputs} input(s), got {len(inputs)}")
         states = list(inputs)
         for n, rows in enumerate(self._incoming):
             scale = edge_scale[n] if edge_scale is not None else None
             total = 0
             for pos, i in enumerate(rows):
-                out = self.edges[i](states[self.edge_index[i][0]], weights[i])
+                x = states[self.edge_index[i][0]]
+                out = self.edges[i](x) if weights is None else self.edges[i](x, weights[i])
                 total = total + (out if scale is None else scale[pos] * out)
             states.append(total)
         if self.output == "concat":
