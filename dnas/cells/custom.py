@@ -52,8 +52,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
-from dnas.cells.edges import EdgeOptions
+from dnas.cells.base import ArchGroup, Supernet, argmax_cell, topk_cell
+from dnas.cells.edges import DagCell, EdgeOptions, check_edges
 from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
 from dnas.genotypes.core import build_options
 from dnas.ops.registry import OpFactory, build_op, get_op, is_registered, register_op
@@ -394,7 +394,7 @@ class CellSupernet(Supernet):
 
 
 class SearchCell(nn.Module):
-    """A supernet cell: a :class:`~dnas.cells.base.DagCell` of search edges weighted by α group ``group``."""
+    """A supernet cell: a :class:`~dnas.cells.edges.DagCell` of search edges weighted by α group ``group``."""
 
     def __init__(self, group: str, dag: DagCell):
         super().__init__()
@@ -409,7 +409,7 @@ class SearchCell(nn.Module):
 
 
 class DiscreteCell(nn.Module):
-    """A found cell: a :class:`~dnas.cells.base.DagCell` over the genotype's edges, each the chosen op.
+    """A found cell: a :class:`~dnas.cells.edges.DagCell` over the genotype's edges, each the chosen op.
 
     Args:
         group: the cell type (genotype cell name).

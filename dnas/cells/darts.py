@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnas.cells.base import DagCell, Supernet, topk_cell
-from dnas.cells.edges import EdgeOptions
+from dnas.cells.base import Supernet, topk_cell
+from dnas.cells.edges import DagCell, EdgeOptions
 from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
 from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 
