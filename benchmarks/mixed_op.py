@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dnas.cells.darts import DartsCell, DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.ops import DARTS_PRIMITIVES, MixedOp, heap
 
 IMPLS = ("naive", "fused", "fused_save")
@@ -60,7 +61,7 @@ class _Edge(nn.Module):
 class _Cell(nn.Module):
     def __init__(self, impl: str):
         super().__init__()
-        self.cell = DartsCell(3 * C, 3 * C, C, False, False, DARTS_PRIMITIVES, impl)
+        self.cell = DartsCell(3 * C, 3 * C, C, False, False, DARTS_PRIMITIVES, EdgeOptions(mixed_op_impl=impl))
         self.alpha = nn.Parameter(1e-3 * torch.randn(14, len(DARTS_PRIMITIVES)))
 
     def forward(self, s0, s1):
@@ -71,7 +72,7 @@ class _Net(nn.Module):
     def __init__(self, impl: str):
         super().__init__()
         ckpt = impl.endswith("+ckpt")
-        self.net = DartsSupernet(C, 10, 8, mixed_op_impl=impl.removesuffix("+ckpt"))
+        self.net = DartsSupernet(C, 10, 8, edge_options=EdgeOptions(mixed_op_impl=impl.removesuffix("+ckpt")))
         if ckpt:
             for cell in self.net.cells:
                 cell.forward = _checkpointed(cell.forward)

@@ -40,10 +40,13 @@ def measure(name: str, batch: int, steps: int, channels: int, layers: int, size:
     import torch.nn.functional as F
 
     from dnas.cells.darts import DartsSupernet
+    from dnas.cells.edges import EdgeOptions
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = DartsSupernet(init_channels=channels, num_classes=10, layers=layers, **CONFIGS[name])
+    net = DartsSupernet(
+        init_channels=channels, num_classes=10, layers=layers, edge_options=EdgeOptions(**CONFIGS[name])
+    )
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9)
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

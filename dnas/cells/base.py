@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, SpaceSpec
 from dnas.genotypes.core import BUILD_KEY
 
@@ -171,9 +172,17 @@ class Supernet(nn.Module):
     """
 
     space_spec: SpaceSpec
+    edge_options: EdgeOptions = EdgeOptions()
+    """How the search edges compute (mixed-op implementation, partial channels, edge normalisation)."""
+    default_mixed_op_impl: str = "naive"
+    """The mixed-op implementation of edge options that leave it None."""
 
-    def __init__(self) -> None:
+    def __init__(self, edge_options: EdgeOptions | None = None) -> None:
         super().__init__()
+        edge_options = self.edge_options if edge_options is None else edge_options
+        if not isinstance(edge_options, EdgeOptions):
+            raise TypeError(f"edge_options must be a dnas.cells.EdgeOptions, got {type(edge_options).__name__}")
+        self.edge_options = edge_options.with_default_impl(self.default_mixed_op_impl)
         self.arch = nn.ModuleDict()
         self.register_load_state_dict_pre_hook(_rename_legacy_arch_keys)
 
@@ -184,11 +193,16 @@ class Supernet(nn.Module):
         edges: Sequence[tuple[int, int]],
         candidates: Sequence[str],
         init_std: float = 1e-3,
-        edge_normalization: bool = False,
+        edge_normalization: bool | None = None,
     ) -> ArchGroup:
-        """Register the architecture group ``name`` (see :class:`ArchGroup`)."""
+        """Register the architecture group ``name`` (see :class:`ArchGroup`).
+
+        ``edge_normalization`` (β) defaults to :attr:`edge_options`'s.
+        """
         if name in self.arch:
             raise ValueError(f"architecture group {name!r} already exists")
+        if edge_normalization is None:
+            edge_normalization = self.edge_options.edge_normalization
         group = ArchGroup(name, edges, candidates, init_std, edge_normalization)
         self.arch[name] = group
         return group
@@ -320,69 +334,3 @@ def topk_cell(
                     best = j
             edges.append(Edge(group.candidates[best], group.edges[i][0], node))
     return CellGenotype(tuple(edges), tuple(concat if concat is not None else nodes))
-
-
-class DagCell(nn.Module):
-    """A cell as a DAG of mixed-op edges: node ``dst`` = Σ over its incoming edges of ``edge(state[src], w_row)``.
-
-    Args:
-        num_inputs: input states (DARTS: 2, NAS-Bench-201: 1).
-        num_nodes: intermediate nodes, numbered after the inputs.
-        edges: ``(src, dst)`` per edge, in α row order.
-        make_edge: ``(src, dst) -> module`` called as ``module(x, weights_row)``.
-        output: ``"concat"`` (channel concat of the intermediate nodes), ``"last"`` (the last node), or ``"sum"``.
-        concat_dim: the channel axis for ``"concat"``.
-    """
-
-    def __init__(
-        self,
-        num_inputs: int,
-        num_nodes: int,
-        edges: Sequence[tuple[int, int]],
-        make_edge: Callable[[int, int], nn.Module],
-        output: str = "concat",
-        concat_dim: int = 1,
-    ):
-        super().__init__()
-        if output not in ("concat", "last", "sum"):
-            raise ValueError(f"output must be 'concat', 'last' or 'sum', got {output!r}")
-        check_edges(edges, num_inputs, num_nodes)
-        self.num_inputs, self.num_nodes = num_inputs, num_nodes
-        self.edge_index = tuple(tuple(e) for e in edges)
-        self.output, self.concat_dim = output, concat_dim
-        self.edges = nn.ModuleList(make_edge(src, dst) for src, dst in self.edge_index)
-        self._incoming = [
-            [i for i, (_, d) in enumerate(self.edge_index) if d == node]
-            for node in range(num_inputs, num_inputs + num_nodes)
-        ]
-
-    def forward(
-        self, inputs: Sequence[torch.Tensor], weights: torch.Tensor, edge_scale: Sequence[torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """``weights``: ``(E, K)``; ``edge_scale``: optional per-node weights of incoming edges (edge normalisation)."""
-        states = list(inputs)
-        for n, rows in enumerate(self._incoming):
-            scale = edge_scale[n] if edge_scale is not None else None
-            total = 0
-            for pos, i in enumerate(rows):
-                out = self.edges[i](states[self.edge_index[i][0]], weights[i])
-                total = total + (out if scale is None else scale[pos] * out)
-            states.append(total)
-        if self.output == "concat":
-            return torch.cat(states[self.num_inputs :], dim=self.concat_dim)
-        if self.output == "last":
-            return states[-1]
-        return sum(states[self.num_inputs :])
-
-
-def check_edges(edges: Sequence[tuple[int, int]], num_inputs: int, num_nodes: int) -> None:
-    """Raise a clear error for an edge to a later/missing node, a self loop, or a node without inputs."""
-    last = num_inputs + num_nodes - 1
-    for i, (src, dst) in enumerate(edges):
-        if not num_inputs <= dst <= last:
-            raise ValueError(f"edge {i} ({src}->{dst}) ends at node {dst}; intermediate nodes are {num_inputs}..{last}")
-        if not 0 <= src < dst:
-            raise ValueError(f"edge {i} ({src}->{dst}) must come from an earlier node (0..{dst - 1}); cells are DAGs")
-    for node in range(num_inputs, last + 1):
-        if not any(d == node for _, d in edges):
-            raise ValueError(f"node {node} has no incoming edge")

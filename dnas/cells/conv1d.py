@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dnas.cells.custom import CellSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.ops.conv1d import CONV1D_PRIMITIVES
 
 
@@ -25,16 +26,12 @@ class Conv1dSupernet(CellSupernet):
         stages: number of stages (``stages - 1`` reductions).
         num_classes: classifier outputs.
         in_channels: input channels of the sequence ``(B, in_channels, L)``.
-        mixed_op_impl: mixed-op implementation.
-        partial_channels: PC-DARTS' K (1 = off).
-        edge_normalization: PC-DARTS edge normalisation.
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
+            partial channels and edge normalisation).
     """
 
     space_name = "conv1d"
     candidates = CONV1D_PRIMITIVES
-    num_inputs = 1
-    num_nodes = 3
-    cell_output = "last"
     genotype_exclude = ("none",)  # per-edge argmax over the real ops (a "none" edge can orphan a node)
 
     def __init__(
@@ -44,15 +41,12 @@ class Conv1dSupernet(CellSupernet):
         stages: int = 2,
         num_classes: int = 10,
         in_channels: int = 1,
-        mixed_op_impl: str = "naive",
-        partial_channels: int = 1,
-        edge_normalization: bool = False,
+        edge_options: EdgeOptions | None = None,
     ):
-        super().__init__()
+        super().__init__(edge_options)
         if stages < 1 or cells_per_stage < 1:
             raise ValueError(f"stages and cells_per_stage must be >= 1, got {stages}, {cells_per_stage}")
-        self.mixed_op_impl, self.partial_channels = mixed_op_impl, partial_channels
-        self.edge_normalization, self.num_classes = edge_normalization, num_classes
+        self.num_classes = num_classes
         self.in_channels = in_channels
         C = channels
         self.stem = nn.Sequential(nn.Conv1d(in_channels, C, 5, padding=2, bias=False), nn.BatchNorm1d(C))

@@ -32,10 +32,10 @@ and builds its stem, cells and head in ``__init__`` with :meth:`CellSupernet.mak
 
 Everything else comes from the base class: one architecture group per cell type (an :class:`~dnas.cells.base.ArchGroup`:
 α and the selection buffers of :class:`~dnas.cells.base.Supernet`, so every search module and selection callback works),
-PC-DARTS partial channels and edge normalisation (``partial_channels``, ``edge_normalization``), a registered
-:class:`~dnas.genotypes.SpaceSpec`, and an export builder: ``dnas.export.build_model(genotype)`` (or
-``SignalSpace.from_genotype(genotype)``) constructs the *same* class with the same stem and head, each cell reduced to
-the chosen op per edge (``affine=True`` norms).
+search edges with PC-DARTS partial channels and edge normalisation (``edge_options``, the
+:class:`~dnas.cells.edges.EdgeOptions` every space takes), a registered :class:`~dnas.genotypes.SpaceSpec`, and an
+export builder: ``dnas.export.build_model(genotype)`` (or ``SignalSpace.from_genotype(genotype)``) constructs the
+*same* class with the same stem and head, each cell reduced to the chosen op per edge (``affine=True`` norms).
 
 The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["build"]``, so
 the exported network has the searched skeleton unless options say otherwise.
@@ -52,11 +52,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dnas.cells.base import ArchGroup, DagCell, Supernet, argmax_cell, check_edges, topk_cell
+from dnas.cells.base import ArchGroup, Supernet, argmax_cell, topk_cell
+from dnas.cells.edges import DagCell, EdgeOptions, check_edges
 from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
 from dnas.genotypes.core import build_options
-from dnas.ops.mixed import MixedOp
-from dnas.ops.partial import PartialChannelEdge
 from dnas.ops.registry import OpFactory, build_op, get_op, is_registered, register_op
 
 CellWeights = Mapping[str, tuple[torch.Tensor, Sequence[torch.Tensor] | None]]
@@ -119,9 +118,9 @@ class CellSupernet(Supernet):
         genotype_exclude: candidates the rule never picks (``"topk"`` excludes ``"none"`` when this is None).
         search_affine: affine flag of the candidates' norms during search (False as DARTS / NAS-Bench-201).
         pool_bn: append ``BatchNorm2d(affine=False)`` to 2-D pooling candidates, as the DARTS search MixedOp does.
-        mixed_op_impl: mixed-op implementation (:data:`dnas.ops.MIXED_OP_IMPLS`).
-        partial_channels: PC-DARTS' K; edges see ``C/K`` channels on axis 1, the rest bypass (1 = off).
-        edge_normalization: PC-DARTS edge normalisation: the groups get β (one per edge), per-node softmax.
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
+            partial channels and edge normalisation); a space passes its ``edge_options`` argument to
+            ``super().__init__``.
     """
 
     space_name: ClassVar[str]
@@ -136,9 +135,6 @@ class CellSupernet(Supernet):
     genotype_exclude: Sequence[str] | None = None
     search_affine: bool = False
     pool_bn: bool = False
-    mixed_op_impl: str = "naive"
-    partial_channels: int = 1
-    edge_normalization: bool = False
 
     # ------------------------------------------------------------------ class-level registration
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -156,8 +152,8 @@ class CellSupernet(Supernet):
             if cls.candidates:  # else declared per instance: the spec is registered at the first make_cell
                 register_space(_space_spec_of(cls))
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, edge_options: EdgeOptions | None = None) -> None:
+        super().__init__(edge_options)
         if not isinstance(getattr(type(self), "space_name", None), str) or not type(self).space_name:
             raise TypeError(f"{type(self).__name__} must set the class attribute space_name (a non-empty string)")
         if "_discrete" not in self.__dict__:  # from_genotype sets it on the instance before __init__ runs
@@ -214,8 +210,6 @@ class CellSupernet(Supernet):
             raise ValueError(f"genotype_rule must be one of {GENOTYPE_RULES}, got {self.genotype_rule!r}")
         if not self.cell_types or len(set(self.cell_types)) != len(self.cell_types):
             raise ValueError(f"cell_types must be non-empty and unique, got {list(self.cell_types)}")
-        if self.partial_channels < 1:
-            raise ValueError(f"partial_channels must be >= 1, got {self.partial_channels}")
         for name in self._rule_exclude():
             if name not in names:
                 raise ValueError(
@@ -223,9 +217,16 @@ class CellSupernet(Supernet):
                 )
         if set(names) <= set(self._rule_exclude()):
             raise ValueError(f"genotype_exclude {list(self._rule_exclude())} leaves no candidate for the rule to pick")
-        spec = register_space(self.space_spec)
+        spec = self.space_spec
+        declared = tuple(c if isinstance(c, str) else c[0] for c in type(self).candidates)
+        if not declared:  # a space that declares its candidates per instance registers them at its first cell
+            register_space(spec)
+        elif not set(names) <= set(declared):  # the registered spec (class candidates) would reject its genotypes
+            raise ValueError(
+                f"{type(self).__name__}: candidates {sorted(set(names) - set(declared))} are not among the space's "
+                f"declared candidates {list(declared)}; declare them on the class (space {self.space_name!r})"
+            )
         if self._discrete is not None:
-            self._discrete.genotype.validate(spec, source=f"genotype for {type(self).__name__}")
             allowed = set(self.cell_edges)
             for group, cell in self._discrete.genotype.cells.items():
                 for i, e in enumerate(cell.edges):
@@ -234,6 +235,7 @@ class CellSupernet(Supernet):
                             f"genotype cells.{group}.edges[{i}] connects {e.src}->{e.dst}, which is not an edge of "
                             f"space {self.space_name!r}; edges: {sorted(allowed)}"
                         )
+            self._discrete.genotype.validate(spec, source=f"genotype for {type(self).__name__}")
         self._declared = True
 
     def _rule_exclude(self) -> tuple[str, ...]:
@@ -257,42 +259,43 @@ class CellSupernet(Supernet):
         self._used_groups.add(group)
         if self._discrete is not None:
             cell_genotype = self._discrete.genotype.cells[group]
-            ops = [
-                self.make_discrete_edge(e.op, channels, stride if e.src < self.num_inputs else 1, self._discrete.affine)
-                for e in cell_genotype.edges
-            ]
-            return DiscreteCell(group, self.num_inputs, self.num_nodes, cell_genotype.edges, ops, self.cell_output)
-        if group not in self.arch_groups:
-            self.add_arch_group(
-                group, self.cell_edges, self.candidate_names, edge_normalization=self.edge_normalization
+            empty = sorted(
+                set(range(self.num_inputs, self.num_inputs + self.num_nodes)) - {e.dst for e in cell_genotype.edges}
             )
+            if empty:
+                raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
+            chosen = iter(cell_genotype.edges)
+
+            def discrete_edge(src: int, dst: int) -> nn.Module:
+                op = next(chosen).op
+                return self.make_discrete_edge(group, src, dst, op, channels, self._edge_stride(src, stride))
+
+            edges = [(e.src, e.dst) for e in cell_genotype.edges]
+            dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
+            return DiscreteCell(group, dag, [e.op for e in cell_genotype.edges])
+        if group not in self.arch_groups:
+            self.add_arch_group(group, self.cell_edges, self.candidate_names)
 
         def edge(src: int, dst: int) -> nn.Module:
-            return self.make_edge(group, src, dst, channels, stride if src < self.num_inputs else 1)
+            return self.make_edge(group, src, dst, channels, self._edge_stride(src, stride))
 
         return SearchCell(group, DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output))
 
+    def _edge_stride(self, src: int, stride: int) -> int:
+        return stride if src < self.num_inputs else 1
+
     def make_edge(self, group: str, src: int, dst: int, channels: int, stride: int) -> nn.Module:
-        """One search edge, called as ``edge(x, weights_row)``: a mixed op (partial-channel wrapped when K > 1).
+        """One search edge, called as ``edge(x, weights_row)``: :meth:`EdgeOptions.make_edge` over the candidates.
 
-        Override to build edges differently (e.g. a different mixed op per edge); keep the call convention.
+        Override to build edges differently (e.g. other channels per edge); keep the call convention.
         """
-        k = self.partial_channels
-        if channels % k:
-            raise ValueError(f"partial_channels={k} must divide the cell's channels ({channels})")
-        op = MixedOp(
-            channels // k,
-            stride,
-            primitives=self.candidate_names,
-            impl=self.mixed_op_impl,
-            affine=self.search_affine,
-            pool_bn=self.pool_bn,
+        return self.edge_options.make_edge(
+            channels, stride, self.candidate_names, affine=self.search_affine, pool_bn=self.pool_bn
         )
-        return op if k == 1 else PartialChannelEdge(op, channels, k, stride)
 
-    def make_discrete_edge(self, op: str, channels: int, stride: int, affine: bool) -> nn.Module:
-        """The module of one chosen op in an exported network (override for ops needing more than the registry)."""
-        return build_op(op, channels, channels, stride, affine)
+    def make_discrete_edge(self, group: str, src: int, dst: int, op: str, channels: int, stride: int) -> nn.Module:
+        """The module of the chosen ``op`` on edge ``src -> dst`` of a discrete network (as :meth:`make_edge`)."""
+        return build_op(op, channels, channels, stride, self._discrete.affine)
 
     # ------------------------------------------------------------------ forward plumbing
     export_methods: ClassVar[dict[str, Callable[..., Any]]] = {"cell_weights": _no_cell_weights}
@@ -374,7 +377,11 @@ class CellSupernet(Supernet):
             )
         params = inspect.signature(cls.__init__).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        kwargs = build_options(genotype, options, None if takes_any else list(params))
+        allowed = [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown and not takes_any:
+            raise TypeError(f"unknown {cls.__name__} export option(s) {unknown}; allowed: {sorted(allowed)}")
+        kwargs = build_options(genotype, options, None if takes_any else allowed)
         # The instance is marked discrete before its constructor runs, so make_cell builds the chosen ops; the mark
         # is on this instance only (modules built inside it are not affected).
         model = cls.__new__(cls)
@@ -387,7 +394,7 @@ class CellSupernet(Supernet):
 
 
 class SearchCell(nn.Module):
-    """A supernet cell: a :class:`~dnas.cells.base.DagCell` of mixed-op edges weighted by α group ``group``."""
+    """A supernet cell: a :class:`~dnas.cells.edges.DagCell` of search edges weighted by α group ``group``."""
 
     def __init__(self, group: str, dag: DagCell):
         super().__init__()
@@ -395,64 +402,31 @@ class SearchCell(nn.Module):
 
     def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: CellWeights | None) -> torch.Tensor:
         """``inputs``: the cell's input tensor(s); ``weights``: :meth:`CellSupernet.cell_weights`."""
-        inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-        if len(inputs) != self.dag.num_inputs:
-            raise ValueError(f"this cell takes {self.dag.num_inputs} input(s), got {len(inputs)}")
         if weights is None:
             raise ValueError("a search cell needs edge weights: pass supernet.cell_weights(weights) to it")
         w, scale = weights[self.group]
-        return self.dag(inputs, w, scale)
+        return self.dag([inputs] if isinstance(inputs, torch.Tensor) else list(inputs), w, scale)
 
 
 class DiscreteCell(nn.Module):
-    """A found cell: node ``dst`` = Σ over the genotype's edges into it of ``op(state[src])``; weights are ignored.
+    """A found cell: a :class:`~dnas.cells.edges.DagCell` over the genotype's edges, each the chosen op.
 
     Args:
         group: the cell type (genotype cell name).
-        num_inputs: input nodes.
-        num_nodes: intermediate nodes.
-        edges: the genotype's edges, in order.
-        ops: one module per edge.
-        output: ``"last"``, ``"sum"`` or ``"concat"`` of the intermediate nodes (as the search cell).
+        dag: the cell, its edges in the genotype's order.
+        op_names: the chosen op of each edge.
     """
 
-    def __init__(
-        self,
-        group: str,
-        num_inputs: int,
-        num_nodes: int,
-        edges: Sequence[Edge],
-        ops: Sequence[nn.Module],
-        output: str,
-    ):
+    def __init__(self, group: str, dag: DagCell, op_names: Sequence[str]):
         super().__init__()
-        self.group, self.num_inputs, self.num_nodes, self.output = group, num_inputs, num_nodes, output
-        self.edge_index = tuple((e.src, e.dst) for e in edges)
-        self.op_names = tuple(e.op for e in edges)
-        self.ops = nn.ModuleList(ops)
-        self._incoming = [
-            [i for i, (_, d) in enumerate(self.edge_index) if d == node]
-            for node in range(num_inputs, num_inputs + num_nodes)
-        ]
-        empty = [num_inputs + n for n, rows in enumerate(self._incoming) if not rows]
-        if empty:
-            raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
+        self.group, self.dag, self.op_names = group, dag, tuple(op_names)
 
     def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: Any = None) -> torch.Tensor:
-        states = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-        if len(states) != self.num_inputs:
-            raise ValueError(f"this cell takes {self.num_inputs} input(s), got {len(states)}")
-        for rows in self._incoming:
-            states.append(sum(self.ops[i](states[self.edge_index[i][0]]) for i in rows))
-        nodes = states[self.num_inputs :]
-        if self.output == "concat":
-            return torch.cat(nodes, dim=1)
-        if self.output == "sum":
-            return sum(nodes)
-        return nodes[-1]
+        """``inputs``: the cell's input tensor(s); ``weights`` is ignored (the search cell's call convention)."""
+        return self.dag([inputs] if isinstance(inputs, torch.Tensor) else list(inputs))
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{op}({s}->{d})" for op, (s, d) in zip(self.op_names, self.edge_index))
+        return ", ".join(f"{op}({s}->{d})" for op, (s, d) in zip(self.op_names, self.dag.edge_index))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -484,8 +458,9 @@ def _space_spec_of(obj: Any) -> SpaceSpec:
     num_inputs, num_nodes = obj.num_inputs, obj.num_nodes
     edges = dense_edges(num_inputs, num_nodes) if obj.edges is None else tuple(tuple(e) for e in obj.edges)
     dense = sorted(edges) == sorted(dense_edges(num_inputs, num_nodes))
+    chain = num_inputs == 1 and sorted(edges) == [(i, i + 1) for i in range(num_nodes)]
     if obj.genotype_rule == "argmax":
-        cell = CellSpec(ops=names, num_inputs=num_inputs, num_nodes=num_nodes, all_edges=dense)
+        cell = CellSpec(names, num_inputs, num_nodes, all_edges=dense or chain, chain=chain and num_nodes > 1)
     else:
         fan_in = [sum(1 for _, d in edges if d == node) for node in range(num_inputs, num_inputs + num_nodes)]
         exact = obj.topk_edges if all(n >= obj.topk_edges for n in fan_in) else None

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnas.cells.base import DagCell, Supernet, topk_cell
-from dnas.genotypes import CellSpec, Genotype, SpaceSpec, get_space_spec, register_space
+from dnas.cells.base import Supernet, topk_cell
+from dnas.cells.edges import DagCell, EdgeOptions
+from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
 from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
-from dnas.ops.mixed import MixedOp
-from dnas.ops.partial import PartialChannelEdge
 
 STEPS = 4
+CELL_TYPES = ("normal", "reduce")
 
 
 def darts_edges(steps: int = STEPS) -> tuple[tuple[int, int], ...]:
@@ -28,15 +28,21 @@ def darts_edges(steps: int = STEPS) -> tuple[tuple[int, int], ...]:
     return tuple((j, i + 2) for i in range(steps) for j in range(i + 2))
 
 
-def darts_space_spec(primitives: Sequence[str] = DARTS_PRIMITIVES, name: str = "darts", steps: int = STEPS):
-    """The genotype rules of a DARTS-style space over ``primitives``."""
-    cell = CellSpec(ops=tuple(primitives), num_inputs=2, num_nodes=steps, edges_per_node=2)
+def darts_space_spec(
+    primitives: Sequence[str] = DARTS_PRIMITIVES, name: str = "darts", steps: int = STEPS, any_registered_op=False
+) -> SpaceSpec:
+    """The genotype rules of a DARTS-style space over ``primitives`` (and every registered op, if asked)."""
+    cell = CellSpec(tuple(primitives), 2, steps, edges_per_node=2, any_registered_op=any_registered_op)
     return SpaceSpec(name, {"normal": cell, "reduce": cell})
 
 
-# The DARTS space accepts the NASNet/AmoebaNet extras in genotypes (they are evaluation-network ops).
+# The DARTS space accepts the NASNet/AmoebaNet extras in genotypes (they are evaluation-network ops), and any op
+# registered with dnas.ops.register_op: the evaluation network builds every registered op, so a search over a user's
+# own ops yields darts genotypes that load wherever that op's module is imported, whatever else ran before.
 DARTS_SPACE = register_space(
-    darts_space_spec(DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7", "avg_pool_3x3", "max_pool_3x3"))
+    darts_space_spec(
+        DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7", "avg_pool_3x3", "max_pool_3x3"), any_registered_op=True
+    )
 )
 
 NASNET_OPS: tuple[str, ...] = DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7")
@@ -47,30 +53,25 @@ DARTS authors for NASNet-A and AmoebaNet-A (quark0/darts ``cnn/genotypes.py``); 
 (:mod:`dnas.export.darts`). Registered here, beside ``darts``, so that ``import dnas`` knows it without export."""
 
 
-def _darts_space_with(primitives: Sequence[str], steps: int) -> SpaceSpec:
-    """The spec of a DARTS supernet over ``primitives`` with ``steps`` nodes per cell.
+def preprocess(C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, ...]:
+    """``(preprocess0, preprocess1)`` of a DARTS cell, search and evaluation alike (reference ``Cell.__init__``).
 
-    With the standard 4 steps it is the registered ``darts`` spec, widened (and re-registered) when the supernet uses
-    extra registered ops: genotypes found over a user's own ops are then still ``darts``-space genotypes that load
-    and export. Widening only ever adds ops; the node structure of ``darts`` never changes. Other step counts get
-    their own spec, kept out of the registry (its name stays ``darts``, which the 4-node rules reject on reload: a
-    known gap, docs/design.md).
+    Both inputs go to ``C`` channels by ReLU-conv1×1-BN; input 0 by a :class:`~dnas.ops.darts.FactorizedReduce` when
+    the previous cell was a reduction.
     """
-    if steps != STEPS:
-        return darts_space_spec(primitives, steps=steps)
-    current = get_space_spec("darts") or DARTS_SPACE
-    ops = current.cells["normal"].ops
-    extra = tuple(p for p in primitives if p not in ops)
-    if not extra:
-        return current
-    return register_space(darts_space_spec(ops + extra))
+    if reduction_prev:
+        p0: nn.Module = FactorizedReduce(C_prev_prev, C, affine=affine)
+    else:
+        p0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=affine)
+    return p0, ReLUConvBN(C_prev, C, 1, 1, 0, affine=affine)
 
 
 class DartsCell(nn.Module):
-    """Preprocessing of the two inputs, then the 4-node DAG of mixed ops, output = concat of the nodes (4C).
+    """Preprocessing of the two inputs, then the 4-node DAG of search edges, output = concat of the nodes (4C).
 
-    With ``partial_channels`` K > 1 every edge is a :class:`~dnas.ops.partial.PartialChannelEdge` around a mixed op
-    of ``C // K`` channels (PC-DARTS); K = 1 builds the plain DARTS edges (same modules, same state-dict keys).
+    Edges come from :meth:`EdgeOptions.make_edge <dnas.cells.edges.EdgeOptions.make_edge>`: mixed ops, or with
+    partial channels K > 1 :class:`~dnas.ops.partial.PartialChannelEdge` around a mixed op of ``C // K`` channels
+    (PC-DARTS); K = 1 builds the plain DARTS edges (same modules, same state-dict keys).
     """
 
     def __init__(
@@ -81,24 +82,15 @@ class DartsCell(nn.Module):
         reduction: bool,
         reduction_prev: bool,
         primitives: Sequence[str],
-        mixed_op_impl: str = "fused",
+        edge_options: EdgeOptions,
         steps: int = STEPS,
-        partial_channels: int = 1,
     ):
         super().__init__()
         self.reduction = reduction
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
-        else:
-            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
-        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.preprocess0, self.preprocess1 = preprocess(C_prev_prev, C_prev, C, reduction_prev, affine=False)
 
-        def make_edge(src: int, dst: int) -> nn.Module:
-            stride = 2 if reduction and src < 2 else 1
-            if partial_channels == 1:
-                return MixedOp(C, stride, primitives=primitives, impl=mixed_op_impl, affine=False)
-            op = MixedOp(C // partial_channels, stride, primitives=primitives, impl=mixed_op_impl, affine=False)
-            return PartialChannelEdge(op, C, partial_channels, stride)
+        def make_edge(src: int, dst: int) -> nn.Module:  # as the DARTS search MixedOp: BN after pooling
+            return edge_options.make_edge(C, 2 if reduction and src < 2 else 1, primitives, affine=False, pool_bn=True)
 
         self.dag = DagCell(2, steps, darts_edges(steps), make_edge, output="concat")
 
@@ -120,20 +112,18 @@ class DartsSupernet(Supernet):
         num_classes: classifier outputs.
         layers: number of cells (paper: 8).
         in_channels: image channels (3 for CIFAR, 1 for digits).
-        primitives: candidate ops in α column order (DARTS-PT's "s5" space drops ``none``).
+        primitives: candidate ops in α column order (DARTS-PT's "s5" space drops ``none``); any registered ops.
         steps: intermediate nodes per cell (4).
         stem_multiplier: the stem outputs ``stem_multiplier * init_channels`` channels (3).
-        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`). Default ``"fused"``: the same
-            outputs (bitwise) and gradients as ``"naive"``, 23× less saved activation memory, 10× lower peak RSS and
-            1.2× faster steps on the CPU benchmark (docs/benchmarks.md);
-            ``"fused_save"`` is 1.7× faster with naive-like memory;
-            ``"naive"`` is needed only for double backward (exact second-order gradients through autograd).
-        partial_channels: PC-DARTS' K: each edge's ops see the first ``C/K`` channels, the rest bypass (1 = DARTS).
-            ``init_channels`` must be divisible by K.
-        edge_normalization: PC-DARTS edge normalisation: β of groups ``normal`` / ``reduce`` (one per edge,
-            init ``1e-3·N(0,1)``), per node softmax over the incoming edges multiplies each edge's output; the
-            genotype selects edges by α·β (:meth:`selection_weights`).
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`). The mixed ops default to
+            ``"fused"`` here: the same outputs (bitwise) and gradients as ``"naive"``, 23× less saved activation
+            memory, 10× lower peak RSS and 1.2× faster steps on the CPU benchmark (docs/benchmarks.md). PC-DARTS:
+            ``partial_channels=4`` (must
+            divide ``init_channels``) and ``edge_normalization=True`` (β of groups ``normal`` / ``reduce``, drawn
+            after both α as the PC-DARTS reference does; the genotype selects edges by α·β).
     """
+
+    default_mixed_op_impl = "fused"
 
     def __init__(
         self,
@@ -144,15 +134,12 @@ class DartsSupernet(Supernet):
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         steps: int = STEPS,
         stem_multiplier: int = 3,
-        mixed_op_impl: str = "fused",
-        partial_channels: int = 1,
-        edge_normalization: bool = False,
+        edge_options: EdgeOptions | None = None,
     ):
-        super().__init__()
-        if partial_channels < 1 or init_channels % partial_channels:
-            raise ValueError(
-                f"partial_channels must be >= 1 and divide init_channels ({init_channels}), got {partial_channels}"
-            )
+        super().__init__(edge_options)
+        k = self.edge_options.partial_channels
+        if init_channels % k:
+            raise ValueError(f"edge_options.partial_channels ({k}) must divide init_channels ({init_channels})")
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
         if init_channels < 2 or init_channels % 2:
@@ -171,8 +158,9 @@ class DartsSupernet(Supernet):
             "num_classes": num_classes,
             "in_channels": in_channels,
         }
-        self.partial_channels, self.edge_normalization = partial_channels, edge_normalization
-        self.space_spec = _darts_space_with(self.primitives, steps)
+        # this supernet's own rules (its candidates, its node count); the registered ``darts`` spec that genotype
+        # files are read with never changes (it takes any registered op, DARTS_SPACE)
+        self.space_spec = darts_space_spec(self.primitives, steps=steps)
         C = init_channels
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(
@@ -186,33 +174,25 @@ class DartsSupernet(Supernet):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            self.cells.append(
-                DartsCell(
-                    C_prev_prev,
-                    C_prev,
-                    C_curr,
-                    reduction,
-                    reduction_prev,
-                    self.primitives,
-                    mixed_op_impl,
-                    steps,
-                    partial_channels,
-                )
+            cell = DartsCell(
+                C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.primitives, self.edge_options, steps
             )
+            self.cells.append(cell)
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, steps * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
+        # α after every module, β after both α: the reference draws them in this order (same RNG stream)
         edges = darts_edges(steps)
-        groups = [self.add_arch_group(g, edges, self.primitives) for g in ("normal", "reduce")]
-        if edge_normalization:  # after both α, as the PC-DARTS reference draws them
+        groups = [self.add_arch_group(g, edges, self.primitives, edge_normalization=False) for g in CELL_TYPES]
+        if self.edge_options.edge_normalization:
             for group in groups:
                 group.add_beta()
 
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for images ``x`` (B, C_in, H, W); ``weights`` maps ``normal``/``reduce`` to (14, K) edge weights."""
         weights = self.edge_weights() if weights is None else weights
-        scales = {g: self.edge_scales(g) for g in ("normal", "reduce")}
+        scales = {g: self.edge_scales(g) for g in CELL_TYPES}
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             group = "reduce" if cell.reduction else "normal"
@@ -223,7 +203,7 @@ class DartsSupernet(Supernet):
     def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
         """The DARTS rule: per node the top-2 incoming edges by strongest non-``none`` op; op = that argmax."""
         weights = self.selection_weights() if weights is None else weights
-        cells = {g: topk_cell(weights[g].float().cpu(), self.arch_groups[g], k=2) for g in ("normal", "reduce")}
+        cells = {g: topk_cell(weights[g].float().cpu(), self.arch_groups[g], k=2) for g in CELL_TYPES}
         return Genotype(self.space_spec.name, cells, self.build_meta())
 
     def build_options(self) -> dict[str, Any]:
@@ -241,8 +221,9 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
     the state dict; put them in under those keys). Key layout: ``cells.<i>._ops.<edge>._ops.<op>...`` maps to ours
     ``cells.<i>.dag.edges.<edge>._ops.<op>...``; every other module name is identical.
 
-    PC-DARTS (yuhuixu1993/PC-DARTS ``model_search.py``) saves the same layout; for a supernet with
-    ``partial_channels > 1`` edges map to ``cells.<i>.dag.edges.<edge>.op._ops.<op>...`` (the wrapped mixed op), and
+    PC-DARTS (yuhuixu1993/PC-DARTS ``model_search.py``) saves the same layout; with partial channels
+    (``edge_options.partial_channels > 1``) edges map to ``cells.<i>.dag.edges.<edge>.op._ops.<op>...`` (the wrapped
+    mixed op), and
     ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to the groups' β.
 
     Raises:
@@ -250,7 +231,7 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
         ValueError: a tensor's shape does not match, naming the key and both shapes.
     """
     ours = supernet.state_dict()
-    partial = getattr(supernet, "partial_channels", 1) > 1
+    partial = supernet.edge_options.partial_channels > 1
     edge_prefix = r"cells.\1.dag.edges.\2.op." if partial else r"cells.\1.dag.edges.\2."
     mapped: dict[str, torch.Tensor] = {}
     for key, value in state.items():

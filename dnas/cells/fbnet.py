@@ -1,9 +1,10 @@
 """The FBNet search space (Wu et al. 2019, Table 1): 22 searchable layers, 9 candidate blocks each.
 
 The macro-architecture is a stem conv, seven stages of TBS (to-be-searched) layers, a 1×1 head conv, global pooling
-and a linear classifier. The layers form a chain: a DAG whose edges go ``l -> l+1``, so one α group ``layers`` of
-shape ``(22, 9)`` holds every choice, the genotype is :meth:`dnas.Genotype.chain`, and the selection rule is the
-per-layer argmax (:func:`dnas.cells.argmax_cell`).
+and a linear classifier. The layers form a chain: a :class:`~dnas.cells.CellSupernet` cell whose edges go
+``l -> l+1``, so one α group ``layers`` of shape ``(22, 9)`` holds every choice, the genotype is a chain
+(:meth:`dnas.Genotype.chain`), the selection rule is the per-layer argmax, and the discrete network is the same
+skeleton with the chosen block per layer (:meth:`~dnas.cells.CellSupernet.from_genotype`).
 
 Input resolution, width, classes and head width are settings. Strides adapt to the resolution: the 224 px layout
 downsamples 5 times (stem and the first layer of stages 2, 3, 4 and 6), ending at 7×7; a smaller input keeps only the
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
-from dnas.cells.base import DagCell, Supernet, argmax_cell
-from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
+from dnas.cells.custom import CellSupernet
+from dnas.cells.edges import EdgeOptions
+from dnas.genotypes import get_space_spec
 from dnas.ops.fbnet import FBNET_PRIMITIVES, conv_bn
-from dnas.ops.mixed import MixedOp
+from dnas.ops.registry import build_op
 
 STAGE_CHANNELS: tuple[int, ...] = (16, 24, 32, 64, 112, 184, 352)
 """Output channels of the 7 TBS stages (paper Table 1)."""
@@ -32,12 +33,6 @@ STAGE_REPEATS: tuple[int, ...] = (1, 4, 4, 4, 4, 4, 1)
 IMAGENET_STRIDES: tuple[int, ...] = (2, 1, 2, 2, 2, 1, 2, 1)
 """Stride of the stem, then of the first layer of each stage, at 224 px."""
 NUM_LAYERS = sum(STAGE_REPEATS)
-
-FBNET_SPACE = register_space(
-    SpaceSpec(
-        "fbnet", {"layers": CellSpec(FBNET_PRIMITIVES, num_inputs=1, num_nodes=NUM_LAYERS, all_edges=True, chain=True)}
-    )
-)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -85,7 +80,7 @@ def layer_plan(
 
 
 class FBNetStemHead(nn.Module):
-    """Shared pieces of the supernet and the exported net: stem conv3×3, head conv1×1, pool, dropout, linear."""
+    """The fixed parts: ``stem`` (conv3×3-BN-ReLU); the forward is the head (conv1×1-BN-ReLU, pool, dropout, linear)."""
 
     def __init__(
         self,
@@ -104,12 +99,17 @@ class FBNetStemHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(head_channels, num_classes)
 
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the last layer's output ``x`` (B, C_last, h, w)."""
         return self.classifier(self.dropout(self.pool(self.head(x)).flatten(1)))
 
 
-class FBNetSupernet(Supernet):
-    """The FBNet stochastic supernet: each of the 22 layers is a mixed op over the candidate blocks.
+class FBNetSupernet(CellSupernet):
+    """The FBNet network: the stochastic supernet, or with :meth:`from_genotype` the discrete network of a genotype.
+
+    Stem conv3×3-BN-ReLU, the 22 layers, head (:class:`FBNetStemHead`). Each layer is one edge of a
+    chain cell: a mixed op over the candidate blocks while searching, the chosen block in the discrete network
+    (``dnas.export.build_model`` of an ``fbnet`` genotype), with the same stem, head and layer plan.
 
     Args:
         num_classes: classifier outputs (ImageNet: 1000; the FBNet search used ImageNet-100).
@@ -121,10 +121,20 @@ class FBNetSupernet(Supernet):
         stem_stride: override the adapted stem stride.
         stage_strides: override the adapted strides of the 7 stages' first layers.
         primitives: candidate blocks, a subset of the 9 FBNet blocks, in α column order.
-        affine: BN affine flag inside the candidate blocks.
+        affine: BN affine flag inside the candidate blocks while searching.
         dropout: dropout before the classifier.
-        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`); partial channels need layers with
+            as many output as input channels, which the FBNet plan does not have.
     """
+
+    space_name = "fbnet"
+    candidates = FBNET_PRIMITIVES
+    num_inputs = 1
+    num_nodes = NUM_LAYERS
+    edges = tuple((i, i + 1) for i in range(NUM_LAYERS))
+    cell_output = "last"
+    cell_types = ("layers",)
+    genotype_rule = "argmax"
 
     def __init__(
         self,
@@ -139,48 +149,36 @@ class FBNetSupernet(Supernet):
         primitives: Sequence[str] = FBNET_PRIMITIVES,
         affine: bool = True,
         dropout: float = 0.0,
-        mixed_op_impl: str = "naive",
+        edge_options: EdgeOptions | None = None,
     ):
-        super().__init__()
+        super().__init__(edge_options)
         unknown = [p for p in primitives if p not in FBNET_PRIMITIVES]
         if unknown or not primitives:
             raise ValueError(f"primitives {unknown or list(primitives)}: not FBNet blocks; allowed {FBNET_PRIMITIVES}")
-        self.space_spec = FBNET_SPACE
-        self.num_classes, self.in_channels, self.dropout = num_classes, in_channels, dropout
-        self.primitives = tuple(primitives)
-        self.macro = {
-            "in_channels": in_channels,
-            "input_size": input_size,
-            "width_mult": width_mult,
-            "head_channels": head_channels,
-            "stem_channels": stem_channels,
-            "stem_stride": stem_stride,
-            "stage_strides": list(stage_strides) if stage_strides is not None else None,
-        }
-        C_stem, s_stem, plan = layer_plan(input_size, width_mult, stem_channels, stem_stride, stage_strides)
-        self.plan = plan
-        self.body = FBNetStemHead(in_channels, C_stem, s_stem, plan[-1][1], head_channels, num_classes, dropout)
+        self.candidates, self.search_affine = tuple(primitives), affine
+        self.num_classes, self.in_channels = num_classes, in_channels
+        C_stem, s_stem, self.plan = layer_plan(input_size, width_mult, stem_channels, stem_stride, stage_strides)
+        self.body = FBNetStemHead(in_channels, C_stem, s_stem, self.plan[-1][1], head_channels, num_classes, dropout)
+        # the chain itself, so layers are named ``layers.edges.<l>`` (the module paths cost tables are keyed by);
+        # each layer's channels and stride come from the plan (make_edge)
+        self.layers = self.make_cell(C_stem).dag
 
-        def make_edge(src: int, dst: int) -> nn.Module:
-            C_in, C_out, stride = plan[src]
-            return MixedOp(C_in, stride, self.primitives, mixed_op_impl, affine, pool_bn=False, C_out=C_out)
+    def make_edge(self, group: str, src: int, dst: int, channels: int, stride: int) -> nn.Module:
+        C_in, C_out, stride = self.plan[src]
+        return self.edge_options.make_edge(
+            C_in, stride, self.candidate_names, affine=self.search_affine, pool_bn=False, C_out=C_out
+        )
 
-        chain = tuple((i, i + 1) for i in range(len(plan)))
-        self.layers = DagCell(1, len(plan), chain, make_edge, output="last")
-        self.add_arch_group("layers", chain, self.primitives)
+    def make_discrete_edge(self, group: str, src: int, dst: int, op: str, channels: int, stride: int) -> nn.Module:
+        C_in, C_out, stride = self.plan[src]
+        return build_op(op, C_in, C_out, stride, True)
 
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for images ``x`` (B, C_in, H, W); ``weights["layers"]`` is (22, K)."""
-        weights = self.edge_weights() if weights is None else weights
-        x = self.layers([self.body.stem(x)], weights["layers"])
-        return self.body.classify(x)
+        w = self.cell_weights(weights)  # None in the discrete network
+        x = self.body.stem(x)
+        return self.body(self.layers([x]) if w is None else self.layers([x], *w["layers"]))
 
-    def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
-        """Per-layer argmax; the macro options go to ``meta`` so the exporter rebuilds the same network."""
-        weights = self.selection_weights() if weights is None else weights
-        cell = argmax_cell(weights["layers"].float().cpu(), self.arch_groups["layers"])
-        return Genotype.chain([e.op for e in cell.edges], space="fbnet", meta=self.build_meta())
 
-    def build_options(self) -> dict[str, Any]:
-        """``dnas.export.fbnet.FBNetModel`` options: the macro-architecture, classes and dropout."""
-        return {**self.macro, "num_classes": self.num_classes, "dropout": self.dropout}
+FBNET_SPACE = get_space_spec(FBNetSupernet.space_name)
+"""The genotype rules of the ``fbnet`` space: a chain of 22 layers, one FBNet block each."""

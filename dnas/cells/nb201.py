@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dnas.cells.custom import CellSupernet, DiscreteCell, SearchCell, dense_edges
+from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError
 from dnas.ops.nb201 import NB201_PRIMITIVES, ResNetBasicBlock
 
@@ -39,9 +40,8 @@ class NB201Supernet(CellSupernet):
         cells_per_stage: N, cells per stage (benchmark: 5, so 15 cells and 2 reduction blocks).
         num_classes: classifier outputs (CIFAR-10: 10, CIFAR-100: 100, ImageNet16-120: 120).
         in_channels: image channels of the stem (3).
-        mixed_op_impl: mixed-op implementation (see :data:`dnas.ops.MIXED_OP_IMPLS`).
-        partial_channels: PC-DARTS' K (1 = off); must divide ``init_channels``.
-        edge_normalization: PC-DARTS edge normalisation (β of group ``cell``).
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
+            partial channels and edge normalisation).
     """
 
     space_name = "nb201"
@@ -59,21 +59,14 @@ class NB201Supernet(CellSupernet):
         cells_per_stage: int = 5,
         num_classes: int = 10,
         in_channels: int = 3,
-        mixed_op_impl: str = "naive",
-        partial_channels: int = 1,
-        edge_normalization: bool = False,
+        edge_options: EdgeOptions | None = None,
     ):
-        super().__init__()
+        super().__init__(edge_options)
         if init_channels < 1 or cells_per_stage < 1 or num_classes < 1:
             raise ValueError(
                 f"need init_channels >= 1, cells_per_stage >= 1, num_classes >= 1; got {init_channels}, "
                 f"{cells_per_stage}, {num_classes}"
             )
-        self.mixed_op_impl, self.partial_channels, self.edge_normalization = (
-            mixed_op_impl,
-            partial_channels,
-            edge_normalization,
-        )
         self.num_classes, self.in_channels = num_classes, in_channels
         C = init_channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dnas.cells.custom import CellSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.ops.tabular import TABULAR_PRIMITIVES
 
 
@@ -24,16 +25,12 @@ class TabularSupernet(CellSupernet):
         hidden: width of the cells.
         num_cells: searched cells (all share one α).
         dropout: dropout before the classifier.
-        mixed_op_impl: mixed-op implementation.
-        partial_channels: PC-DARTS' K over the feature axis (1 = off).
-        edge_normalization: PC-DARTS edge normalisation.
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
+            partial channels and edge normalisation).
     """
 
     space_name = "tabular"
     candidates = TABULAR_PRIMITIVES
-    num_inputs = 1
-    num_nodes = 3
-    cell_output = "last"
     genotype_exclude = ("none",)  # per-edge argmax over the real ops (a "none" edge can orphan a node)
 
     def __init__(
@@ -43,15 +40,12 @@ class TabularSupernet(CellSupernet):
         hidden: int = 32,
         num_cells: int = 2,
         dropout: float = 0.0,
-        mixed_op_impl: str = "naive",
-        partial_channels: int = 1,
-        edge_normalization: bool = False,
+        edge_options: EdgeOptions | None = None,
     ):
-        super().__init__()
+        super().__init__(edge_options)
         if in_features < 1 or hidden < 1 or num_cells < 1:
             raise ValueError(f"in_features, hidden, num_cells must be >= 1, got {in_features}, {hidden}, {num_cells}")
-        self.mixed_op_impl, self.partial_channels = mixed_op_impl, partial_channels
-        self.edge_normalization, self.num_classes, self.in_features = edge_normalization, num_classes, in_features
+        self.num_classes, self.in_features = num_classes, in_features
         self.stem = nn.Sequential(nn.Linear(in_features, hidden, bias=False), nn.BatchNorm1d(hidden))
         self.cells = nn.ModuleList(self.make_cell(hidden) for _ in range(num_cells))
         self.head = nn.Sequential(

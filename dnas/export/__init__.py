@@ -15,7 +15,6 @@ from dnas.export.builders import (
 # DARTS evaluation networks (also NASNet/AmoebaNet cells); imported on first use
 register_builder("darts", lazy_module="dnas.export.darts")
 register_builder("nasnet", lazy_module="dnas.export.darts")
-register_builder("fbnet", lazy_module="dnas.export.fbnet")
 
 __all__ = [
     "build_model",

@@ -28,9 +28,9 @@ from torch import nn
 
 from dnas.cells.darts import NASNET_OPS as NASNET_OPS  # the nasnet space is registered with the darts one
 from dnas.cells.darts import NASNET_SPACE as NASNET_SPACE
+from dnas.cells.darts import preprocess
 from dnas.genotypes import CellGenotype, Genotype, GenotypeError
 from dnas.genotypes.core import build_options
-from dnas.ops.darts import FactorizedReduce, ReLUConvBN
 from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
 
 Stem = Literal["cifar", "imagenet"]
@@ -118,11 +118,7 @@ class EvalCell(nn.Module):
     ):
         super().__init__()
         self.reduction = reduction
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=True)
-        else:
-            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=True)
-        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=True)
+        self.preprocess0, self.preprocess1 = preprocess(C_prev_prev, C_prev, C, reduction_prev, affine=True)
         self.edges = tuple((e.src, e.dst) for e in cell.edges)
         self.concat = tuple(cell.concat)
         self.num_nodes = len(cell_nodes(cell))

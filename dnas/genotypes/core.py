@@ -93,6 +93,8 @@ class CellSpec:
         edges_per_node: exact in-degree of every intermediate node in a genotype, or None for "any, at least 1".
         all_edges: when true, every (src, dst) pair with src < dst must appear exactly once (NAS-Bench-201, chains).
         chain: edges only go from node l to l+1.
+        any_registered_op: also allow every op of the op registry (:func:`dnas.ops.register_op`), for a space whose
+            discrete network builds any registered op (DARTS); ``ops`` then lists the space's standard ones.
     """
 
     ops: tuple[str, ...]
@@ -101,6 +103,7 @@ class CellSpec:
     edges_per_node: int | None = None
     all_edges: bool = False
     chain: bool = False
+    any_registered_op: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,8 @@ def register_space(spec: SpaceSpec, *, overwrite: bool = True, builtin: bool = F
         spec: the space's rules.
         overwrite: replace a spec registered under the same name (else raise ``ValueError``).
         builtin: mark the spec as a built-in space's (:mod:`dnas.spaces`). A built-in space can later be re-registered
-            only with more ops (``DartsSupernet`` over a user's op widens ``darts``), never with other cells or nodes,
-            so what a genotype file of a built-in space must look like does not depend on what ran before.
+            only with more ops, never with other cells or nodes, so what a genotype file of a built-in space must look
+            like does not depend on what ran before (no dnas code re-registers one).
 
     Raises:
         ValueError: the name is taken and ``overwrite`` is false, or ``spec`` changes a built-in space's structure.
@@ -352,6 +355,8 @@ class Genotype:
 
     def validate(self, spec: SpaceSpec, source: str = "genotype") -> Genotype:
         """Check this genotype against ``spec``; raise :class:`GenotypeError` naming the first problem."""
+        from dnas.ops.registry import is_registered
+
         if self.space != spec.name:
             raise GenotypeError(f"{source}: genotype is for space {self.space!r}, expected {spec.name!r}")
         missing = set(spec.cells) - set(self.cells)
@@ -366,10 +371,11 @@ class Genotype:
             where = f"{source}: cells.{name}"
             last = cs.num_inputs + cs.num_nodes - 1
             for i, e in enumerate(cell.edges):
-                if e.op not in cs.ops:
+                if e.op not in cs.ops and not (cs.any_registered_op and is_registered(e.op)):
+                    also = " or any registered op (dnas.ops.register_op)" if cs.any_registered_op else ""
                     raise GenotypeError(
                         f"{where}.edges[{i}] names op {e.op!r}, which space {spec.name!r} does not have; "
-                        f"allowed ops: {list(cs.ops)}"
+                        f"allowed ops: {list(cs.ops)}{also}"
                     )
                 if not cs.num_inputs <= e.dst <= last:
                     raise GenotypeError(

@@ -1,10 +1,10 @@
 """PC-DARTS (Xu et al., ICLR 2020; reference yuhuixu1993/PC-DARTS ``train_search.py``).
 
 PC-DARTS is DARTS on a supernet with partial-channel edges and edge normalisation
-(``DartsSupernet(partial_channels=4, edge_normalization=True)``); the bilevel loop is the same. This module only
-changes the defaults to the paper's: SGD lr 0.1 (momentum 0.9, weight decay 3e-4) cosine to 0, Adam lr 6e-4
-(betas (0.5, 0.999), weight decay 1e-3) on α and β together, and 15 epochs of weight-only warm-up. The paper's batch
-size (256) belongs to the datamodule (``configs/pcdarts_cifar10.yaml``).
+(``DartsSupernet(edge_options=EdgeOptions(partial_channels=4, edge_normalization=True))``); the bilevel loop is the
+same. This module only changes the defaults to the paper's: SGD lr 0.1 (momentum 0.9, weight decay 3e-4) cosine to
+0, Adam lr 6e-4 (betas (0.5, 0.999), weight decay 1e-3) on α and β together, and 15 epochs of weight-only warm-up.
+The paper's batch size (256) belongs to the datamodule (``configs/pcdarts_cifar10.yaml``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class PCDARTS(DARTS):
     other defaults.
 
     Args:
-        supernet: the search space, normally ``DartsSupernet(partial_channels=4, edge_normalization=True)``.
+        supernet: the search space, normally a ``DartsSupernet`` with
+            ``edge_options=EdgeOptions(partial_channels=4, edge_normalization=True)``.
         w_optimizer: weight optimizer; None = SGD(lr 0.1, momentum 0.9, weight decay 3e-4) as the paper.
         a_optimizer: optimizer of α and β; None = Adam(lr 6e-4, betas (0.5, 0.999), weight decay 1e-3).
         w_lr_min: ``eta_min`` of the default cosine schedule (reference main branch: 0; its V100 branch: 0.001).
@@ -59,10 +60,11 @@ class PCDARTS(DARTS):
             self.w_optimizer = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=3e-4)
         if self.a_optimizer is None:
             self.a_optimizer = functools.partial(torch.optim.Adam, lr=6e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-        if getattr(supernet, "partial_channels", None) == 1 and not getattr(supernet, "edge_normalization", True):
+        edges = supernet.edge_options
+        if edges.partial_channels == 1 and not edges.edge_normalization:
             rank_zero_warn(
                 "PCDARTS got a supernet without partial channels and edge normalisation: this is DARTS with PC-DARTS "
-                "hyperparameters. Set partial_channels: 4 and edge_normalization: true on the DartsSupernet."
+                "hyperparameters. Set edge_options: {partial_channels: 4, edge_normalization: true} on the supernet."
             )
 
     def current_genotype(self) -> Genotype:

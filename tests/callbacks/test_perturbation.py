@@ -11,7 +11,8 @@ from torch import nn
 from dnas.callbacks.evaluation import SupernetEvaluator, load_supernet_state
 from dnas.callbacks.magnitude import magnitude_genotype
 from dnas.callbacks.projection import num_decisions, project_op, project_topology, topology_nodes
-from dnas.cells.base import DagCell, Supernet, argmax_cell, topk_cell
+from dnas.cells.base import Supernet, argmax_cell, topk_cell
+from dnas.cells.edges import DagCell
 from dnas.genotypes import CellSpec, Genotype, SpaceSpec
 
 D = 4  # features = classes; the label is the argmax of the features

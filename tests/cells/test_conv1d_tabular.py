@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from dnas.cells.conv1d import Conv1dSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.cells.tabular import TabularSupernet
 from dnas.export import build_model
 from dnas.genotypes import Genotype
@@ -51,7 +52,7 @@ def test_tabular_ops_reject_strides():
         (lambda **kw: TabularSupernet(in_features=6, num_classes=3, hidden=8, **kw), torch.randn(4, 6)),
     ],
 )
-@pytest.mark.parametrize("pc", [dict(), dict(partial_channels=2, edge_normalization=True)])
+@pytest.mark.parametrize("pc", [dict(), dict(edge_options=EdgeOptions(partial_channels=2, edge_normalization=True))])
 def test_space_searches_and_exports(make, x, pc):
     torch.manual_seed(0)
     m = make(**pc)

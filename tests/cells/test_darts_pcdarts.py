@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnas.cells.darts import DartsSupernet, import_reference_state
+from dnas.cells.edges import EdgeOptions
 
 
 def _shuffle(x, g):
@@ -71,7 +72,9 @@ def _reference_state(model, seed=0):
 @pytest.mark.parametrize("k", [2, 4])
 def test_pcdarts_supernet_matches_reference_forward(k):
     torch.manual_seed(0)
-    model = DartsSupernet(init_channels=8, num_classes=5, layers=3, partial_channels=k, edge_normalization=True)
+    model = DartsSupernet(
+        init_channels=8, num_classes=5, layers=3, edge_options=EdgeOptions(partial_channels=k, edge_normalization=True)
+    )
     model = model.double()
     state = _reference_state(model)
     assert "cells.0._ops.3._ops.4.op.1.weight" in state  # reference key layout, no trace of our wrapper
@@ -87,7 +90,9 @@ def test_k1_without_edge_normalisation_is_darts():
     torch.manual_seed(0)
     darts = DartsSupernet(init_channels=4, num_classes=3, layers=3)
     torch.manual_seed(0)
-    pc = DartsSupernet(init_channels=4, num_classes=3, layers=3, partial_channels=1, edge_normalization=False)
+    pc = DartsSupernet(
+        init_channels=4, num_classes=3, layers=3, edge_options=EdgeOptions(partial_channels=1, edge_normalization=False)
+    )
     assert list(darts.state_dict()) == list(pc.state_dict())
     for a, b in zip(darts.state_dict().values(), pc.state_dict().values()):
         assert torch.equal(a, b)
@@ -97,7 +102,9 @@ def test_k1_without_edge_normalisation_is_darts():
 
 def test_beta_parameters_and_edge_scales():
     torch.manual_seed(0)
-    model = DartsSupernet(init_channels=4, num_classes=3, layers=3, partial_channels=2, edge_normalization=True)
+    model = DartsSupernet(
+        init_channels=4, num_classes=3, layers=3, edge_options=EdgeOptions(partial_channels=2, edge_normalization=True)
+    )
     names = [n for n, _ in model.named_arch_parameters()]
     assert names == ["arch.normal.alpha", "arch.normal.beta", "arch.reduce.alpha", "arch.reduce.beta"]
     beta = model.arch["normal"].beta
@@ -111,12 +118,14 @@ def test_beta_parameters_and_edge_scales():
     torch.testing.assert_close(scales[1], torch.softmax(torch.tensor([2.0, 3.0, 4.0]), -1))
     assert DartsSupernet(init_channels=4, num_classes=3, layers=3).edge_scales("normal") is None
     with pytest.raises(ValueError, match="divide init_channels"):
-        DartsSupernet(init_channels=6, partial_channels=4)
+        DartsSupernet(init_channels=6, edge_options=EdgeOptions(partial_channels=4))
 
 
 def test_genotype_selects_edges_by_alpha_times_beta_and_respects_masks():
     torch.manual_seed(0)
-    model = DartsSupernet(init_channels=4, num_classes=3, layers=3, partial_channels=2, edge_normalization=True)
+    model = DartsSupernet(
+        init_channels=4, num_classes=3, layers=3, edge_options=EdgeOptions(partial_channels=2, edge_normalization=True)
+    )
     with torch.no_grad():
         model.alpha("normal").zero_()
         model.alpha("normal")[:, 4] = 2.0  # every edge: sep_conv_3x3, same strength

@@ -52,7 +52,7 @@ def test_search_convs_have_the_reference_bias_quirk_and_eval_convs_do_not():
     assert conv3[1].bias is not None and not conv3[2].affine and conv3[2].track_running_stats
     assert search.cells[1].conv_a.op[1].bias is None and search.cells[1].conv_a.op[2].affine  # reduction block
     net = NB201Supernet.from_genotype(nb201_str_to_genotype(ALL_C3), init_channels=4, cells_per_stage=1)
-    conv = net.cells[0].ops[0].op
+    conv = net.cells[0].dag.edges[0].op
     assert conv[1].bias is None and conv[2].affine
 
 

@@ -8,6 +8,7 @@ import dnas
 from dnas.callbacks import MagnitudeSelection, PerturbationSelection
 from dnas.cells.conv1d import Conv1dSupernet
 from dnas.cells.custom import SearchCell
+from dnas.cells.edges import EdgeOptions
 from dnas.cells.nb201 import NB201Supernet
 from dnas.cells.tabular import TabularSupernet
 from dnas.data import DigitsDataModule
@@ -64,7 +65,11 @@ def check_export(supernet, shape):
 @pytest.mark.parametrize(
     "algorithm,space_kwargs,module_kwargs",
     [
-        ("PCDARTS", dict(partial_channels=2, edge_normalization=True), dict(arch_warmup_epochs=0)),
+        (
+            "PCDARTS",
+            dict(edge_options=EdgeOptions(partial_channels=2, edge_normalization=True)),
+            dict(arch_warmup_epochs=0),
+        ),
         ("SDDARTS", dict(), dict(num_teachers=1)),
         ("FBNet", dict(), dict(arch_warmup_epochs=0)),
         ("DARTS", dict(), dict(unrolled=True)),  # second order
@@ -141,7 +146,7 @@ def test_exported_network_traces_with_torch_export(space):
 def test_mixed_op_implementations_agree_on_every_space(space, impl):
     make, _, shape = SPACES[space]
     torch.manual_seed(0)
-    naive, other = make(), make(mixed_op_impl=impl)
+    naive, other = make(), make(edge_options=EdgeOptions(mixed_op_impl=impl))
     other.load_state_dict(naive.state_dict())
     x = torch.randn(4, *shape)
     y_naive, y_other = naive(x), other(x)

@@ -25,6 +25,7 @@ from dnas.callbacks import GenotypeWriter, SearchExport
 from dnas.cells import CellSupernet
 from dnas.cells.conv1d import Conv1dSupernet
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.cells.fbnet import FBNetSupernet
 from dnas.cells.nb201 import NB201Supernet
 from dnas.cells.tabular import TabularSupernet
@@ -79,7 +80,7 @@ def _digits():
 
 
 SPACES = {
-    "darts": (lambda: DartsSupernet(init_channels=4, layers=3, in_channels=1, mixed_op_impl="naive"), _digits),
+    "darts": (lambda: DartsSupernet(init_channels=4, layers=3, in_channels=1, edge_options=EdgeOptions()), _digits),
     "nb201": (lambda: NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), _digits),
     "fbnet": (
         lambda: FBNetSupernet(num_classes=10, in_channels=1, input_size=8, width_mult=0.25, head_channels=16),

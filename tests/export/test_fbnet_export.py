@@ -33,14 +33,15 @@ def test_exported_net_equals_supernet_with_one_hot_weights():
     ops = [FBNET_PRIMITIVES[i % 9] for i in range(22)]
     weights = {"layers": torch.nn.functional.one_hot(torch.tensor([i % 9 for i in range(22)]), 9).float()}
     model = build_model(Genotype.chain(ops, "fbnet", meta=net.build_meta())).eval()
+    assert type(model) is FBNetSupernet and model.is_discrete  # the same skeleton, the chosen block per layer
     state = {}
     for key, value in net.state_dict().items():
         if key.startswith("body."):
-            state[key.removeprefix("body.")] = value
+            state[key] = value
         elif key.startswith("layers.edges."):
             _, _, layer, _, op, rest = key.split(".", 5)
             if int(op) == int(layer) % 9:
-                state[f"layers.{layer}.{rest}"] = value
+                state[f"layers.edges.{layer}.{rest}"] = value
     model.load_state_dict(state, strict=True)
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
@@ -51,5 +52,7 @@ def test_options_override_meta_and_unknown_option_errors():
     g = load("FBNET_A")
     small = build_model(g, num_classes=10, input_size=32, width_mult=0.5)
     assert small(torch.randn(1, 3, 32, 32)).shape == (1, 10)
-    with pytest.raises(TypeError, match="unknown FBNet export option"):
+    with pytest.raises(
+        TypeError, match=r"unknown FBNetSupernet export option\(s\) \['layers'\]; allowed: .*width_mult"
+    ):
         build_model(g, layers=3)

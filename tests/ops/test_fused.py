@@ -8,6 +8,7 @@ from torch import nn
 
 from dnas import DARTS
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.ops import MixedOp, register_op
 from dnas.ops.fused import FusedMixedFunction
 
@@ -223,7 +224,9 @@ def test_partial_channel_view_input():
 def _supernets():
     torch.manual_seed(0)
     naive = DartsSupernet(init_channels=2, num_classes=3, layers=3, in_channels=1).double()
-    fused = DartsSupernet(init_channels=2, num_classes=3, layers=3, in_channels=1, mixed_op_impl="fused").double()
+    fused = DartsSupernet(
+        init_channels=2, num_classes=3, layers=3, in_channels=1, edge_options=EdgeOptions(mixed_op_impl="fused")
+    ).double()
     fused.load_state_dict(naive.state_dict())
     with torch.no_grad():
         for a, b in zip(naive.arch_parameters(), fused.arch_parameters()):

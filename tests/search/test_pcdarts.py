@@ -9,6 +9,7 @@ import yaml
 import dnas
 from dnas.callbacks import GenotypeWriter
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.cli import DnasCLI
 from dnas.data import DigitsDataModule
 
@@ -38,7 +39,7 @@ def _trainer(tmp_path, steps=2, callbacks=()):
 
 
 def test_pcdarts_defaults_are_the_papers():
-    model = dnas.PCDARTS(_supernet(partial_channels=2, edge_normalization=True))
+    model = dnas.PCDARTS(_supernet(edge_options=EdgeOptions(partial_channels=2, edge_normalization=True)))
     assert model.hparams.arch_warmup_epochs == 15 and model.hparams.w_lr_min == 0.0
     (w_opt, a_opt), _ = model.configure_optimizers()
     assert isinstance(w_opt, torch.optim.SGD) and isinstance(a_opt, torch.optim.Adam)
@@ -53,7 +54,7 @@ def test_pcdarts_defaults_are_the_papers():
 def test_k1_without_edge_normalisation_computes_what_darts_computes(tmp_path):
     darts = dnas.DARTS(_supernet(), w_optimizer=SGD, a_optimizer=ADAM)
     pc = dnas.PCDARTS(
-        _supernet(partial_channels=1, edge_normalization=False),
+        _supernet(edge_options=EdgeOptions(partial_channels=1, edge_normalization=False)),
         w_optimizer=SGD,
         a_optimizer=ADAM,
         w_lr_min=0.001,
@@ -80,7 +81,9 @@ def test_k1_without_edge_normalisation_computes_what_darts_computes(tmp_path):
 
 
 def test_pcdarts_trains_alpha_and_beta_on_partial_channel_supernet(tmp_path):
-    model = dnas.PCDARTS(_supernet(3, partial_channels=2, edge_normalization=True), arch_warmup_epochs=0)
+    model = dnas.PCDARTS(
+        _supernet(3, edge_options=EdgeOptions(partial_channels=2, edge_normalization=True)), arch_warmup_epochs=0
+    )
     before = {n: p.detach().clone() for n, p in model.supernet.named_arch_parameters()}
     x, y = torch.randn(6, 1, 8, 8), torch.arange(6)
     loss, _, _ = model.arch_loss(x, y)
@@ -95,7 +98,7 @@ def test_pcdarts_trains_alpha_and_beta_on_partial_channel_supernet(tmp_path):
 
 
 def test_pcdarts_warmup_keeps_alpha_and_beta(tmp_path):
-    model = dnas.PCDARTS(_supernet(partial_channels=2, edge_normalization=True))
+    model = dnas.PCDARTS(_supernet(edge_options=EdgeOptions(partial_channels=2, edge_normalization=True)))
     before = [p.detach().clone() for p in model.supernet.arch_parameters()]
     _trainer(tmp_path, steps=2).fit(model, DigitsDataModule(batch_size=8))
     assert all(torch.equal(a, p.detach()) for a, p in zip(before, model.supernet.arch_parameters()))
@@ -131,10 +134,10 @@ def test_pcdarts_paper_config_parses(run_cli):
     assert cfg["model"]["class_path"] == "dnas.PCDARTS" and cfg["data"]["init_args"]["batch_size"] == 256
     assert init["arch_warmup_epochs"] == 15 and init["w_optimizer"]["init_args"]["lr"] == 0.1
     assert init["a_optimizer"]["init_args"]["lr"] == 0.0006
-    assert init["supernet"]["init_args"]["partial_channels"] == 4
+    assert init["supernet"]["init_args"]["edge_options"]["partial_channels"] == 4
     cli = DnasCLI(args=["--config", str(ROOT / "configs" / "pcdarts_cifar10.yaml")], run=False)
     (w_opt, a_opt), _ = cli.model.configure_optimizers()
-    assert isinstance(cli.model, dnas.PCDARTS) and cli.model.supernet.partial_channels == 4
+    assert isinstance(cli.model, dnas.PCDARTS) and cli.model.supernet.edge_options.partial_channels == 4
     assert (type(w_opt), w_opt.defaults["lr"], type(a_opt), a_opt.defaults["lr"]) == (
         torch.optim.SGD,
         0.1,
