@@ -137,7 +137,9 @@ class Retrain(pl.LightningModule):
             self.log("train/loss_aux", loss_aux.detach(), on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + self.hparams.auxiliary_weight * loss_aux
         self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        # this rank's value per step, the mean over ranks per epoch (a collective per step would slow DDP down)
+        self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/loss_epoch", loss.detach(), on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 

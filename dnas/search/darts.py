@@ -199,10 +199,10 @@ class DARTS(pl.LightningModule):
         a_opt.step()
         self._check_alpha_finite()
         self.arch_acc(logits.detach(), arch_batch[1])
-        self.log("arch/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log_step_and_epoch("arch/loss", loss.detach(), prog_bar=True)
         self.log("arch/acc", self.arch_acc, on_step=False, on_epoch=True)
         for k, v in extra.items():
-            self.log(f"arch/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
+            self.log_step_and_epoch(f"arch/{k}", v)
 
     def _sync_arch_grads(self, a_params) -> None:
         """Average architecture gradients across ranks (autograd.grad bypasses DDP's reducer)."""
@@ -272,10 +272,20 @@ class DARTS(pl.LightningModule):
             self.clip_gradients(w_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         w_opt.step()
         self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log_step_and_epoch("train/loss", loss.detach(), prog_bar=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         for k, v in extra.items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=True, sync_dist=True)
+            self.log_step_and_epoch(f"train/{k}", v)
+
+    def log_step_and_epoch(self, name: str, value: Any, prog_bar: bool = False) -> None:
+        """Log ``<name>_step`` (this rank's value) and ``<name>_epoch`` (the epoch mean over all ranks).
+
+        ``self.log(..., on_step=True, sync_dist=True)`` would add a collective to every step under DDP; only the
+        epoch aggregate is reduced across ranks, once at the epoch's end. The keys are the ones Lightning's own
+        ``on_step=True, on_epoch=True`` logging writes.
+        """
+        self.log(f"{name}_step", value, prog_bar=prog_bar, on_step=True, on_epoch=False)
+        self.log(f"{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=True)
 
     def _nonfinite(self, step: str, term: str, value: torch.Tensor, batches: dict[str, torch.Tensor]) -> None:
         """A non-finite ``term`` in the ``step`` ("weight" or "architecture") step: skip the update or raise.
