@@ -7,6 +7,11 @@ rate follows a cosine schedule stepped once per epoch. Subclasses specialise sma
 * :meth:`sample_weights` — how α becomes edge weights (softmax; Gumbel in FBNet);
 * :meth:`weight_loss` / :meth:`arch_loss` — extra terms (SD-DARTS distillation, latency);
 * :meth:`arch_gradient` — first order / unrolled.
+
+Step counting: ``trainer.global_step`` advances once per training batch (the weight step; the architecture step
+calls the torch optimizer directly), so ``max_steps``, ``val_check_interval``, ``log_every_n_steps`` and
+``ModelCheckpoint(every_n_train_steps=...)`` count batches, during the architecture warm-up and after it. A batch whose
+weight update is dropped (``on_nonfinite="skip"``) is not counted.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -196,7 +202,11 @@ class DARTS(pl.LightningModule):
         if self.hparams.arch_grad_clip:
             torch.nn.utils.clip_grad_norm_(a_params, self.hparams.arch_grad_clip)
         self._sync_arch_grads(a_params)
-        a_opt.step()
+        # The torch optimizer itself, not Lightning's wrapper: a step through the wrapper would count as a training
+        # step (trainer.global_step would advance twice per batch, halving max_steps, val_check_interval,
+        # log_every_n_steps and every_n_train_steps) and would run the precision plugin's loss-scaler step on
+        # gradients that autograd.grad took without it. global_step counts weight steps: one per batch.
+        _torch_optimizer(a_opt).step()
         self._check_alpha_finite()
         self.arch_acc(logits.detach(), arch_batch[1])
         self.log_step_and_epoch("arch/loss", loss.detach(), prog_bar=True)
@@ -212,7 +222,7 @@ class DARTS(pl.LightningModule):
                 p.grad.div_(self.trainer.world_size)
 
     def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params):
-        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+        opt = _torch_optimizer(w_opt)
         group = opt.param_groups[0]
         weights = [p for p in self.supernet.weight_parameters() + self.extra_weight_parameters()]
         buffers = [
@@ -257,7 +267,7 @@ class DARTS(pl.LightningModule):
         # The loss and the gradient norm are checked together (one device sync): a finite loss can still give a
         # non-finite gradient (an overflow in the backward), and stepping on it would make the weights non-finite, so
         # the next architecture step would seem to fail. A GradScaler (16-mixed) handles non-finite gradients itself.
-        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+        opt = _torch_optimizer(w_opt)
         grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
         check = [loss.detach().float().reshape(())]
         if grads and getattr(self.trainer.precision_plugin, "scaler", None) is None:
@@ -450,3 +460,8 @@ class DARTS(pl.LightningModule):
         rng = checkpoint.get("dnas_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The ``torch.optim.Optimizer`` behind Lightning's ``LightningOptimizer`` wrapper (or ``optimizer`` itself)."""
+    return optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
