@@ -96,6 +96,7 @@ class DARTS(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(n_cls, average="micro")
         self.test_acc = MulticlassAccuracy(n_cls, average="micro")
         self._epoch_start = 0.0
+        self._scaler_needs_update = False  # the α step used the loss scaler and the weight step has not updated it
         # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
         self.arch_updates_enabled = True
 
@@ -179,34 +180,53 @@ class DARTS(pl.LightningModule):
         self.weight_step(w_opt, x_w, y_w)
 
     def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
+        """One architecture update, correct in fp32, ``bf16-mixed`` and ``16-mixed``.
+
+        Under ``16-mixed`` the gradient is taken of the loss times the precision plugin's loss scale (small α
+        gradients would underflow in float16 otherwise) and the step goes through that ``GradScaler`` as a second
+        optimizer (PyTorch's "multiple optimizers" AMP recipe): ``unscale_`` (the clip sees true gradients), then
+        ``step`` (skipped on inf/NaN, which the scaler handles like any overflow), and one ``update`` per batch,
+        made by the weight step.
+        """
         a_params = self.supernet.arch_parameters()
-        a_opt.zero_grad()
+        opt = _torch_optimizer(a_opt)
+        opt.zero_grad()
+        scaler = self.grad_scaler()
+        # scaler.scale() also creates the scaler's scale tensor on first use (unscale_ needs it)
+        scale = float(scaler.scale(torch.ones((), device=self.device))) if scaler is not None else 1.0
         # the unrolled gradient also takes a virtual weight step on the training batch
         batches = {"architecture batch": arch_batch[0], **({"training batch": train_batch[0]} if self.unrolled else {})}
         if self.unrolled:
-            grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params)
+            grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params, scale)
             extra: dict[str, Any] = self._unrolled_extra
         else:
             loss, logits, extra = self.arch_loss(*arch_batch)
             if not torch.isfinite(loss).all():
                 self._nonfinite("architecture", "architecture loss", loss, batches)
                 return
-            grads = torch.autograd.grad(loss, a_params, allow_unused=True)
+            grads = torch.autograd.grad(loss * scale if scaler is not None else loss, a_params, allow_unused=True)
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads)]
-        if not all(torch.isfinite(g).all() for g in grads):
+        if scaler is None and not all(torch.isfinite(g).all() for g in grads):
             norm = torch.nn.utils.get_total_norm([g.detach() for g in grads])
             self._nonfinite("architecture", "architecture gradient (norm)", norm, batches)
             return
         for p, g in zip(a_params, grads):
             p.grad = g.detach().clone()
+        self._sync_arch_grads(a_params)
+        if scaler is not None:
+            scaler.unscale_(opt)  # divides by the scale and records inf/NaN (all ranks see the same reduced grads)
         if self.hparams.arch_grad_clip:
             torch.nn.utils.clip_grad_norm_(a_params, self.hparams.arch_grad_clip)
-        self._sync_arch_grads(a_params)
         # The torch optimizer itself, not Lightning's wrapper: a step through the wrapper would count as a training
         # step (trainer.global_step would advance twice per batch, halving max_steps, val_check_interval,
         # log_every_n_steps and every_n_train_steps) and would run the precision plugin's loss-scaler step on
         # gradients that autograd.grad took without it. global_step counts weight steps: one per batch.
-        _torch_optimizer(a_opt).step()
+        if scaler is not None:
+            scaler.step(opt)
+            self._scaler_needs_update = True
+        else:
+            opt.step()
+        torch.clear_autocast_cache()  # no cached low-precision copy of the old α outlives its update (see architect)
         self._check_alpha_finite()
         self.arch_acc(logits.detach(), arch_batch[1])
         self.log_step_and_epoch("arch/loss", loss.detach(), prog_bar=True)
@@ -221,7 +241,12 @@ class DARTS(pl.LightningModule):
                 torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
                 p.grad.div_(self.trainer.world_size)
 
-    def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params):
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """The precision plugin's loss scaler (``16-mixed``), None without one (fp32, ``bf16-mixed``)."""
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
+    def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params, loss_scale: float = 1.0):
+        """Second-order α gradient of ``loss_scale`` times the validation loss (see :func:`unrolled_grad`)."""
         opt = _torch_optimizer(w_opt)
         group = opt.param_groups[0]
         weights = [p for p in self.supernet.weight_parameters() + self.extra_weight_parameters()]
@@ -254,6 +279,7 @@ class DARTS(pl.LightningModule):
             momentum_buffers=momentum_buffers,
             r=self.hparams.unrolled_r,
             buffers=buffers,
+            loss_scale=loss_scale,
         )
         self._unrolled_extra = logits_box.get("extra") or {}
         return grads, loss, logits_box["logits"]
@@ -276,11 +302,11 @@ class DARTS(pl.LightningModule):
         if not all(finite):
             term, value = ("weight loss", check[0]) if not finite[0] else ("weight gradient (norm)", check[1])
             w_opt.zero_grad()
+            self._finish_scaler_iteration()
             self._nonfinite("weight", term, value, {"training batch": x})
             return
-        if self.hparams.grad_clip:
-            self.clip_gradients(w_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        w_opt.step()
+        w_opt.step()  # the precision plugin: unscale (16-mixed), on_before_optimizer_step (clipping), step, update
+        self._scaler_needs_update = False
         self.train_acc(logits.detach(), y)
         self.log_step_and_epoch("train/loss", loss.detach(), prog_bar=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
@@ -296,6 +322,21 @@ class DARTS(pl.LightningModule):
         """
         self.log(f"{name}_step", value, prog_bar=prog_bar, on_step=True, on_epoch=False)
         self.log(f"{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the weight gradients (``grad_clip``) where the precision plugin has already unscaled them (16-mixed).
+
+        Only the weight optimizer steps through Lightning (see :meth:`arch_step`), so this sees only weights.
+        """
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+
+    def _finish_scaler_iteration(self) -> None:
+        """The loss scaler's once-per-batch ``update`` when the weight step that makes it is dropped."""
+        scaler = self.grad_scaler()
+        if scaler is not None and self._scaler_needs_update:
+            scaler.update()
+        self._scaler_needs_update = False
 
     def _nonfinite(self, step: str, term: str, value: torch.Tensor, batches: dict[str, torch.Tensor]) -> None:
         """A non-finite ``term`` in the ``step`` ("weight" or "architecture") step: skip the update or raise.
