@@ -32,6 +32,7 @@ from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.genotypes.core import with_build
+from dnas.io import gather_rng_states, restore_rng_states
 from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
@@ -494,13 +495,18 @@ class DARTS(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()
-        # The global RNG drives Gumbel noise and augmentation; restoring it makes a resumed search continue exactly.
-        checkpoint["dnas_rng"] = {"torch": torch.get_rng_state()}
+        # Every RNG a search may draw from (Gumbel noise, augmentation, drop-path, a user's module), per rank: restoring
+        # them makes a resumed search continue exactly (docs/distributed.md states the promise).
+        checkpoint["dnas_rng"] = {"ranks": gather_rng_states(self.trainer)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("dnas_rng")
-        if rng is not None:
+        if rng is None:
+            return
+        if "ranks" not in rng:  # checkpoints before every RNG was saved: the torch CPU generator only
             torch.set_rng_state(rng["torch"])
+            return
+        restore_rng_states(rng["ranks"], self.global_rank, self.trainer.world_size)
 
 
 def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
