@@ -22,13 +22,38 @@ import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 
-def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` names a file through an fsspec protocol (``s3://``, ``gs://``, ``memory://``, ...).
+
+    ``file://`` URLs and plain paths are local. A URL must stay a string: ``Path("s3://b/x")`` is the local
+    folder ``s3:/b/x``.
+    """
+    text = str(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path | str:
     """Write ``path`` through a temporary file in the same folder, then rename it over ``path``.
 
     The file gets the mode a plain ``open(path, "w")`` would give a new file (``0o666`` less the umask; ``tempfile``
     would make it 0600). The temporary is named ``.<name>.dnas-tmp-<host>-<pid>-<random>.tmp``; the first write of
     this process into a folder deletes such temporaries that a killed process left there (:func:`_sweep_temporaries`).
+
+    A URL (:func:`is_url`) is written the way Lightning's ``TorchCheckpointIO`` writes one: the content is built in
+    memory, then stored with one ``pipe_file`` call of the URL's fsspec filesystem (an object store's single upload
+    makes the object appear whole or not at all). The URL comes back as a string.
     """
+    if is_url(path):
+        import io
+
+        from fsspec.core import url_to_fs
+
+        buffer = io.BytesIO()
+        write(buffer)
+        fs, fs_path = url_to_fs(str(path))
+        fs.makedirs(fs._parent(fs_path), exist_ok=True)
+        fs.pipe_file(fs_path, buffer.getvalue())
+        return str(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_temporaries(path.parent)
@@ -119,22 +144,32 @@ def _sweep_temporaries(folder: Path) -> None:
                 os.unlink(entry.path)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str) -> Path | str:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return _atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path | str:
     return _atomic(path, lambda f: f.write(data))
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+def atomic_torch_save(obj: Any, path: str | Path) -> Path | str:
     """``torch.save`` to ``path`` atomically."""
     return _atomic(path, lambda f: torch.save(obj, f))
 
 
 def append_line(path: str | Path, line: str) -> None:
-    """Append one line (history files); the line is written with a single ``write`` call."""
+    """Append one line (history files); the line is written with a single ``write`` call.
+
+    On a URL (object stores cannot append) the file is read and rewritten whole with the line added.
+    """
+    if is_url(path):
+        from fsspec.core import url_to_fs
+
+        fs, fs_path = url_to_fs(str(path))
+        old = fs.cat_file(fs_path) if fs.exists(fs_path) else b""
+        atomic_write_bytes(path, old + (line.rstrip("\n") + "\n").encode("utf-8"))
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
