@@ -109,11 +109,15 @@ class DnasCLI(LightningCLI):
 
         try:
             super().instantiate_classes()
-        except (ValueError, TypeError, KeyError, FileNotFoundError, MisconfigurationException, GenotypeError) as err:
-            err = _raised_by_constructor(err)
-            message = str(err).strip() or type(err).__name__
-            kind = err.kind if isinstance(err, ConfigError) else "invalid configuration"
-            _fail(f"{kind} ({type(err).__name__}): {message}")
+        except (ValueError, TypeError, KeyError, FileNotFoundError, MisconfigurationException) as err:
+            cause = _raised_by_constructor(err)
+            if not _is_validation_error(cause, (ConfigError, GenotypeError)):
+                # a bug in a user's (or a library's) constructor: its own error and traceback, not jsonargparse's
+                # "does not validate against any of the Union subtypes" wrapper around it
+                raise cause from None
+            message = str(cause).strip() or type(cause).__name__
+            kind = cause.kind if isinstance(cause, ConfigError) else "invalid configuration"
+            _fail(f"{kind} ({type(cause).__name__}): {message}")
 
     def _ckpt_path(self, config: Any) -> str | None:
         """The subcommand's ``--ckpt_path`` when it names a file or URL (not Lightning's ``last``/``best``/...)."""
@@ -252,6 +256,36 @@ def _remove_unstarted_run_dir(trainer: pl.Trainer) -> None:
         run.rmdir()
         if run.parent != Path(logger.save_dir) and not any(run.parent.iterdir()):
             run.parent.rmdir()  # the logger's name folder, created for this run only
+
+
+_DNAS_DIR = Path(__file__).resolve().parent
+
+
+def _is_validation_error(err: BaseException, own_types: tuple[type[BaseException], ...]) -> bool:
+    """Whether a constructor's error is a check that names a bad value (one line) rather than a bug (traceback).
+
+    Validation errors are dnas' own error types (``own_types``), Lightning's ``MisconfigurationException``, an
+    argument jsonargparse refused (raised in jsonargparse), and an error raised by a ``raise`` statement in dnas' own
+    code (its argument checks: "steps must be >= 1, got 0"). Anything else — an error raised in a user's module, or
+    one that is no deliberate check (a failed unpacking, a ``KeyError`` from a lookup) — is not, and keeps its
+    traceback.
+    """
+    import linecache
+
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    if isinstance(err, (*own_types, MisconfigurationException)):
+        return True
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    filename = Path(tb.tb_frame.f_code.co_filename).resolve()
+    if "jsonargparse" in filename.parts:
+        return True
+    line = linecache.getline(str(filename), tb.tb_lineno).strip()
+    return filename.is_relative_to(_DNAS_DIR) and line.startswith("raise ")
 
 
 def _check_output_dirs(trainer: pl.Trainer) -> None:

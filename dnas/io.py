@@ -22,13 +22,38 @@ import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 
-def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` names a file through an fsspec protocol (``s3://``, ``gs://``, ``memory://``, ...).
+
+    ``file://`` URLs and plain paths are local. A URL must stay a string: ``Path("s3://b/x")`` is the local
+    folder ``s3:/b/x``.
+    """
+    text = str(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path | str:
     """Write ``path`` through a temporary file in the same folder, then rename it over ``path``.
 
     The file gets the mode a plain ``open(path, "w")`` would give a new file (``0o666`` less the umask; ``tempfile``
     would make it 0600). The temporary is named ``.<name>.dnas-tmp-<host>-<pid>-<random>.tmp``; the first write of
     this process into a folder deletes such temporaries that a killed process left there (:func:`_sweep_temporaries`).
+
+    A URL (:func:`is_url`) is written the way Lightning's ``TorchCheckpointIO`` writes one: the content is built in
+    memory, then stored with one ``pipe_file`` call of the URL's fsspec filesystem (an object store's single upload
+    makes the object appear whole or not at all). The URL comes back as a string.
     """
+    if is_url(path):
+        import io
+
+        from fsspec.core import url_to_fs
+
+        buffer = io.BytesIO()
+        write(buffer)
+        fs, fs_path = url_to_fs(str(path))
+        fs.makedirs(fs._parent(fs_path), exist_ok=True)
+        fs.pipe_file(fs_path, buffer.getvalue())
+        return str(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_temporaries(path.parent)
@@ -119,22 +144,32 @@ def _sweep_temporaries(folder: Path) -> None:
                 os.unlink(entry.path)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str) -> Path | str:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return _atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path | str:
     return _atomic(path, lambda f: f.write(data))
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+def atomic_torch_save(obj: Any, path: str | Path) -> Path | str:
     """``torch.save`` to ``path`` atomically."""
     return _atomic(path, lambda f: torch.save(obj, f))
 
 
 def append_line(path: str | Path, line: str) -> None:
-    """Append one line (history files); the line is written with a single ``write`` call."""
+    """Append one line (history files); the line is written with a single ``write`` call.
+
+    On a URL (object stores cannot append) the file is read and rewritten whole with the line added.
+    """
+    if is_url(path):
+        from fsspec.core import url_to_fs
+
+        fs, fs_path = url_to_fs(str(path))
+        old = fs.cat_file(fs_path) if fs.exists(fs_path) else b""
+        atomic_write_bytes(path, old + (line.rstrip("\n") + "\n").encode("utf-8"))
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
@@ -336,3 +371,73 @@ def log_dir(trainer: Any) -> Path:
     else:
         path = trainer.default_root_dir
     return Path(path or trainer.default_root_dir)
+
+
+def rng_states() -> dict[str, Any]:
+    """This process's random number generators as plain data (a checkpoint that loads with ``weights_only=True``).
+
+    The states Lightning's own ``pytorch_lightning.utilities.seed._collect_rng_states`` collects — Python's
+    ``random``, NumPy's global generator, torch's CPU generator and every CUDA device's — with NumPy's key array as a
+    tensor (a NumPy array would need unpickling).
+    """
+    from lightning_fabric.utilities.seed import _collect_rng_states
+
+    states = _collect_rng_states(include_cuda=True)
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    states["numpy"] = [str(name), torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(cached)]
+    version, state, gauss = states["python"]
+    states["python"] = [int(version), list(state), gauss]
+    states["torch.cuda"] = list(states["torch.cuda"])
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` collected.
+
+    CUDA generators are restored for the devices this process sees (a checkpoint written with more GPUs restores the
+    first ones; on a machine without CUDA, none).
+    """
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    cuda = states.get("torch.cuda") or []
+    if cuda and torch.cuda.is_available():
+        for device, state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
+
+
+def gather_rng_states(trainer: Any) -> list[dict[str, Any]]:
+    """:func:`rng_states` of every rank, in rank order (a collective under DDP: call it on every rank).
+
+    Lightning calls ``on_save_checkpoint`` on every rank (only rank zero writes), so a checkpoint can carry each
+    rank's generators, not rank zero's alone.
+    """
+    states = rng_states()
+    world = int(getattr(trainer, "world_size", 1) or 1)
+    if world == 1 or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [states]
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, states)
+    return gathered
+
+
+def restore_rng_states(per_rank: list[dict[str, Any]], rank: int, world_size: int = 1) -> None:
+    """Restore rank ``rank``'s generators from :func:`gather_rng_states`' list.
+
+    Resuming with another number of processes is not an exact resume: rank ``r`` then takes the streams of saved rank
+    ``r mod n`` (said once, as a warning).
+    """
+    from pytorch_lightning.utilities import rank_zero_warn
+
+    if world_size != len(per_rank):
+        rank_zero_warn(
+            f"the checkpoint holds the random generators of {len(per_rank)} process(es) but this run has "
+            f"{world_size}; rank r continues saved rank r mod {len(per_rank)}'s streams, so the resume is not exact"
+        )
+    set_rng_states(per_rank[rank % len(per_rank)])

@@ -2,9 +2,10 @@
 
 Defaults are the DARTS CIFAR-10 recipe (reference quark0/darts ``cnn/train.py``): SGD lr 0.025 momentum 0.9
 weight decay 3e-4, cosine schedule to 0 over the run, auxiliary head weighted 0.4, drop-path 0.2 ramped linearly
-(``p · epoch / epochs``), gradient clipping at norm 5 (cutout 16 is a datamodule option:
-``CIFAR10DataModule(search=False, cutout=16)``). The ImageNet recipe (``train_imagenet.py``) is a configuration of
-the same module: ``label_smoothing=0.1``, ``lr_schedule="step"`` (γ 0.97 every epoch), lr 0.1, weight decay 3e-5,
+(``p · epoch / epochs``). Gradient clipping at norm 5 is the Trainer's own setting (``gradient_clip_val: 5``, set in
+the retrain configs; the module has no second one). Cutout 16 is a datamodule option:
+``CIFAR10DataModule(search=False, cutout=16)``. The ImageNet recipe (``train_imagenet.py``) is a configuration of the
+same module: ``label_smoothing=0.1``, SGD lr 0.1 weight decay 3e-5, ``StepLR(step_size=1, gamma=0.97)``,
 ``drop_path_prob=0``, ``stem="imagenet"`` (see ``configs/retrain_imagenet.yaml``).
 
 The network is :func:`dnas.export.build_model` of the genotype, so a retrained checkpoint exports with
@@ -14,11 +15,12 @@ The network is :func:`dnas.export.build_model` of the genotype, so a retrained c
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -46,16 +48,11 @@ class Retrain(pl.LightningModule):
         auxiliary_weight: weight of the auxiliary loss (DARTS: 0.4).
         drop_path_prob: final drop-path probability, where the network has drop-path (DARTS); epoch ``e`` uses
             ``drop_path_prob · e / max_epochs``.
-        lr: initial SGD learning rate (CIFAR 0.025; ImageNet 0.1).
-        momentum: SGD momentum (0.9).
-        weight_decay: SGD weight decay (CIFAR 3e-4; ImageNet 3e-5).
-        lr_schedule: ``"cosine"`` (to ``lr_min`` over ``max_epochs``) or ``"step"`` (× ``step_gamma`` every
-            ``step_size`` epochs); both stepped once per epoch.
-        lr_min: final learning rate of the cosine schedule (DARTS evaluation: 0).
-        step_gamma: decay factor of the step schedule (DARTS ImageNet: 0.97).
-        step_size: epochs between decays of the step schedule (1).
+        optimizer: the optimizer (``class_path`` + ``init_args`` in a config); None = the DARTS recipe's
+            SGD(lr 0.025, momentum 0.9, weight decay 3e-4). ImageNet recipe: lr 0.1, weight decay 3e-5.
+        lr_scheduler: the learning-rate schedule, stepped once per epoch; None = cosine to 0 over ``max_epochs``
+            (DARTS evaluation). ImageNet recipe: ``StepLR(step_size=1, gamma=0.97)``.
         label_smoothing: cross-entropy label smoothing (ImageNet recipe: 0.1).
-        grad_clip: max gradient norm (5); 0 leaves clipping to the Trainer's ``gradient_clip_val``.
         input_shape: one input sample's shape for the FLOPs of the model summary; default: recorded in the genotype,
             else the datamodule's ``input_size``.
         write_summary: write ``summary.json`` (parameters, FLOPs) to the log directory at the end of fit.
@@ -70,28 +67,21 @@ class Retrain(pl.LightningModule):
         auxiliary: bool = True,
         auxiliary_weight: float = 0.4,
         drop_path_prob: float = 0.2,
-        lr: float = 0.025,
-        momentum: float = 0.9,
-        weight_decay: float = 3e-4,
-        lr_schedule: Literal["cosine", "step"] = "cosine",
-        lr_min: float = 0.0,
-        step_gamma: float = 0.97,
-        step_size: int = 1,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
-        grad_clip: float = 5.0,
         input_shape: list[int] | None = None,
         write_summary: bool = True,
     ):
         super().__init__()
-        if lr_schedule not in ("cosine", "step"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'step', got {lr_schedule!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if auxiliary_weight < 0:
             raise ValueError(f"auxiliary_weight must be >= 0, got {auxiliary_weight}")
         self.genotype = genotype if isinstance(genotype, Genotype) else load(genotype)
         name = genotype if isinstance(genotype, str) else str(genotype.meta.get("name", "custom"))
-        self.save_hyperparameters(ignore=["genotype"])
+        self.save_hyperparameters(ignore=["genotype", "optimizer", "lr_scheduler"])
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.hparams["genotype"] = name  # a name or path: checkpoints stay plain data (weights_only loading)
         accepted = builder_options(self.genotype.space)
         explicit = {"num_classes": num_classes, "in_channels": in_channels, "auxiliary": auxiliary}
@@ -137,15 +127,11 @@ class Retrain(pl.LightningModule):
             self.log("train/loss_aux", loss_aux.detach(), on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + self.hparams.auxiliary_weight * loss_aux
         self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        # this rank's value per step, the mean over ranks per epoch (a collective per step would slow DDP down)
+        self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/loss_epoch", loss.detach(), on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        if self.hparams.grad_clip > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        else:
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_train_epoch_start(self) -> None:
         # reference train.py: model.drop_path_prob = args.drop_path_prob * epoch / args.epochs
@@ -156,18 +142,16 @@ class Retrain(pl.LightningModule):
         self.log("drop_path_prob", self.model.drop_path_prob, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        opt = torch.optim.SGD(
-            self.model.parameters(),
-            lr=self.hparams.lr,
-            momentum=self.hparams.momentum,
-            weight_decay=self.hparams.weight_decay,
-        )
-        if self.hparams.lr_schedule == "cosine":
-            t_max = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, eta_min=self.hparams.lr_min)
+        params = self.model.parameters()
+        if self.optimizer is not None:
+            opt = self.optimizer(params)
         else:
-            hp = self.hparams
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.step_gamma)
+            opt = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+        if self.lr_scheduler is not None:
+            sched = self.lr_scheduler(opt)
+        else:
+            t_max = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, eta_min=0.0)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     # ------------------------------------------------------------------ evaluation

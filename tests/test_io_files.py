@@ -90,3 +90,48 @@ def test_temporary_has_a_name_of_ours_while_writing(tmp_path):
     assert len(seen) == 1 and dio._TMP_NAME.match(seen[0]) and seen[0].startswith(".report.md.dnas-tmp-")
     assert str(os.getpid()) in seen[0]
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_fsspec_urls_are_written_through_fsspec_not_as_local_folders(tmp_path, monkeypatch):
+    import fsspec
+
+    from dnas.io import append_line, load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    fs = fsspec.filesystem("memory")
+    assert atomic_write_text("memory://dnas-io/run/genotype.json", '{"a": 1}') == "memory://dnas-io/run/genotype.json"
+    atomic_torch_save({"w": torch.arange(3)}, "memory://dnas-io/run/weights.pt")
+    append_line("memory://dnas-io/run/history.jsonl", "1")
+    append_line("memory://dnas-io/run/history.jsonl", "2")
+    assert fs.cat_file("/dnas-io/run/genotype.json") == b'{"a": 1}'
+    assert fs.cat_file("/dnas-io/run/history.jsonl") == b"1\n2\n"
+    assert torch.equal(load_checkpoint("memory://dnas-io/run/weights.pt")["w"], torch.arange(3))
+    assert not any(tmp_path.iterdir())  # no local "memory:" folder
+
+
+def test_search_checkpoints_go_to_an_fsspec_url_and_resume_from_it(tmp_path, monkeypatch):
+    import fsspec
+    import pytorch_lightning as pl
+
+    import dnas
+    from dnas.cells.darts import DartsSupernet
+    from dnas.data import DigitsDataModule
+
+    monkeypatch.chdir(tmp_path)
+
+    def fit(steps, ckpt_path=None):
+        torch.manual_seed(0)
+        model = dnas.DARTS(DartsSupernet(init_channels=2, num_classes=10, layers=2, in_channels=1))
+        trainer = pl.Trainer(
+            max_steps=steps, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path, plugins=[AtomicCheckpointIO()],
+            callbacks=[pl.callbacks.ModelCheckpoint(dirpath="memory://dnas-ckpt", save_last=True)],
+        )  # fmt: skip
+        trainer.fit(model, DigitsDataModule(batch_size=8), ckpt_path=ckpt_path)
+        return trainer
+
+    fit(2)
+    assert fsspec.filesystem("memory").exists("/dnas-ckpt/last.ckpt")
+    assert not (tmp_path / "memory:").exists()
+    resumed = fit(3, ckpt_path="memory://dnas-ckpt/last.ckpt")
+    assert resumed.global_step == 3

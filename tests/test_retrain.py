@@ -1,5 +1,7 @@
 """dnas.Retrain: a few steps on digits, the recipe (aux loss, drop-path ramp, schedules), export of the result."""
 
+import functools
+import inspect
 import json
 
 import pytest
@@ -73,19 +75,21 @@ def test_training_step_adds_weighted_auxiliary_loss():
         model.training_step({"train": (x, y), "arch": (x, y)}, 0)
 
 
-def test_schedules_and_recipe_defaults():
+def test_optimizer_and_schedule_defaults_are_the_darts_recipe_and_configurable():
     m = Retrain("DARTS_V2", options=SMALL)
-    hp = m.hparams
-    assert (hp.lr, hp.momentum, hp.weight_decay, hp.auxiliary_weight, hp.drop_path_prob, hp.grad_clip) == (
-        0.025,
-        0.9,
-        3e-4,
-        0.4,
-        0.2,
-        5.0,
+    assert (m.hparams.auxiliary_weight, m.hparams.drop_path_prob, m.hparams.auxiliary) == (0.4, 0.2, True)
+    conf = m.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.SGD) and conf["lr_scheduler"]["interval"] == "epoch"
+    assert (opt.defaults["lr"], opt.defaults["momentum"], opt.defaults["weight_decay"]) == (0.025, 0.9, 3e-4)
+    assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) and sched.eta_min == 0.0
+    # the ImageNet recipe: SGD 0.1 / 3e-5, StepLR γ 0.97 every epoch; any torch optimizer and schedule plug in
+    step = Retrain(
+        "DARTS_V2",
+        options=SMALL,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=3e-5),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.97),
     )
-    assert hp.lr_schedule == "cosine" and hp.lr_min == 0.0 and hp.auxiliary and m.model.auxiliary
-    step = Retrain("DARTS_V2", options=SMALL, lr=0.1, lr_schedule="step", step_gamma=0.97)
     conf = step.configure_optimizers()
     sched = conf["lr_scheduler"]["scheduler"]
     assert isinstance(sched, torch.optim.lr_scheduler.StepLR) and sched.gamma == 0.97
@@ -93,8 +97,8 @@ def test_schedules_and_recipe_defaults():
         conf["optimizer"].step()
         sched.step()
     assert conf["optimizer"].param_groups[0]["lr"] == pytest.approx(0.1 * 0.97**2)
-    with pytest.raises(ValueError, match="lr_schedule"):
-        Retrain("DARTS_V2", lr_schedule="linear")
+    adam = Retrain("DARTS_V2", options=SMALL, optimizer=torch.optim.Adam).configure_optimizers()["optimizer"]
+    assert isinstance(adam, torch.optim.Adam)
 
 
 def test_datamodule_mismatch_is_named(tmp_path):
@@ -103,14 +107,22 @@ def test_datamodule_mismatch_is_named(tmp_path):
         trainer(tmp_path, max_epochs=1).fit(model, DigitsDataModule(batch_size=32, search=False))
 
 
-def test_gradient_clipping_uses_the_recipe_norm():
-    calls = []
-    m = Retrain("DARTS_V2", options=SMALL)
-    m.clip_gradients = lambda opt, gradient_clip_val=None, gradient_clip_algorithm=None: calls.append(
-        (gradient_clip_val, gradient_clip_algorithm)
-    )
-    m.configure_gradient_clipping(None, 1.0, "value")
-    off = Retrain("DARTS_V2", options=SMALL, grad_clip=0.0)
-    off.clip_gradients = m.clip_gradients
-    off.configure_gradient_clipping(None, 1.0, "value")  # 0 defers to the Trainer's setting
-    assert calls == [(5.0, "norm"), (1.0, "value")]
+def test_gradient_clipping_is_the_trainers_one_setting(tmp_path):
+    """The Trainer's gradient_clip_val clips (no second setting in the module overrides it)."""
+    norms = []
+
+    class Watch(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            def record(optimizer, args, kwargs):  # the gradients the update uses, after Lightning's clipping
+                grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+                norms.append(float(torch.nn.utils.get_total_norm(grads)))
+
+            for optimizer in trainer.optimizers:
+                optimizer.register_step_pre_hook(record)
+
+    assert "grad_clip" not in inspect.signature(Retrain).parameters
+    pl.seed_everything(0)
+    model = Retrain("DARTS_V2", options=dict(init_channels=4, layers=3), in_channels=1, auxiliary=False)
+    t = trainer(tmp_path, max_epochs=1, gradient_clip_val=1e-3, callbacks=[Watch()])
+    t.fit(model, DigitsDataModule(batch_size=32, search=False))
+    assert norms and all(n <= 1e-3 * (1 + 1e-4) for n in norms)

@@ -7,6 +7,11 @@ rate follows a cosine schedule stepped once per epoch. Subclasses specialise sma
 * :meth:`sample_weights` — how α becomes edge weights (softmax; Gumbel in FBNet);
 * :meth:`weight_loss` / :meth:`arch_loss` — extra terms (SD-DARTS distillation, latency);
 * :meth:`arch_gradient` — first order / unrolled.
+
+Step counting: ``trainer.global_step`` advances once per training batch (the weight step; the architecture step
+calls the torch optimizer directly), so ``max_steps``, ``val_check_interval``, ``log_every_n_steps`` and
+``ModelCheckpoint(every_n_train_steps=...)`` count batches, during the architecture warm-up and after it. A batch whose
+weight update is dropped (``on_nonfinite="skip"``) is not counted.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -26,6 +32,7 @@ from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.genotypes.core import with_build
+from dnas.io import gather_rng_states, restore_rng_states
 from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
@@ -90,6 +97,7 @@ class DARTS(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(n_cls, average="micro")
         self.test_acc = MulticlassAccuracy(n_cls, average="micro")
         self._epoch_start = 0.0
+        self._scaler_needs_update = False  # the α step used the loss scaler and the weight step has not updated it
         # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
         self.arch_updates_enabled = True
 
@@ -173,38 +181,61 @@ class DARTS(pl.LightningModule):
         self.weight_step(w_opt, x_w, y_w)
 
     def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
+        """One architecture update, correct in fp32, ``bf16-mixed`` and ``16-mixed``.
+
+        Under ``16-mixed`` the gradient is taken of the loss times the precision plugin's loss scale (small α
+        gradients would underflow in float16 otherwise) and the step goes through that ``GradScaler`` as a second
+        optimizer (PyTorch's "multiple optimizers" AMP recipe): ``unscale_`` (the clip sees true gradients), then
+        ``step`` (skipped on inf/NaN, which the scaler handles like any overflow), and one ``update`` per batch,
+        made by the weight step.
+        """
         a_params = self.supernet.arch_parameters()
-        a_opt.zero_grad()
+        opt = _torch_optimizer(a_opt)
+        opt.zero_grad()
+        scaler = self.grad_scaler()
+        # scaler.scale() also creates the scaler's scale tensor on first use (unscale_ needs it)
+        scale = float(scaler.scale(torch.ones((), device=self.device))) if scaler is not None else 1.0
         # the unrolled gradient also takes a virtual weight step on the training batch
         batches = {"architecture batch": arch_batch[0], **({"training batch": train_batch[0]} if self.unrolled else {})}
         if self.unrolled:
-            grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params)
+            grads, loss, logits = self.arch_gradient_unrolled(w_opt, train_batch, arch_batch, a_params, scale)
             extra: dict[str, Any] = self._unrolled_extra
         else:
             loss, logits, extra = self.arch_loss(*arch_batch)
             if not torch.isfinite(loss).all():
                 self._nonfinite("architecture", "architecture loss", loss, batches)
                 return
-            grads = torch.autograd.grad(loss, a_params, allow_unused=True)
+            grads = torch.autograd.grad(loss * scale if scaler is not None else loss, a_params, allow_unused=True)
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads)]
-        if not all(torch.isfinite(g).all() for g in grads):
+        if scaler is None and not all(torch.isfinite(g).all() for g in grads):
             norm = torch.nn.utils.get_total_norm([g.detach() for g in grads])
             self._nonfinite("architecture", "architecture gradient (norm)", norm, batches)
             return
         for p, g in zip(a_params, grads):
             p.grad = g.detach().clone()
+        self._sync_arch_grads(a_params)
+        if scaler is not None:
+            scaler.unscale_(opt)  # divides by the scale and records inf/NaN (all ranks see the same reduced grads)
         if self.hparams.arch_grad_clip:
             torch.nn.utils.clip_grad_norm_(a_params, self.hparams.arch_grad_clip)
-        self._sync_arch_grads(a_params)
-        a_opt.step()
+        # The torch optimizer itself, not Lightning's wrapper: a step through the wrapper would count as a training
+        # step (trainer.global_step would advance twice per batch, halving max_steps, val_check_interval,
+        # log_every_n_steps and every_n_train_steps) and would run the precision plugin's loss-scaler step on
+        # gradients that autograd.grad took without it. global_step counts weight steps: one per batch.
+        if scaler is not None:
+            scaler.step(opt)
+            self._scaler_needs_update = True
+        else:
+            opt.step()
+        torch.clear_autocast_cache()  # no cached low-precision copy of the old α outlives its update (see architect)
         self._check_alpha_finite()
         self.arch_acc(logits.detach(), arch_batch[1])
         # the batch is {"train", "arch"}, whose halves may differ in size: name the size averaged over
         n = int(arch_batch[1].shape[0])
-        self.log("arch/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log_step_and_epoch("arch/loss", loss.detach(), n, prog_bar=True)
         self.log("arch/acc", self.arch_acc, on_step=False, on_epoch=True, batch_size=n)
         for k, v in extra.items():
-            self.log(f"arch/{k}", v, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
+            self.log_step_and_epoch(f"arch/{k}", v, n)
 
     def _sync_arch_grads(self, a_params) -> None:
         """Average architecture gradients across ranks (autograd.grad bypasses DDP's reducer)."""
@@ -213,8 +244,13 @@ class DARTS(pl.LightningModule):
                 torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
                 p.grad.div_(self.trainer.world_size)
 
-    def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params):
-        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """The precision plugin's loss scaler (``16-mixed``), None without one (fp32, ``bf16-mixed``)."""
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
+    def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params, loss_scale: float = 1.0):
+        """Second-order α gradient of ``loss_scale`` times the validation loss (see :func:`unrolled_grad`)."""
+        opt = _torch_optimizer(w_opt)
         group = opt.param_groups[0]
         weights = [p for p in self.supernet.weight_parameters() + self.extra_weight_parameters()]
         buffers = [
@@ -246,6 +282,7 @@ class DARTS(pl.LightningModule):
             momentum_buffers=momentum_buffers,
             r=self.hparams.unrolled_r,
             buffers=buffers,
+            loss_scale=loss_scale,
         )
         self._unrolled_extra = logits_box.get("extra") or {}
         return grads, loss, logits_box["logits"]
@@ -259,7 +296,7 @@ class DARTS(pl.LightningModule):
         # The loss and the gradient norm are checked together (one device sync): a finite loss can still give a
         # non-finite gradient (an overflow in the backward), and stepping on it would make the weights non-finite, so
         # the next architecture step would seem to fail. A GradScaler (16-mixed) handles non-finite gradients itself.
-        opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+        opt = _torch_optimizer(w_opt)
         grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
         check = [loss.detach().float().reshape(())]
         if grads and getattr(self.trainer.precision_plugin, "scaler", None) is None:
@@ -268,17 +305,42 @@ class DARTS(pl.LightningModule):
         if not all(finite):
             term, value = ("weight loss", check[0]) if not finite[0] else ("weight gradient (norm)", check[1])
             w_opt.zero_grad()
+            self._finish_scaler_iteration()
             self._nonfinite("weight", term, value, {"training batch": x})
             return
-        if self.hparams.grad_clip:
-            self.clip_gradients(w_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        w_opt.step()
+        w_opt.step()  # the precision plugin: unscale (16-mixed), on_before_optimizer_step (clipping), step, update
+        self._scaler_needs_update = False
         self.train_acc(logits.detach(), y)
         n = int(y.shape[0])
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log_step_and_epoch("train/loss", loss.detach(), n, prog_bar=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
         for k, v in extra.items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=True, sync_dist=True, batch_size=n)
+            self.log_step_and_epoch(f"train/{k}", v, n)
+
+    def log_step_and_epoch(self, name: str, value: Any, batch_size: int, prog_bar: bool = False) -> None:
+        """Log ``<name>_step`` (this rank's value) and ``<name>_epoch`` (the epoch mean over all ranks).
+
+        ``self.log(..., on_step=True, sync_dist=True)`` would add a collective to every step under DDP; only the
+        epoch aggregate is reduced across ranks, once at the epoch's end. The keys are the ones Lightning's own
+        ``on_step=True, on_epoch=True`` logging writes.
+        """
+        self.log(f"{name}_step", value, prog_bar=prog_bar, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log(f"{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the weight gradients (``grad_clip``) where the precision plugin has already unscaled them (16-mixed).
+
+        Only the weight optimizer steps through Lightning (see :meth:`arch_step`), so this sees only weights.
+        """
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+
+    def _finish_scaler_iteration(self) -> None:
+        """The loss scaler's once-per-batch ``update`` when the weight step that makes it is dropped."""
+        scaler = self.grad_scaler()
+        if scaler is not None and self._scaler_needs_update:
+            scaler.update()
+        self._scaler_needs_update = False
 
     def _nonfinite(self, step: str, term: str, value: torch.Tensor, batches: dict[str, torch.Tensor]) -> None:
         """A non-finite ``term`` in the ``step`` ("weight" or "architecture") step: skip the update or raise.
@@ -437,10 +499,20 @@ class DARTS(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()
-        # The global RNG drives Gumbel noise and augmentation; restoring it makes a resumed search continue exactly.
-        checkpoint["dnas_rng"] = {"torch": torch.get_rng_state()}
+        # Every RNG a search may draw from (Gumbel noise, augmentation, drop-path, a user's module), per rank: restoring
+        # them makes a resumed search continue exactly (docs/distributed.md states the promise).
+        checkpoint["dnas_rng"] = {"ranks": gather_rng_states(self.trainer)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("dnas_rng")
-        if rng is not None:
+        if rng is None:
+            return
+        if "ranks" not in rng:  # checkpoints before every RNG was saved: the torch CPU generator only
             torch.set_rng_state(rng["torch"])
+            return
+        restore_rng_states(rng["ranks"], self.global_rank, self.trainer.world_size)
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The ``torch.optim.Optimizer`` behind Lightning's ``LightningOptimizer`` wrapper (or ``optimizer`` itself)."""
+    return optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
