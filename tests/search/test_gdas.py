@@ -191,3 +191,19 @@ def test_a_resumed_search_samples_and_ends_exactly_as_an_uninterrupted_one(tmp_p
     # the stream is what moves α: a different seed ends elsewhere
     other = dnas.GDAS(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), seed=6)
     assert not torch.equal(other.generator.get_state(), straight.generator.get_state())
+
+
+def test_selection_callbacks_drive_a_gdas_search_on_a_user_space(tmp_path):
+    from dnas.callbacks import MagnitudeSelection, PerturbationSelection
+    from dnas.data.tabular import TabularDataModule
+
+    torch.manual_seed(0)
+    supernet = SPACES["tabular"][0]()
+    pt = PerturbationSelection(start_epoch=1, interval=1, val_subset=16, tune_lr=None, exclude_ops=["none"])
+    epochs = 1 + pt.tune_epochs(supernet)
+    mag = MagnitudeSelection(at_epoch=0)
+    trainer = _trainer(tmp_path, epochs, callbacks=[mag, pt], enable_checkpointing=False)
+    trainer.fit(dnas.GDAS(supernet), TabularDataModule(dataset="wine", batch_size=16))
+    assert mag.genotype is not None and mag.genotype.space == "tabular"
+    assert bool(supernet.arch["cell"].fixed.all())
+    assert supernet.genotype().cells == dnas.Genotype.from_file(tmp_path / "genotype_perturbation.json").cells
