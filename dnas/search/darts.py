@@ -352,7 +352,7 @@ class DARTS(pl.LightningModule):
 
     def current_genotype(self) -> Genotype:
         """The supernet's genotype with the run's facts in ``meta``: epoch, algorithm, α softmax, input shape."""
-        genotype = self.supernet.genotype()
+        genotype = self.project_genotype(self.supernet.genotype())
         shape = self.input_shape()
         if shape is not None:
             genotype = with_build(genotype, input_shape=shape)
@@ -361,6 +361,11 @@ class DARTS(pl.LightningModule):
         }
         meta = {"epoch": int(self.current_epoch), "algorithm": type(self).__name__, "alpha_softmax": probs}
         return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
+
+    def project_genotype(self, genotype: Genotype) -> Genotype:
+        """The genotype within the cost budget of ``latency_loss`` (:class:`dnas.latency.BudgetLoss`), else as is."""
+        project = getattr(self.latency_loss, "project", None)
+        return genotype if project is None else project(genotype, self.supernet)
 
     def input_shape(self) -> tuple[int, ...] | None:
         """One input sample's shape, from the datamodule's ``input_size`` (None without one)."""

@@ -116,7 +116,7 @@ class FBNet(DARTS):
                 p = torch.where(p.sum(-1, keepdim=True) > 0, p, torch.ones_like(p))  # removed rows: any op
                 idx = torch.multinomial(p, 1, generator=gen).squeeze(-1)
                 one_hot[g] = torch.nn.functional.one_hot(idx, p.shape[-1]).float()
-            geno = self.supernet.genotype(one_hot)
+            geno = self.project_genotype(self.supernet.genotype(one_hot))
             meta = {**geno.meta, "algorithm": type(self).__name__, "sample": i, "sample_seed": gen.initial_seed()}
             out.append(Genotype(geno.space, geno.cells, meta))
         return out
