@@ -10,7 +10,10 @@ linearly per epoch from ``tau_max`` to ``tau_min`` over ``max_epochs`` (referenc
 
 Per batch, as the reference: the weight step on the ``train`` batch (SGD, gradient norm clipped at 5), then the
 architecture step on the ``arch`` batch (Adam, no clipping); each forward draws its own sample. Validation and test
-use the softmax of α without noise (every op runs), so every selection callback sees the usual supernet.
+run the current architecture without noise: per edge the op with the largest selection weight (softmax α with the
+selection callbacks' masks and fixed edges applied), one op per edge. A single-path-trained supernet is not a
+meaningful softmax mixture (on the NAS-Bench-201 quickstart the mixture scores near chance while the path learns),
+and a perturbation callback that masks an edge's best op then sees the next-best op in its place.
 
 Departures from the reference, and why:
 
@@ -104,10 +107,18 @@ class GDAS(FBNet):
 
     # ------------------------------------------------------------------ sampling
     def sample_weights(self) -> dict[str, torch.Tensor]:
-        """Hard Gumbel-max samples (straight-through) while training; the softmax of α in evaluation."""
+        """Hard Gumbel-max samples (straight-through) while training; the argmax path in evaluation."""
         if not self.training:
-            return self.supernet.edge_weights()
+            return self.argmax_weights()
         return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=True, generator=self.generator))
+
+    def argmax_weights(self) -> dict[str, torch.Tensor]:
+        """Per group, the one-hot of each row's largest selection weight (rows removed by selection stay 0)."""
+        out = {}
+        for g, w in self.supernet.selection_weights().items():
+            one_hot = torch.zeros_like(w).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)
+            out[g] = one_hot * (w.abs().sum(-1, keepdim=True) > 0)
+        return out
 
     def tau(self, epoch: int) -> float:
         """τ at the start of ``epoch``: linear from ``tau_max`` (epoch 0) to ``tau_min`` (the last epoch)."""

@@ -226,3 +226,22 @@ def test_the_gdas_quickstart_runs_through_the_cli_and_exports(tmp_path, run_cli)
     assert genotype_to_nb201_str(genotype).count("~") == 6
     assert build_model(genotype).eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     assert "arch/temperature" in (run / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_evaluation_runs_the_argmax_path_and_follows_masks():
+    torch.manual_seed(0)
+    supernet = SPACES["nb201"][0]()
+    module = dnas.GDAS(supernet).eval()
+    with torch.no_grad():
+        supernet.alpha("cell").copy_(torch.randn_like(supernet.alpha("cell")))
+    w = module.sample_weights()["cell"]
+    assert torch.equal(w.argmax(-1), supernet.alpha("cell").argmax(-1)) and torch.equal(w.sum(-1), torch.ones(6))
+    best = int(supernet.alpha("cell")[0].argmax())
+    with supernet.masked("cell", 0, best):
+        w = module.sample_weights()["cell"]
+        assert int(w[0].argmax()) != best and float(w[0].sum()) == 1.0
+    with supernet.masked("cell", 1):
+        assert float(module.sample_weights()["cell"][1].sum()) == 0.0
+    calls = _count_calls(supernet)
+    module(torch.randn(2, 1, 8, 8))
+    assert all(len(ks) == 1 for ks in calls.values() if ks)
