@@ -132,6 +132,15 @@ class BudgetLoss(nn.Module, LatencyLoss):
         self.budget, self.dual_lr, self.exclude_ops = float(budget), float(dual_lr), tuple(exclude_ops)
         self.register_buffer("multiplier", torch.tensor(float(multiplier), dtype=torch.float64))
 
+    def bind(self, supernet: Supernet) -> None:
+        """Fold the table for ``supernet`` (as :class:`~dnas.latency.LatencyLoss`); the first time, also check that
+        the budget is feasible for the current genotype's edges, so a budget below the cheapest network fails at the
+        first step, not at the end of the search."""
+        first = self._bound != id(supernet)
+        super().bind(supernet)
+        if first:
+            self.project(supernet.genotype(), supernet)
+
     def combine(self, ce: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
         """The Lagrangian ``ce + λ · (cost / B − 1)`` at the current λ."""
         return ce + self.multiplier.to(ce.dtype) * (cost / self.budget - 1)

@@ -437,7 +437,7 @@ class DARTS(pl.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()
+        checkpoint["dnas_genotype"] = self.project_genotype(self.supernet.genotype()).to_dict()
         # The global RNG drives Gumbel noise and augmentation; restoring it makes a resumed search continue exactly.
         checkpoint["dnas_rng"] = {"torch": torch.get_rng_state()}
 

@@ -111,18 +111,21 @@ def test_projection_is_optimal_on_small_exhaustive_cases_when_one_swap_suffices(
 def test_dual_ascent_raises_the_multiplier_over_budget_and_lowers_it_to_zero_under():
     net = tiny_fbnet()
     table = fake_table(net)
-    loss = BudgetLoss(table, budget=1.0, dual_lr=0.5)
+    B = 70.0  # feasible (the cheapest network costs 65.4) and below the soft weights' expected cost
+    loss = BudgetLoss(table, budget=B, dual_lr=0.5)
     weights = {"layers": torch.softmax(net.alpha("layers"), -1)}
     cost = float(loss.expected(net, weights))
-    assert cost > 1.0
+    v = cost / B - 1
+    assert v > 0
     ce = torch.tensor(2.0)
     out, logs = loss(ce, net, weights)
     assert float(out) == pytest.approx(2.0)  # λ = 0 at the first step
-    assert float(loss.multiplier) == pytest.approx(0.5 * (cost - 1.0))  # λ ← max(0, λ + η (cost/B − 1))
-    assert float(logs["violation"]) == pytest.approx(cost - 1.0) and "multiplier" in logs and "params" in logs
+    assert float(loss.multiplier) == pytest.approx(0.5 * v)  # λ ← max(0, λ + η (cost/B − 1))
+    assert float(logs["violation"]) == pytest.approx(v) and "multiplier" in logs and "params" in logs
     lam = float(loss.multiplier)
     out, _ = loss(ce, net, weights)
-    assert float(out) == pytest.approx(2.0 + lam * (cost - 1.0))
+    assert float(out) == pytest.approx(2.0 + lam * v)
+    assert float(loss.multiplier) == pytest.approx(2 * lam)
     # under budget the multiplier falls, and never below 0
     loss.budget = 10 * cost  # violation 0.1 - 1 = -0.9 per step: λ falls by 0.45 a step
     loss(ce, net, weights)
@@ -131,13 +134,17 @@ def test_dual_ascent_raises_the_multiplier_over_budget_and_lowers_it_to_zero_und
         loss(ce, net, weights)
     assert float(loss.multiplier) == 0.0
     # a detached cost (evaluation) takes no dual step
-    before = float(loss.multiplier)
+    loss.budget = B
     loss(ce, net, {"layers": weights["layers"].detach()})
-    assert float(loss.multiplier) == before
+    assert float(loss.multiplier) == 0.0
 
 
-def test_bad_budgets_are_one_clear_error():
+def test_bad_budgets_are_one_clear_error(tmp_path):
     net = tiny_fbnet()
+    table = fake_table(net)
+    cheapest = float(table.matrix("layers", OPS, 22).min(-1).values.sum())
+    with pytest.raises(ConfigError, match="below the cheapest"):  # at the first step, not at the end of the search
+        _fit(tmp_path, dnas.GDAS(net, latency_loss=BudgetLoss(table, budget=0.99 * cheapest)))
     with pytest.raises(ConfigError, match="budget"):
         BudgetLoss(fake_table(net), budget=0.0)
     with pytest.raises(ConfigError, match="dual_lr"):
@@ -163,7 +170,7 @@ def _fit(tmp_path, module, epochs=2, callbacks=(), ckpt_path=None):
 
 
 @pytest.mark.parametrize("algorithm", ["GDAS", "FBNet"])
-def test_searched_genotype_is_within_budget_and_says_what_was_swapped(tmp_path, algorithm):
+def test_searched_genotype_is_within_budget_and_says_what_was_swapped(tmp_path, algorithm, run_cli):
     net = tiny_fbnet()
     table = fake_table(net)
     costs = {g: table.matrix(g, grp.candidates, grp.num_edges) for g, grp in net.arch_groups.items()}
@@ -182,12 +189,19 @@ def test_searched_genotype_is_within_budget_and_says_what_was_swapped(tmp_path, 
     header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0]
     assert "arch/multiplier_step" in header and "arch/violation_step" in header
     assert float(module.latency_loss.multiplier) > 0  # the argmax-priced soft cost started over budget
+    # the checkpoint's genotype is the projected one, and `dnas export` prints table cost against the budget
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert dnas.Genotype.from_dict(ckpt["dnas_genotype"]).cells == genotype.cells
+    (tmp_path / "g.json").write_text(genotype.to_json())
+    code, out, err = run_cli(["export", "--genotype", str(tmp_path / "g.json"), "--out", str(tmp_path / "export")])
+    assert code == 0, err
+    assert f"vs budget {budget:.6g}" in out and f"{len(record['swaps'])} swap(s)" in out
 
 
 def test_the_multiplier_is_in_the_checkpoint_and_survives_a_resume(tmp_path):
     net = tiny_fbnet()
     table = fake_table(net)
-    module = dnas.GDAS(net, latency_loss=BudgetLoss(table, budget=20.0, dual_lr=1.0))
+    module = dnas.GDAS(net, latency_loss=BudgetLoss(table, budget=100.0, dual_lr=1.0))
     _fit(tmp_path / "a", module, epochs=1)
     saved = float(module.latency_loss.multiplier)
     assert saved > 0
@@ -199,7 +213,7 @@ def test_the_multiplier_is_in_the_checkpoint_and_survives_a_resume(tmp_path):
         def on_train_start(self, trainer, pl_module):
             seen.append(float(pl_module.latency_loss.multiplier))
 
-    fresh = dnas.GDAS(tiny_fbnet(), latency_loss=BudgetLoss(table, budget=20.0, dual_lr=1.0))
+    fresh = dnas.GDAS(tiny_fbnet(), latency_loss=BudgetLoss(table, budget=100.0, dual_lr=1.0))
     assert float(fresh.latency_loss.multiplier) == 0.0
     _fit(tmp_path / "b", fresh, epochs=2, callbacks=[AtStart()], ckpt_path=tmp_path / "a" / "last.ckpt")
     assert seen == [saved]
