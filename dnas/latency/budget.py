@@ -105,8 +105,8 @@ class BudgetLoss(nn.Module, LatencyLoss):
     the multiplier buffer is in the search module's state dict, checkpoints and DDP buffer broadcasts).
 
     Args:
-        table: cost table path (read on first use) or a :class:`~dnas.latency.table.CostTable`; its metric is the budget's
-            (``latency`` in ms, ``flops``, ``params``).
+        table: cost table path (read on first use) or a :class:`~dnas.latency.table.CostTable`; its metric is the
+            budget's (``latency`` in ms, ``flops``, ``params``).
         budget: the bound B, in the table's unit.
         dual_lr: η, the dual ascent step per architecture step (on the relative violation ``cost / B − 1``).
         multiplier: λ at the start (≥ 0).
@@ -133,9 +133,11 @@ class BudgetLoss(nn.Module, LatencyLoss):
         self.register_buffer("multiplier", torch.tensor(float(multiplier), dtype=torch.float64))
 
     def bind(self, supernet: Supernet) -> None:
-        """Fold the table for ``supernet`` (as :class:`~dnas.latency.LatencyLoss`); the first time, also check that
-        the budget is feasible for the current genotype's edges, so a budget below the cheapest network fails at the
-        first step, not at the end of the search."""
+        """Fold the table for ``supernet`` (as :class:`~dnas.latency.LatencyLoss`).
+
+        The first time, also check that the budget is feasible for the current genotype's edges, so a budget below
+        the cheapest network fails at the first step, not at the end of the search.
+        """
         first = self._bound != id(supernet)
         super().bind(supernet)
         if first:

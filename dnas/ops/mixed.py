@@ -98,8 +98,11 @@ class MixedOp(nn.Module):
         return sum(w * op(x) for w, op in zip(weights, self._ops))
 
     def _forward_active(self, x: torch.Tensor, weights: torch.Tensor, active: list[int]) -> torch.Tensor:
-        """``Σ_{k active} w_k · op_k(x) + Σ_{k skipped} w_k``: only the active ops run; the skipped ones' weights are
-        0 in value and carry α's straight-through gradient (their gradient is the sum of the output gradient)."""
+        """``Σ_{k active} w_k · op_k(x) + Σ_{k skipped} w_k``: only the active ops run.
+
+        The skipped ops' weights are 0 in value and carry α's straight-through gradient (the sum of the output
+        gradient each).
+        """
         out = sum(weights[k] * self._ops[k](x) for k in active)
         if weights.requires_grad:
             skipped = torch.ones_like(weights)

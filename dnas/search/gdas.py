@@ -1,5 +1,7 @@
-"""GDAS as a LightningModule (Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours", CVPR 2019;
-reference D-X-Y/AutoDL-Projects, ``exps/NAS-Bench-201-algos/GDAS.py`` and ``configs/nas-benchmark/algos/GDAS.config``).
+"""GDAS as a LightningModule: one sampled op per edge and step, α trained through the straight-through sample.
+
+Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours", CVPR 2019; reference
+D-X-Y/AutoDL-Projects, ``exps/NAS-Bench-201-algos/GDAS.py`` and ``configs/nas-benchmark/algos/GDAS.config``.
 
 Every forward of a training step draws, per edge, a hard Gumbel-max sample: ``h = one_hot(argmax y) − sg(y) + y`` with
 ``y = softmax((α + g) / τ)``, ``g ~ Gumbel(0, 1)`` (:func:`dnas.ops.gumbel.gumbel_softmax` with ``hard=True``). The
