@@ -5,9 +5,9 @@ D-X-Y/AutoDL-Projects, ``exps/NAS-Bench-201-algos/GDAS.py`` and ``configs/nas-be
 
 Every forward of a training step draws, per edge, a hard Gumbel-max sample: ``h = one_hot(argmax y) − sg(y) + y`` with
 ``y = softmax((α + g) / τ)``, ``g ~ Gumbel(0, 1)`` (:func:`dnas.ops.gumbel.gumbel_softmax` with ``hard=True``). The
-supernet's mixed ops run in *sampled execution* (:func:`dnas.ops.mixed.set_sampled_execution`): only the sampled op of
-each edge is computed, forward and backward; α gets its gradient through the straight-through weight. τ decays
-linearly per epoch from ``tau_max`` to ``tau_min`` over ``max_epochs`` (reference: 10 → 0.1,
+supernet's mixed ops run in *sampled execution* (FBNet's ``single_path``, :func:`dnas.ops.mixed.set_sampled_execution`):
+only the sampled op of each edge is computed, forward and backward; α gets its gradient through the straight-through
+weight. τ decays linearly per epoch from ``tau_max`` to ``tau_min`` over ``max_epochs`` (reference: 10 → 0.1,
 ``τ_e = τ_max − (τ_max − τ_min) · e / (E − 1)``).
 
 Per batch, as the reference: the weight step on the ``train`` batch (SGD, gradient norm clipped at 5), then the
@@ -38,13 +38,11 @@ from typing import Any
 
 import torch
 from pytorch_lightning.cli import OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_warn
 
 from dnas.callbacks.temperature import TemperatureSchedule
 from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.ops.gumbel import GumbelSampler
-from dnas.ops.mixed import set_sampled_execution
 from dnas.search.fbnet import FBNet
 
 RNG_KEY = "dnas_gdas_rng"
@@ -70,8 +68,6 @@ class GDAS(FBNet):
         **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments (``latency_loss``, ``final``, ...).
     """
 
-    needs_unused_parameters = True
-
     def __init__(
         self,
         supernet: Supernet,
@@ -85,13 +81,16 @@ class GDAS(FBNet):
     ):
         if not 0 < tau_min <= tau_max:
             raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min}, tau_max={tau_max}")
-        for name in ("temperature", "hard"):
+        for name in ("temperature", "hard", "single_path"):
             if name in kwargs:
-                raise ValueError(f"GDAS sets {name!r} itself (hard samples, τ from tau_max to tau_min); remove it")
+                raise ValueError(
+                    f"GDAS sets {name!r} itself (hard single-path samples, τ tau_max → tau_min); remove it"
+                )
         super().__init__(
             supernet,
             temperature=tau_max,
             hard=True,
+            single_path=True,
             w_optimizer=w_optimizer
             or partial(torch.optim.SGD, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4),
             a_optimizer=a_optimizer or partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3),
@@ -101,11 +100,6 @@ class GDAS(FBNet):
         self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
         self.tau_max, self.tau_min, self.seed = float(tau_max), float(tau_min), int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
-        if set_sampled_execution(self.supernet, True) == 0:
-            rank_zero_warn(
-                f"GDAS: {type(supernet).__name__} has no dnas.ops.MixedOp edge, so every candidate still runs "
-                "(the samples are exact, the cost is the all-path cost)"
-            )
 
     # ------------------------------------------------------------------ sampling
     def sample_weights(self) -> dict[str, torch.Tensor]:

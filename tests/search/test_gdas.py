@@ -245,3 +245,16 @@ def test_evaluation_runs_the_argmax_path_and_follows_masks():
     calls = _count_calls(supernet)
     module(torch.randn(2, 1, 8, 8))
     assert all(len(ks) == 1 for ks in calls.values() if ks)
+
+
+def test_fbnet_hard_mode_uses_the_same_single_path_mechanism():
+    torch.manual_seed(0)
+    make, shape = SPACES["fbnet"]
+    supernet = make()
+    module = dnas.FBNet(supernet, hard=True, single_path=True).train()
+    assert module.needs_unused_parameters and not dnas.FBNet(make(), hard=True).needs_unused_parameters
+    calls = _count_calls(supernet)
+    supernet(torch.randn(2, *shape), module.sample_weights())
+    assert all(len(ks) == 1 for ks in calls.values())
+    with pytest.raises(ValueError, match="single_path needs hard"):
+        dnas.FBNet(make(), single_path=True)
