@@ -3,7 +3,8 @@
 Steps (all through the ``dnas`` CLI in-process, ``configs/quickstart_fbnet.yaml`` unchanged except the loss):
 
 1. measure the quickstart's latency table (``dnas lut``) unless ``--lut`` names one;
-2. the unconstrained search (the quickstart's FBNet latency loss); its final genotype's table latency is ``L0``;
+2. the unconstrained search (the quickstart's FBNet latency loss); ``L0`` is its expected latency (``arch/latency``,
+   last-epoch mean of the architecture steps' edge weights);
 3. for each fraction f (default 0.4, 0.6, 0.8) the same search with ``dnas.latency.BudgetLoss(budget=f·L0)``
    (Lagrange multiplier by dual ascent; the final genotype projected within budget).
 
@@ -39,9 +40,9 @@ def fit(save: Path, extra: list[str]) -> Path:
     return max((save / "quickstart_fbnet").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
-def last_val_acc(run: Path) -> float:
-    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/acc")]
-    return float(rows[-1]["val/acc"]) if rows else float("nan")
+def last_logged(run: Path, key: str) -> float:
+    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get(key)]
+    return float(rows[-1][key]) if rows else float("nan")
 
 
 def main() -> None:
@@ -63,8 +64,9 @@ def main() -> None:
 
     run = fit(args.out / "unconstrained", [*epochs, "--model.init_args.latency_loss.init_args.table", str(lut)])
     g0 = Genotype.from_file(run / "genotype.json")
-    l0 = table.total({"layers": g0.cells["layers"].ops()})
-    rows = [("none", float("nan"), l0, l0, True, 0, float("nan"), last_val_acc(run))]
+    l0 = last_logged(run, "arch/latency_epoch")
+    final0 = table.total({"layers": g0.cells["layers"].ops()})
+    rows = [("none", float("nan"), final0, final0, True, 0, float("nan"), last_logged(run, "val/acc"))]
     for f in args.fractions:
         override = args.out / f"budget_{f:g}.yaml"
         override.write_text(
@@ -77,9 +79,9 @@ def main() -> None:
         cost = table.total({"layers": g.cells["layers"].ops()})
         rows.append(
             (f"{f:.0%}", f * l0, record["cost_before"], cost, cost <= f * l0, len(record["swaps"]),
-             record["multiplier"], last_val_acc(run))
+             record["multiplier"], last_logged(run, "val/acc"))
         )  # fmt: skip
-    print(f"latency table: {lut} ({table.unit}); unconstrained final genotype L0 = {l0:.4f} {table.unit}")
+    print(f"latency table: {lut} ({table.unit}); unconstrained search: expected latency L0 = {l0:.4f} {table.unit}")
     print(f"{'budget':<8}{'B ms':>9}{'argmax ms':>11}{'final ms':>10}{'within':>8}{'swaps':>7}{'λ':>8}{'val acc':>9}")
     for name, b, before, cost, ok, swaps, lam, acc in rows:
         print(f"{name:<8}{b:9.4f}{before:11.4f}{cost:10.4f}{str(ok):>8}{swaps:7d}{lam:8.3f}{acc:9.3f}")

@@ -116,10 +116,25 @@ class FBNet(DARTS):
                 )
 
     def sample_weights(self) -> dict[str, torch.Tensor]:
-        """Gumbel-softmax weights at temperature τ while training; the softmax of α in evaluation."""
+        """Gumbel-softmax weights at temperature τ while training; the softmax of α in evaluation.
+
+        With ``single_path`` evaluation runs the argmax path instead (:meth:`argmax_weights`).
+        """
         if not self.training:
-            return self.supernet.edge_weights()
+            return self.argmax_weights() if self.single_path else self.supernet.edge_weights()
         return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=self.hard))
+
+    def argmax_weights(self) -> dict[str, torch.Tensor]:
+        """Per group, the one-hot of each row's largest selection weight (rows removed by selection stay 0).
+
+        The evaluation weights of a single-path search: a supernet trained one path at a time is not a meaningful
+        softmax mixture, and a perturbation callback that masks an edge's best op then sees the next-best op.
+        """
+        out = {}
+        for g, w in self.supernet.selection_weights().items():
+            one_hot = torch.zeros_like(w).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)
+            out[g] = one_hot * (w.abs().sum(-1, keepdim=True) > 0)
+        return out
 
     def sample_genotypes(self, n: int | None = None, seed: int | None = None) -> list[Genotype]:
         """Draw ``n`` architectures from ``softmax(α)`` (masks and fixed edges applied) and derive their genotypes."""

@@ -108,14 +108,6 @@ class GDAS(FBNet):
             return self.argmax_weights()
         return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=True, generator=self.generator))
 
-    def argmax_weights(self) -> dict[str, torch.Tensor]:
-        """Per group, the one-hot of each row's largest selection weight (rows removed by selection stay 0)."""
-        out = {}
-        for g, w in self.supernet.selection_weights().items():
-            one_hot = torch.zeros_like(w).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)
-            out[g] = one_hot * (w.abs().sum(-1, keepdim=True) > 0)
-        return out
-
     def tau(self, epoch: int) -> float:
         """τ at the start of ``epoch``: linear from ``tau_max`` (epoch 0) to ``tau_min`` (the last epoch)."""
         total = self.trainer.max_epochs if self._trainer is not None else None
