@@ -54,7 +54,10 @@ class SearchExport(Callback):
         from dnas.export.search_hook import export_search_result
 
         shape = pl_module.input_shape() if callable(getattr(pl_module, "input_shape", None)) else None
-        _, message = export_search_result(
-            pl_module.current_genotype(), log_dir(trainer) / self.dirname, shape, self.options
-        )
+        genotype = pl_module.current_genotype()
+        _, message = export_search_result(genotype, log_dir(trainer) / self.dirname, shape, self.options)
         rank_zero_info(f"dnas: {message}")
+        if isinstance(genotype.meta.get("budget"), dict):  # searched under a hard budget (dnas.latency.BudgetLoss)
+            from dnas.latency.budget import describe
+
+            rank_zero_info(f"dnas: {describe(genotype.meta['budget'])}")

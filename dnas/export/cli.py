@@ -147,6 +147,10 @@ def run(argv: list[str]) -> Path:
     summary = json.loads((out / "summary.json").read_text())
     shown = name if name.isprintable() else repr(name)
     print(f"dnas export: wrote {out}/ ({args.fmt}): {shown}, {format_summary(summary)}")
+    if isinstance(genotype.meta.get("budget"), dict):  # searched under a hard budget (dnas.latency.BudgetLoss)
+        from dnas.latency.budget import describe
+
+        print(f"dnas export: {describe(genotype.meta['budget'])}")
     return out
 
 

@@ -8,7 +8,7 @@ from dnas.ops import tabular as _tabular  # noqa: F401  (registers the tabular o
 from dnas.ops.darts import DARTS_PRIMITIVES, PARAMETER_FREE_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
 from dnas.ops.fused import FUSED_POLICIES, FusedMixedFunction, fused_mixed_op
 from dnas.ops.gumbel import GumbelSampler, gumbel_softmax
-from dnas.ops.mixed import MIXED_OP_IMPLS, MixedOp
+from dnas.ops.mixed import MIXED_OP_IMPLS, MixedOp, set_sampled_execution
 from dnas.ops.registry import UnknownOpError, build_op, get_op, is_registered, register_op, registered_ops
 
 __all__ = [
@@ -32,4 +32,5 @@ __all__ = [
     "is_registered",
     "register_op",
     "registered_ops",
+    "set_sampled_execution",
 ]

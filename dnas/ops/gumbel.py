@@ -5,9 +5,10 @@
 the forward pass and the soft sample's gradient in the backward pass (straight-through): ``hard - m.detach() + m``.
 
 :class:`GumbelSampler` is a ``sampler`` for :meth:`dnas.cells.Supernet.edge_weights`, so any space can be searched
-with Gumbel weights. The mixed op still evaluates every candidate in hard mode (zero-weighted outputs stay in the
-graph), which is what lets the straight-through gradient reach every α, and keeps every weight in the backward pass,
-so DDP needs no ``find_unused_parameters``.
+with Gumbel weights. By default the mixed op still evaluates every candidate in hard mode (zero-weighted outputs stay
+in the graph), which gives the exact straight-through gradient to every α and keeps every weight in the backward pass,
+so DDP needs no ``find_unused_parameters``. With sampled execution (:func:`dnas.ops.mixed.set_sampled_execution`, as
+:class:`dnas.GDAS` does) only the sampled op of each edge runs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ import torch
 
 
 def sample_gumbel(shape_like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard Gumbel noise ``-log(E)``, ``E ~ Exp(1)``, shaped, typed and placed like ``shape_like``."""
-    e = torch.empty_like(shape_like, memory_format=torch.contiguous_format).exponential_(generator=generator)
-    return -e.log()
+    """Standard Gumbel noise ``-log(E)``, ``E ~ Exp(1)``, shaped, typed and placed like ``shape_like``.
+
+    The noise is drawn on the generator's device (a CPU generator serves a CUDA α: the stream does not depend on the
+    accelerator) and moved. ``E`` is clamped to the dtype's smallest normal number: ``exponential_`` can return 0,
+    whose noise ``+inf`` would make the sample NaN (the GDAS reference resamples in that case; the clamp changes
+    nothing else).
+    """
+    device = shape_like.device if generator is None else generator.device
+    e = torch.empty(shape_like.shape, dtype=shape_like.dtype, device=device).exponential_(generator=generator)
+    return -e.clamp_min_(torch.finfo(e.dtype).tiny).log().to(shape_like.device)
 
 
 def gumbel_softmax(

@@ -4,6 +4,15 @@ The mixed op does not know where its weights come from (softmax, Gumbel, a one-h
 them in. Its implementation is a policy chosen by ``impl``; ``"naive"`` is the plain sum every reference uses and stays
 the test oracle for faster implementations; ``"fused"`` / ``"fused_save"`` are the exact custom-autograd
 implementations of :mod:`dnas.ops.fused` (policies ``recompute`` / ``save``).
+
+**Sampled execution** (``sampled=True``, or :func:`set_sampled_execution` on a whole supernet) is the single-path
+mode of GDAS (Dong & Yang, CVPR 2019) and of hard Gumbel sampling: ops whose weight is exactly 0 are neither run nor
+allocated, so a one-hot (straight-through) row costs one candidate, forward and backward. Each skipped op still adds its
+weight (0 in value) to the output, as the GDAS reference does (D-X-Y/AutoDL-Projects, ``forward_gdas``:
+``sum(w[i] * op(x) if i == index else w[i])``), so every α entry keeps a straight-through gradient. A row without
+zeros (softmax weights: validation, selection callbacks) takes the ``impl`` path unchanged. With a single active op the
+fused kernels have nothing to fuse and plain autograd on that op is faster (``benchmarks/gdas_step.py``), so sampled
+rows never go through :mod:`dnas.ops.fused`.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ class MixedOp(nn.Module):
         skip_zero_weights: fused only; also skip ops whose weight is exactly 0 while BatchNorm is training (DARTS-PT,
             hard Gumbel): outputs and gradients stay exact, the skipped ops' running statistics are not updated.
             Without it zero-weight ops are skipped only where that is exact in every respect.
+        sampled: sampled execution (module docstring): ops with weight exactly 0 are not run, whatever ``impl``.
+            Their BatchNorm running statistics are then not updated, which is what single-path methods want.
     """
 
     def __init__(
@@ -52,6 +63,7 @@ class MixedOp(nn.Module):
         pool_bn: bool = True,
         C_out: int | None = None,
         skip_zero_weights: bool = False,
+        sampled: bool = False,
     ):
         super().__init__()
         if impl not in MIXED_OP_IMPLS:
@@ -62,6 +74,7 @@ class MixedOp(nn.Module):
         self.primitives = tuple(primitives)
         self.impl = impl
         self.skip_zero_weights = skip_zero_weights
+        self.sampled = sampled
         ops = []
         for name in self.primitives:
             op = build_op(name, C, C_out, stride, affine)
@@ -74,11 +87,38 @@ class MixedOp(nn.Module):
         """Return ``Σ_k weights[k] · op_k(x)``; ``weights`` has one entry per primitive."""
         if weights.shape[-1] != len(self._ops):
             raise ValueError(f"expected {len(self._ops)} op weights, got shape {tuple(weights.shape)}")
+        if self.sampled:
+            active = weights.detach().ne(0).nonzero().flatten().tolist()  # one host sync, as the GDAS reference
+            if 0 < len(active) < len(self._ops):
+                return self._forward_active(x, weights, active)
         if self.impl != "naive":
             from dnas.ops.fused import fused_mixed_op
 
             return fused_mixed_op(self, x, weights, _FUSED_POLICY[self.impl], self.skip_zero_weights)
         return sum(w * op(x) for w, op in zip(weights, self._ops))
 
+    def _forward_active(self, x: torch.Tensor, weights: torch.Tensor, active: list[int]) -> torch.Tensor:
+        """``Σ_{k active} w_k · op_k(x) + Σ_{k skipped} w_k``: only the active ops run.
+
+        The skipped ops' weights are 0 in value and carry α's straight-through gradient (the sum of the output
+        gradient each).
+        """
+        out = sum(weights[k] * self._ops[k](x) for k in active)
+        if weights.requires_grad:
+            skipped = torch.ones_like(weights)
+            skipped[active] = 0
+            out = out + (weights * skipped).sum()
+        return out
+
     def extra_repr(self) -> str:
-        return f"impl={self.impl!r}"
+        return f"impl={self.impl!r}" + (", sampled=True" if self.sampled else "")
+
+
+def set_sampled_execution(module: nn.Module, enabled: bool = True) -> int:
+    """Switch sampled execution on (or off) for every :class:`MixedOp` inside ``module``; returns how many."""
+    count = 0
+    for m in module.modules():
+        if isinstance(m, MixedOp):
+            m.sampled = enabled
+            count += 1
+    return count

@@ -417,7 +417,7 @@ class DARTS(pl.LightningModule):
 
     def current_genotype(self) -> Genotype:
         """The supernet's genotype with the run's facts in ``meta``: epoch, algorithm, α softmax, input shape."""
-        genotype = self.supernet.genotype()
+        genotype = self.project_genotype(self.supernet.genotype())
         shape = self.input_shape()
         if shape is not None:
             genotype = with_build(genotype, input_shape=shape)
@@ -426,6 +426,11 @@ class DARTS(pl.LightningModule):
         }
         meta = {"epoch": int(self.current_epoch), "algorithm": type(self).__name__, "alpha_softmax": probs}
         return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
+
+    def project_genotype(self, genotype: Genotype) -> Genotype:
+        """The genotype within the cost budget of ``latency_loss`` (:class:`dnas.latency.BudgetLoss`), else as is."""
+        project = getattr(self.latency_loss, "project", None)
+        return genotype if project is None else project(genotype, self.supernet)
 
     def input_shape(self) -> tuple[int, ...] | None:
         """One input sample's shape, from the datamodule's ``input_size`` (None without one)."""
@@ -498,7 +503,7 @@ class DARTS(pl.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dnas_genotype"] = self.supernet.genotype().to_dict()
+        checkpoint["dnas_genotype"] = self.project_genotype(self.supernet.genotype()).to_dict()
         # Every RNG a search may draw from (Gumbel noise, augmentation, drop-path, a user's module), per rank: restoring
         # them makes a resumed search continue exactly (docs/distributed.md states the promise).
         checkpoint["dnas_rng"] = {"ranks": gather_rng_states(self.trainer)}

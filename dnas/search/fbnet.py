@@ -13,6 +13,9 @@ The final architecture is the per-layer argmax (``current_genotype()``; ``genoty
 
 Distributed training: every candidate runs in every forward, hard mode included (the one-hot weights multiply
 every candidate's output), so all weights receive gradients and plain ``ddp`` works: no ``find_unused_parameters``.
+With ``single_path=True`` (hard mode only) the mixed ops run only the sampled op (sampled execution,
+:func:`dnas.ops.mixed.set_sampled_execution`, as :class:`dnas.GDAS`); the module then turns on
+``find_unused_parameters`` itself.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from typing import Literal
 
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_warn
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.latency.loss import LatencyLoss
 from dnas.ops.gumbel import GumbelSampler
+from dnas.ops.mixed import set_sampled_execution
 from dnas.search.darts import DARTS
 
 
@@ -51,6 +56,8 @@ class FBNet(DARTS):
         arch_warmup_epochs: epochs of weight-only training before θ is trained (reimplementations: 10).
         on_nonfinite: ``"raise"`` or ``"skip"`` a non-finite update.
         num_classes: checked against the datamodule.
+        single_path: with ``hard``, run only the sampled op of each edge (forward and backward); α still gets the
+            straight-through gradient (through the sampled op's output and the other ops' zero weights).
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class FBNet(DARTS):
         arch_warmup_epochs: int = 0,
         on_nonfinite: Literal["raise", "skip"] = "raise",
         num_classes: int | None = None,
+        single_path: bool = False,
     ):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -78,6 +86,8 @@ class FBNet(DARTS):
             raise ValueError(f"final must be 'argmax' or 'sample', got {final!r}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if single_path and not hard:
+            raise ValueError("single_path needs hard=True: a soft Gumbel sample has no zero weights to skip")
         super().__init__(
             supernet,
             unrolled=False,
@@ -96,12 +106,35 @@ class FBNet(DARTS):
         self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
         self.hard, self.final, self.num_samples, self.sample_seed = hard, final, num_samples, sample_seed
         self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.single_path = single_path
+        if single_path:
+            self.needs_unused_parameters = True
+            if set_sampled_execution(self.supernet, True) == 0:
+                rank_zero_warn(
+                    f"{type(self).__name__}: {type(supernet).__name__} has no dnas.ops.MixedOp edge, so every "
+                    "candidate still runs (the samples are exact, the cost is the all-path cost)"
+                )
 
     def sample_weights(self) -> dict[str, torch.Tensor]:
-        """Gumbel-softmax weights at temperature τ while training; the softmax of α in evaluation."""
+        """Gumbel-softmax weights at temperature τ while training; the softmax of α in evaluation.
+
+        With ``single_path`` evaluation runs the argmax path instead (:meth:`argmax_weights`).
+        """
         if not self.training:
-            return self.supernet.edge_weights()
+            return self.argmax_weights() if self.single_path else self.supernet.edge_weights()
         return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=self.hard))
+
+    def argmax_weights(self) -> dict[str, torch.Tensor]:
+        """Per group, the one-hot of each row's largest selection weight (rows removed by selection stay 0).
+
+        The evaluation weights of a single-path search: a supernet trained one path at a time is not a meaningful
+        softmax mixture, and a perturbation callback that masks an edge's best op then sees the next-best op.
+        """
+        out = {}
+        for g, w in self.supernet.selection_weights().items():
+            one_hot = torch.zeros_like(w).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)
+            out[g] = one_hot * (w.abs().sum(-1, keepdim=True) > 0)
+        return out
 
     def sample_genotypes(self, n: int | None = None, seed: int | None = None) -> list[Genotype]:
         """Draw ``n`` architectures from ``softmax(α)`` (masks and fixed edges applied) and derive their genotypes."""
@@ -116,7 +149,7 @@ class FBNet(DARTS):
                 p = torch.where(p.sum(-1, keepdim=True) > 0, p, torch.ones_like(p))  # removed rows: any op
                 idx = torch.multinomial(p, 1, generator=gen).squeeze(-1)
                 one_hot[g] = torch.nn.functional.one_hot(idx, p.shape[-1]).float()
-            geno = self.supernet.genotype(one_hot)
+            geno = self.project_genotype(self.supernet.genotype(one_hot))
             meta = {**geno.meta, "algorithm": type(self).__name__, "sample": i, "sample_seed": gen.initial_seed()}
             out.append(Genotype(geno.space, geno.cells, meta))
         return out

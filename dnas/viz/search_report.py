@@ -182,6 +182,11 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
             "this machine's CPU with one thread, so compare the two only when those match. The table sums per-op "
             "times and leaves out stems, heads and framework overhead."
         )
+    record = genotype.meta.get("budget")
+    if isinstance(record, dict):  # the projection of dnas.latency.BudgetLoss
+        from dnas.latency.budget import describe
+
+        rows.append(["hard budget: final genotype", describe(record)])
     parts: list[tuple] = [("text", f"A {name} table was used in the loss ({latency!r}).")]
     parts.append(("table", [f"{name} ({latency.form} loss form)", "value"], rows))
     return parts + ([("text", note)] if note else [])
@@ -197,6 +202,8 @@ def write_search_report(
     out = callback.out_dir(trainer)
     plots = out / "plots"
     genotype = supernet.genotype()
+    if callable(getattr(pl_module, "project_genotype", None)):  # within a hard cost budget (dnas.latency.BudgetLoss)
+        genotype = pl_module.project_genotype(genotype)
     sections = []
 
     # overview

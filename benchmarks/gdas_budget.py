@@ -1,0 +1,91 @@
+"""Hard latency budgets on the FBNet quickstart: every searched network's table latency against its budget.
+
+Steps (all through the ``dnas`` CLI in-process, ``configs/quickstart_fbnet.yaml`` unchanged except the loss):
+
+1. measure the quickstart's latency table (``dnas lut``) unless ``--lut`` names one;
+2. the unconstrained search (the quickstart's FBNet latency loss); ``L0`` is its expected latency (``arch/latency``,
+   last-epoch mean of the architecture steps' edge weights);
+3. for each fraction f (default 0.4, 0.6, 0.8) the same search with ``dnas.latency.BudgetLoss(budget=f·L0)``
+   (Lagrange multiplier by dual ascent; the final genotype projected within budget).
+
+Printed side by side per run: the budget, the table latency of the argmax genotype before the projection and of the
+final (exported) genotype, whether it is within budget, the projection's swaps, the final multiplier and the last
+validation accuracy of the supernet.
+
+``--single-path`` searches with FBNet's hard single-path sampling (``hard: true, single_path: true``: one op per layer
+and step, the mechanism of ``dnas.GDAS``) instead of the quickstart's soft all-path sampling, several times faster.
+
+Usage: ``python benchmarks/gdas_budget.py [--out logs/gdas_budget] [--fractions 0.4 0.6 0.8] [--lut LUT.json]
+[--max_epochs N] [--single-path]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from dnas.cli import main as dnas_main
+from dnas.genotypes import Genotype
+from dnas.latency.cli import main as lut_main
+from dnas.latency.table import CostTable
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart_fbnet.yaml"
+
+
+def fit(save: Path, extra: list[str]) -> Path:
+    """One quickstart search writing under ``save``; returns its run directory."""
+    args = ["fit", "--config", str(CONFIG), *extra, "--trainer.enable_progress_bar", "false"]
+    dnas_main([*args, "--trainer.logger.init_args.save_dir", str(save), "--trainer.default_root_dir", str(save)])
+    return max((save / "quickstart_fbnet").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def last_logged(run: Path, key: str) -> float:
+    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get(key)]
+    return float(rows[-1][key]) if rows else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("logs/gdas_budget"))
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.4, 0.6, 0.8])
+    parser.add_argument("--lut", type=Path, default=None)
+    parser.add_argument("--max_epochs", type=int, default=None)
+    parser.add_argument("--single-path", action="store_true", help="FBNet hard single-path sampling")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    lut = args.lut or args.out / "lut.json"
+    if args.lut is None:
+        lut_main(["--config", str(CONFIG), "--out", str(lut)])
+    table = CostTable.load(lut)
+    epochs = [] if args.max_epochs is None else ["--trainer.max_epochs", str(args.max_epochs)]
+    if args.single_path:
+        epochs += ["--model.init_args.hard", "true", "--model.init_args.single_path", "true"]
+
+    run = fit(args.out / "unconstrained", [*epochs, "--model.init_args.latency_loss.init_args.table", str(lut)])
+    g0 = Genotype.from_file(run / "genotype.json")
+    l0 = last_logged(run, "arch/latency_epoch")
+    final0 = table.total({"layers": g0.cells["layers"].ops()})
+    rows = [("none", float("nan"), final0, final0, True, 0, float("nan"), last_logged(run, "val/acc"))]
+    for f in args.fractions:
+        override = args.out / f"budget_{f:g}.yaml"
+        override.write_text(
+            "model:\n  init_args:\n    latency_loss:\n      class_path: dnas.latency.BudgetLoss\n"
+            f"      init_args:\n        table: {lut}\n        budget: {f * l0!r}\n        dual_lr: 0.1\n"
+        )
+        run = fit(args.out / f"budget_{f:g}", [*epochs, "--config", str(override)])
+        g = Genotype.from_file(run / "genotype.json")
+        record = g.meta["budget"]
+        cost = table.total({"layers": g.cells["layers"].ops()})
+        rows.append(
+            (f"{f:.0%}", f * l0, record["cost_before"], cost, cost <= f * l0, len(record["swaps"]),
+             record["multiplier"], last_logged(run, "val/acc"))
+        )  # fmt: skip
+    print(f"latency table: {lut} ({table.unit}); unconstrained search: expected latency L0 = {l0:.4f} {table.unit}")
+    print(f"{'budget':<8}{'B ms':>9}{'argmax ms':>11}{'final ms':>10}{'within':>8}{'swaps':>7}{'λ':>8}{'val acc':>9}")
+    for name, b, before, cost, ok, swaps, lam, acc in rows:
+        print(f"{name:<8}{b:9.4f}{before:11.4f}{cost:10.4f}{str(ok):>8}{swaps:7d}{lam:8.3f}{acc:9.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""GDAS's single-path training step against the all-path steps, side by side: step time and peak RSS.
+
+Target: ``DartsSupernet(C=16, layers=8, 10 classes)``, batch 64, 32×32 inputs, fp32, CPU, cross-entropy loss,
+forward + backward (α included) of one step. Variants:
+
+  naive      softmax(α) weights, every candidate of every edge runs (``mixed_op_impl="naive"``, the DARTS reference)
+  fused      softmax(α) weights, the exact fused mixed op (``"fused"``, the DartsSupernet default)
+  hard-all   hard Gumbel straight-through weights, every candidate still runs (FBNet ``hard=True`` without sampled
+             execution): the one-hot alone saves nothing
+  gdas       hard Gumbel straight-through weights with sampled execution (:class:`dnas.GDAS`): one op per edge
+
+Per variant: ``time`` = median step time over interleaved repeats (each GDAS repeat draws a new sample, so the median
+is over architectures too), ``rss`` = peak RSS of the first step in a fresh subprocess (high-water mark reset after
+the model is built; same method as ``benchmarks/mixed_op.py``) and its increase over the RSS before the step.
+Ratios are against ``naive``: ``time ×`` = variant / naive (lower is better), ``rss ×`` = naive / variant increase
+(higher is better).
+
+Usage: ``python benchmarks/gdas_step.py [--batch 64] [--repeats 5] [--threads 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mixed_op import _peak_rss_bytes, _reset_peak_rss, _rss_bytes  # noqa: E402  (same RSS method, one copy)
+
+from dnas.cells.darts import DartsSupernet  # noqa: E402
+from dnas.ops import GumbelSampler, set_sampled_execution  # noqa: E402
+
+VARIANTS = ("naive", "fused", "hard-all", "gdas")
+C, LAYERS, SIZE = 16, 8, 32
+
+
+def build(variant: str, batch: int, seed: int = 0):
+    """``(supernet, weights_fn, x, y)``; every variant gets the same parameters and inputs."""
+    torch.manual_seed(seed)
+    net = DartsSupernet(C, 10, LAYERS, mixed_op_impl="naive" if variant == "naive" else "fused").train()
+    g = torch.Generator().manual_seed(seed + 1)
+    x, y = torch.randn(batch, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (batch,), generator=g)
+    if variant in ("naive", "fused"):
+        return net, net.edge_weights, x, y
+    if variant == "gdas":
+        set_sampled_execution(net, True)
+    sampler = GumbelSampler(10.0, hard=True, generator=torch.Generator().manual_seed(seed + 2))
+    return net, lambda: net.edge_weights(sampler=sampler), x, y
+
+
+def step(net, weights_fn, x, y) -> None:
+    net.zero_grad(set_to_none=True)
+    F.cross_entropy(net(x, weights_fn()), y).backward()
+
+
+def child_rss(variant: str, batch: int) -> dict:
+    built = build(variant, batch)
+    if not _reset_peak_rss():
+        raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs); the step's peak would be hidden")
+    before = _rss_bytes()
+    step(*built)
+    peak = _peak_rss_bytes()
+    return {"before": before, "peak": peak, "increase": peak - before}
+
+
+def rss_in_subprocess(variant: str, batch: int, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, __file__, "--child", variant, str(batch), "--threads", str(threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def step_times(batch: int, repeats: int) -> dict[str, float]:
+    built = {v: build(v, batch) for v in VARIANTS}
+    for v in VARIANTS:  # warm-up
+        step(*built[v])
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(repeats):
+        for v in VARIANTS:  # interleaved: machine noise hits every variant alike
+            t0 = time.perf_counter()
+            step(*built[v])
+            times[v].append(time.perf_counter() - t0)
+    return {v: statistics.median(ts) for v, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(child_rss(args.child[0], int(args.child[1]))))
+        return
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, DartsSupernet C={C} layers={LAYERS}, "
+        f"batch {args.batch}, {SIZE}x{SIZE}, repeats={args.repeats}"
+    )
+    rss = {v: rss_in_subprocess(v, args.batch, args.threads) for v in VARIANTS}
+    times = step_times(args.batch, args.repeats)
+    print(f"{'variant':<10}{'time s':>9}{'time ×':>9}{'peak MiB':>10}{'step +MiB':>11}{'rss ×':>8}")
+    for v in VARIANTS:
+        t, r = times[v], rss[v]
+        print(
+            f"{v:<10}{t:9.3f}{t / times['naive']:9.2f}{r['peak'] / 2**20:10.1f}{r['increase'] / 2**20:11.1f}"
+            f"{rss['naive']['increase'] / max(r['increase'], 1):8.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""GDAS as a LightningModule: one sampled op per edge and step, α trained through the straight-through sample.
+
+Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours", CVPR 2019; reference
+D-X-Y/AutoDL-Projects, ``exps/NAS-Bench-201-algos/GDAS.py`` and ``configs/nas-benchmark/algos/GDAS.config``.
+
+Every forward of a training step draws, per edge, a hard Gumbel-max sample: ``h = one_hot(argmax y) − sg(y) + y`` with
+``y = softmax((α + g) / τ)``, ``g ~ Gumbel(0, 1)`` (:func:`dnas.ops.gumbel.gumbel_softmax` with ``hard=True``). The
+supernet's mixed ops run in *sampled execution* (FBNet's ``single_path``, :func:`dnas.ops.mixed.set_sampled_execution`):
+only the sampled op of each edge is computed, forward and backward; α gets its gradient through the straight-through
+weight. τ decays linearly per epoch from ``tau_max`` to ``tau_min`` over ``max_epochs`` (reference: 10 → 0.1,
+``τ_e = τ_max − (τ_max − τ_min) · e / (E − 1)``).
+
+Per batch, as the reference: the weight step on the ``train`` batch (SGD, gradient norm clipped at 5), then the
+architecture step on the ``arch`` batch (Adam, no clipping); each forward draws its own sample. Validation and test
+run the current architecture without noise: per edge the op with the largest selection weight (softmax α with the
+selection callbacks' masks and fixed edges applied), one op per edge. A single-path-trained supernet is not a
+meaningful softmax mixture (on the NAS-Bench-201 quickstart the mixture scores near chance while the path learns),
+and a perturbation callback that masks an edge's best op then sees the next-best op in its place.
+
+Departures from the reference, and why:
+
+* the weight learning rate follows the cosine schedule per epoch (the reference updates it per iteration);
+* on the DARTS space both cell types are searched (the CVPR paper fixes a hand-designed reduction cell; its
+  NAS-Bench-201 code searches the one cell type, as here);
+* the Gumbel noise comes from the module's own generator (``seed``), saved in checkpoints, so a resumed search draws
+  the same architectures as an uninterrupted one. Under DDP rank ``r`` starts from ``seed + r`` (ranks sample
+  independently, as data-parallel GDAS does); a resumed DDP run continues rank 0's stream exactly and derives the
+  other ranks' streams from it and their rank.
+
+Distributed training: each rank runs different ops, so some weights get no gradient in a step; the module turns on
+DDP's ``find_unused_parameters`` itself (:attr:`needs_unused_parameters`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from pytorch_lightning.cli import OptimizerCallable
+
+from dnas.callbacks.temperature import TemperatureSchedule
+from dnas.cells.base import Supernet
+from dnas.errors import ConfigError
+from dnas.ops.gumbel import GumbelSampler
+from dnas.search.fbnet import FBNet
+
+RNG_KEY = "dnas_gdas_rng"
+"""Checkpoint key of the Gumbel generator's state."""
+
+
+class GDAS(FBNet):
+    """Gradient-based search with a differentiable architecture sampler: one sampled op per edge and step.
+
+    Every :class:`~dnas.search.fbnet.FBNet` argument is accepted (``latency_loss`` included: the expected cost of the
+    sampled one-hot weights, differentiable through the straight-through path); those listed here are GDAS's own or
+    have GDAS's defaults.
+
+    Args:
+        supernet: the search space (any :class:`~dnas.cells.Supernet` whose edges are :class:`~dnas.ops.MixedOp`).
+        tau_max: τ at the first epoch (reference: 10).
+        tau_min: τ at the last epoch (reference: 0.1).
+        seed: seed of the Gumbel generator (rank ``r`` uses ``seed + r``).
+        w_optimizer: weight optimizer; None = SGD(lr 0.025, momentum 0.9, Nesterov, weight decay 5e-4) as the
+            reference's NAS-Bench-201 config.
+        a_optimizer: architecture optimizer; None = Adam(lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
+        w_lr_min: ``eta_min`` of the default cosine schedule (reference: 0.001).
+        **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments (``latency_loss``, ``final``, ...).
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        tau_max: float = 10.0,
+        tau_min: float = 0.1,
+        seed: int = 0,
+        w_optimizer: OptimizerCallable | None = None,
+        a_optimizer: OptimizerCallable | None = None,
+        w_lr_min: float = 0.001,
+        **kwargs: Any,
+    ):
+        if not 0 < tau_min <= tau_max:
+            raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min}, tau_max={tau_max}")
+        for name in ("temperature", "hard", "single_path"):
+            if name in kwargs:
+                raise ValueError(
+                    f"GDAS sets {name!r} itself (hard single-path samples, τ tau_max → tau_min); remove it"
+                )
+        super().__init__(
+            supernet,
+            temperature=tau_max,
+            hard=True,
+            single_path=True,
+            w_optimizer=w_optimizer
+            or partial(torch.optim.SGD, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4),
+            a_optimizer=a_optimizer or partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3),
+            w_lr_min=w_lr_min,
+            **kwargs,
+        )
+        self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
+        self.tau_max, self.tau_min, self.seed = float(tau_max), float(tau_min), int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    # ------------------------------------------------------------------ sampling
+    def sample_weights(self) -> dict[str, torch.Tensor]:
+        """Hard Gumbel-max samples (straight-through) while training; the argmax path in evaluation."""
+        if not self.training:
+            return self.argmax_weights()
+        return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=True, generator=self.generator))
+
+    def tau(self, epoch: int) -> float:
+        """τ at the start of ``epoch``: linear from ``tau_max`` (epoch 0) to ``tau_min`` (the last epoch)."""
+        total = self.trainer.max_epochs if self._trainer is not None else None
+        if total is None or total < 1:
+            raise ConfigError(
+                "GDAS decays τ linearly over the search and needs trainer.max_epochs >= 1 "
+                f"(got {total}); set --trainer.max_epochs"
+            )
+        if total == 1:
+            return self.tau_max
+        return self.tau_max - (self.tau_max - self.tau_min) * min(epoch, total - 1) / (total - 1)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """The weight step on ``train``, then the architecture step on ``arch`` (the reference's order)."""
+        if not isinstance(batch, dict) or "train" not in batch or "arch" not in batch:
+            raise TypeError(
+                "search modules need batches {'train': (x, y), 'arch': (x, y)}; use a dnas.data search datamodule"
+            )
+        w_opt, a_opt = self.optimizers()
+        self.weight_step(w_opt, *batch["train"])
+        if self.arch_active():
+            self.arch_step(a_opt, w_opt, batch["train"], batch["arch"])
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, TemperatureSchedule) and callback.attribute == "temperature":
+                raise ConfigError(
+                    "GDAS schedules its temperature itself (linear from tau_max to tau_min); remove the "
+                    "TemperatureSchedule callback or set model.init_args.tau_max / tau_min"
+                )
+        self.generator.manual_seed(self.seed + self.global_rank)
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        tau = self.tau(self.current_epoch)
+        self.temperature.fill_(tau)
+        self.log("arch/temperature", tau, on_step=False, on_epoch=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[RNG_KEY] = {"generator": self.generator.get_state(), "rank": int(self.global_rank)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get(RNG_KEY)
+        if state is None:
+            return
+        self.generator.set_state(state["generator"])
+        if self.global_rank != state["rank"]:  # only rank 0's stream is saved: derive this rank's from it
+            offset = int(torch.randint(2**62, (1,), generator=self.generator))
+            self.generator.manual_seed(offset + self.global_rank)
