@@ -1,4 +1,4 @@
-"""Callbacks: architecture selection, temperature schedules, genotype files, the end-of-search export, plots and sharpness."""
+"""Callbacks: architecture selection, temperature schedules, genotype files, export, plots, sharpness."""
 
 from dnas.callbacks.ddp_check import ArchSyncCheck
 from dnas.callbacks.genotype_writer import GenotypeWriter

@@ -117,7 +117,8 @@ class HessianEigenvalue(pl.Callback):
         seed: int = 0,
     ):
         super().__init__()
-        for name, value in (("every_n_epochs", every_n_epochs), ("num_samples", num_samples), ("iterations", iterations)):
+        counts = {"every_n_epochs": every_n_epochs, "num_samples": num_samples, "iterations": iterations}
+        for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"HessianEigenvalue: {name} must be >= 1, got {value}")
         if eps <= 0 or tolerance < 0:

@@ -10,7 +10,7 @@ from dnas.callbacks import HessianEigenvalue
 from dnas.callbacks.sharpness import dominant_eigenvalue, hessian_vector_product
 from dnas.cells.darts import DartsSupernet
 from dnas.cells.tabular import TabularSupernet
-from dnas.data import DigitsDataModule
+from dnas.data.tabular import TabularDataModule
 
 
 def tiny_problem():
@@ -53,14 +53,28 @@ def test_power_iteration_matches_exact_eigendecomposition():
 
 def run(tmp_path, callbacks):
     pl.seed_everything(0)
-    net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1, mixed_op_impl="fused")
+    net = TabularSupernet(in_features=13, num_classes=3, hidden=8, num_cells=1)
     model = dnas.DARTS(net)
     trainer = pl.Trainer(
         max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False, callbacks=callbacks,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
     )  # fmt: skip
-    trainer.fit(model, DigitsDataModule(batch_size=16))
+    trainer.fit(model, TabularDataModule(dataset="wine", batch_size=16))
     return trainer, net
+
+
+def test_fused_mixed_op_gives_the_naive_hessian_products():
+    """The fused op has a hand-written first derivative only: the gradient-difference product works on it."""
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    values = []
+    for impl in ("naive", "fused"):
+        torch.manual_seed(0)
+        net = DartsSupernet(init_channels=4, num_classes=10, layers=1, in_channels=1, mixed_op_impl=impl).train()
+        alphas = [g.alpha for g in net.arch_groups.values()]
+        v = torch.randn(sum(a.numel() for a in alphas), generator=torch.Generator().manual_seed(0))
+        v /= v.norm()  # (not constant per row: softmax ignores a shift of a whole row)
+        values.append(hessian_vector_product(lambda: F.cross_entropy(net(x), y), alphas, v, 1e-2))
+    assert values[0].abs().max() > 0 and torch.allclose(values[0], values[1], rtol=1e-3, atol=1e-5)
 
 
 def test_callback_logs_every_epoch_and_leaves_the_search_unchanged(tmp_path):
