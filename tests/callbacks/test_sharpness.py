@@ -73,7 +73,7 @@ def test_fused_mixed_op_gives_the_naive_hessian_products():
         alphas = [g.alpha for g in net.arch_groups.values()]
         v = torch.randn(sum(a.numel() for a in alphas), generator=torch.Generator().manual_seed(0))
         v /= v.norm()  # (not constant per row: softmax ignores a shift of a whole row)
-        values.append(hessian_vector_product(lambda: F.cross_entropy(net(x), y), alphas, v, 1e-2))
+        values.append(hessian_vector_product(lambda net=net: F.cross_entropy(net(x), y), alphas, v, 1e-2))
     assert values[0].abs().max() > 0 and torch.allclose(values[0], values[1], rtol=1e-3, atol=1e-5)
 
 
