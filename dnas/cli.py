@@ -25,6 +25,7 @@ from jsonargparse import ArgumentError
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
 TOOLS: dict[str, str] = {
+    "baseline": "dnas.baseline.cli:main",
     "export": "dnas.export.cli:main",
     "lut": "dnas.latency.cli:main",
     "plot": "dnas.viz.cli:main",
