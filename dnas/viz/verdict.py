@@ -127,12 +127,15 @@ class Verdict:
                 "random draw from the initialisation, not a search result"
             )
         if self.status == "noise-level":
-            weak = ", ".join(repr(c.cell) for c in self.cells if c.status != "decided")
+            weak = [c for c in self.cells if c.status != "decided"]
+            counts = ", ".join(f"{c.cell!r} {c.num_decided} of {len(c.edges)}" for c in weak)
+            nones = len(self.none_edges())
+            also = f"; on {nones} kept edge(s) 'none' outweighs every real op" if nones else ""
             return (
-                f"the genotype is noise-level: α is close to uniform in cell(s) {weak} (fewer than "
-                f"{QUORUM:.0%} of kept edges have their op at >= {DECIDED_FACTOR:g}x the uniform weight); those cells "
-                "are little more than a tie-break of the initial α: search longer or with a larger architecture "
-                "learning rate, and compare with random cells (dnas baseline)"
+                f"the genotype is noise-level: fewer than {QUORUM:.0%} of the kept edges have their chosen op at >= "
+                f"{DECIDED_FACTOR:g}x the uniform weight (decided edges: {counts}){also}; such cells are little more "
+                "than a tie-break of α's noise: search longer or with a larger architecture learning rate, and "
+                "compare with random cells (dnas baseline)"
             )
         return None
 

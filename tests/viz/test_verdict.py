@@ -38,7 +38,7 @@ def test_uniform_alpha_is_noise_level_and_warns():
     assert cell.mean_entropy == pytest.approx(math.log(4), rel=1e-5)
     e = cell.edges[0]
     assert e.times_uniform == pytest.approx(1.0, abs=0.01) and abs(e.margin) < 2e-3
-    assert "noise-level" in v.warning() and "'cell'" in v.warning()
+    assert "noise-level" in v.warning() and "decided edges: 'cell' 0 of 3)" in v.warning()
     header, rows = verdict_table(v)
     assert len(rows) == 3 and rows[0][-1] == "undecided" and header[2] == "chosen op"
 
@@ -73,6 +73,10 @@ def test_none_dominated_kept_edge_is_named():
     assert e.runner_up == "none" and e.margin == pytest.approx(-0.3)
     assert any("'none' (0.500) outweighs every real op" in line and "1->2" in line for line in v.lines())
     assert "outweighs" in verdict_table(v)[1][2][-1]
+    assert v.status == "decided" and v.warning() is None  # 2 of 3 edges decided
+    w[1] = [0.6, 0.1, 0.1, 0.2]
+    v = verdict(genotype(["conv_a", "conv_b", "conv_a"]), {"cell": w}, GROUPS)
+    assert v.status == "noise-level" and "on 2 kept edge(s) 'none' outweighs every real op" in v.warning()
 
 
 def test_never_moved_and_fixed_and_removed_edges():
