@@ -110,9 +110,9 @@ class HessianEigenvalue(pl.Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
-        num_samples: int = 256,
-        iterations: int = 20,
-        tolerance: float = 1e-3,
+        num_samples: int = 128,
+        iterations: int = 10,
+        tolerance: float = 1e-2,
         eps: float = 1e-2,
         seed: int = 0,
     ):
