@@ -24,6 +24,10 @@ from jsonargparse import ArgumentError
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
 TOOLS: dict[str, tuple[str, str]] = {
+    "baseline": (
+        "dnas.baseline.cli:main",
+        "Retrain a found genotype against seeded random genotypes of its space (table + picture).",
+    ),
     "export": (
         "dnas.export.cli:main",
         "Write a genotype's network as model.py + weights, a torch.export program or ONNX.",

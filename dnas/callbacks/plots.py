@@ -21,6 +21,7 @@ from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.viz.alpha import GroupInfo, edge_entropy, plot_alpha_evolution, plot_alpha_heatmaps
 from dnas.viz.style import figure_bytes
+from dnas.viz.verdict import Verdict, verdict
 
 INIT = -1
 """The epoch of the record taken before training (the evolution plots draw it at −1, labelled ``init``)."""
@@ -224,6 +225,8 @@ class AlphaPlots(pl.Callback):
         if self._fit_start is not None:
             self.run_time_s += time.perf_counter() - self._fit_start
             self._fit_start = None
+        if trainer.is_global_zero and len(self.epochs) > 1:
+            self.log_verdict(trainer, pl_module)
         if self.report and trainer.is_global_zero and len(self.epochs) > 1:
             from dnas.callbacks.search_export import SearchExport
             from dnas.viz.search_report import write_search_report
@@ -232,6 +235,32 @@ class AlphaPlots(pl.Callback):
             options = next((cb.options for cb in trainer.callbacks if isinstance(cb, SearchExport)), None)
             md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module), options)
             rank_zero_info(f"dnas: search report written to {md} (and report.html)")
+
+    # ------------------------------------------------------------------ verdict
+    def verdict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Verdict, str | None]:
+        """How decided α is (:func:`dnas.viz.verdict.verdict` on the recorded weights) and the warning line, if any.
+
+        The first record (before training) is the initial α, so a run whose architecture steps never ran is told so,
+        with the reason when it is the warm-up.
+        """
+        genotype = find_supernet(pl_module).genotype()
+        final = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
+        first = {g: np.asarray(v[0]) for g, v in self.weights.items()}
+        result = verdict(genotype, final, self.groups, initial=first)
+        warmup = int(getattr(pl_module, "hparams", {}).get("arch_warmup_epochs", 0) or 0)
+        done = self.epochs[-1]
+        reason = ""
+        if warmup >= done:
+            reason = f"all {done} epoch(s) of this run were the architecture warm-up, arch_warmup_epochs={warmup}"
+        return result, result.warning(reason)
+
+    def log_verdict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the verdict (one line per cell and per ``none``-dominated kept edge) and warn when it is not decided."""
+        result, warning = self.verdict(trainer, pl_module)
+        for line in result.lines():
+            rank_zero_info(f"dnas: α verdict: {line}")
+        if warning:
+            rank_zero_warn(f"dnas: {warning}")
 
     # ------------------------------------------------------------------ pictures
     def history(self, group: str) -> np.ndarray:

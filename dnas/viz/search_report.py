@@ -19,6 +19,7 @@ from dnas.viz.cells import render_genotype
 from dnas.viz.curves import plot_curves
 from dnas.viz.report import Section, write_report
 from dnas.viz.style import save_figure
+from dnas.viz.verdict import DECIDED_FACTOR, QUORUM, Verdict, verdict_table
 
 VALIDATION_NOTE = (
     "What the curves measure: train/* and arch/* are the supernet during the weight and architecture steps (train "
@@ -192,6 +193,22 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
     return parts + ([("text", note)] if note else [])
 
 
+def verdict_section(result: Verdict, warning: str | None) -> Section:
+    """How decided α is, per cell and kept edge (:mod:`dnas.viz.verdict`), with the criterion and the warning."""
+    sec = Section("How decided is α")
+    if warning:
+        sec.text("Warning: " + warning + ".")
+    sec.text(
+        f"Criterion: an edge is decided when its chosen op holds at least {DECIDED_FACTOR:g}× the uniform weight 1/K "
+        f"of its K ops; a cell is decided when at least {QUORUM:.0%} of its kept edges are. Margin = chosen op's "
+        "weight minus the runner-up's; entropy / ln K = 1 is uniform. Overall: " + result.status + "."
+    )
+    for line in result.lines():
+        sec.text(line[0].upper() + line[1:] + ".")
+    sec.table(*verdict_table(result))
+    return sec
+
+
 def write_search_report(
     callback, trainer, pl_module, supernet, export_options: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
@@ -241,6 +258,8 @@ def write_search_report(
     gen.text("As JSON (genotype.json in the log directory holds it with the α softmax in its meta):")
     gen.code("\n".join(lines), "json")
     sections.append(gen)
+
+    sections.append(verdict_section(*callback.verdict(trainer, pl_module)))
 
     # α
     al = Section("Architecture weights")
