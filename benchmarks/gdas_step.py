@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mixed_op import _peak_rss_bytes, _reset_peak_rss, _rss_bytes  # noqa: E402  (same RSS method, one copy)
 
 from dnas.cells.darts import DartsSupernet  # noqa: E402
+from dnas.cells.edges import EdgeOptions
 from dnas.ops import GumbelSampler, set_sampled_execution  # noqa: E402
 
 VARIANTS = ("naive", "fused", "hard-all", "gdas")
@@ -44,7 +45,9 @@ C, LAYERS, SIZE = 16, 8, 32
 def build(variant: str, batch: int, seed: int = 0):
     """``(supernet, weights_fn, x, y)``; every variant gets the same parameters and inputs."""
     torch.manual_seed(seed)
-    net = DartsSupernet(C, 10, LAYERS, mixed_op_impl="naive" if variant == "naive" else "fused").train()
+    net = DartsSupernet(
+        C, 10, LAYERS, edge_options=EdgeOptions(mixed_op_impl="naive" if variant == "naive" else "fused")
+    ).train()
     g = torch.Generator().manual_seed(seed + 1)
     x, y = torch.randn(batch, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (batch,), generator=g)
     if variant in ("naive", "fused"):

@@ -9,6 +9,7 @@ import dnas
 from dnas.callbacks import HessianEigenvalue
 from dnas.callbacks.sharpness import dominant_eigenvalue, hessian_vector_product
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.cells.tabular import TabularSupernet
 from dnas.data.tabular import TabularDataModule
 
@@ -69,7 +70,9 @@ def test_fused_mixed_op_gives_the_naive_hessian_products():
     values = []
     for impl in ("naive", "fused"):
         torch.manual_seed(0)
-        net = DartsSupernet(init_channels=4, num_classes=10, layers=1, in_channels=1, mixed_op_impl=impl).train()
+        net = DartsSupernet(
+            init_channels=4, num_classes=10, layers=1, in_channels=1, edge_options=EdgeOptions(mixed_op_impl=impl)
+        ).train()
         alphas = [g.alpha for g in net.arch_groups.values()]
         v = torch.randn(sum(a.numel() for a in alphas), generator=torch.Generator().manual_seed(0))
         v /= v.norm()  # (not constant per row: softmax ignores a shift of a whole row)

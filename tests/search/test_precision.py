@@ -15,6 +15,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 
 import dnas
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.cells.fbnet import FBNetSupernet
 from dnas.data import DigitsDataModule
 
@@ -43,8 +44,8 @@ def _module(kind: str) -> dnas.DARTS:
             stage_strides=[2, 2, 1, 1, 1, 1, 1], primitives=("k3_e1", "k3_e1_g2", "skip"),
         )  # fmt: skip
         return dnas.FBNet(net, a_optimizer=sgd, temperature=1.0)
-    options = {"partial_channels": 2} if kind == "pcdarts" else {}
-    net = DartsSupernet(init_channels=4, num_classes=10, layers=2, in_channels=1, mixed_op_impl="naive", **options)
+    edges = EdgeOptions(mixed_op_impl="naive", partial_channels=2 if kind == "pcdarts" else 1)
+    net = DartsSupernet(init_channels=4, num_classes=10, layers=2, in_channels=1, edge_options=edges)
     if kind == "pcdarts":
         return dnas.PCDARTS(net, a_optimizer=sgd, arch_warmup_epochs=0)
     if kind == "sddarts":

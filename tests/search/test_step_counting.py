@@ -6,6 +6,7 @@ import torch
 
 import dnas
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.data import DigitsDataModule
 
 
@@ -21,7 +22,9 @@ class CountBatches(pl.Callback):
 
 def _module(kind: str, **kw) -> dnas.DARTS:
     torch.manual_seed(0)
-    net = DartsSupernet(init_channels=2, num_classes=10, layers=2, in_channels=1, mixed_op_impl="naive")
+    net = DartsSupernet(
+        init_channels=2, num_classes=10, layers=2, in_channels=1, edge_options=EdgeOptions(mixed_op_impl="naive")
+    )
     return {"darts": dnas.DARTS, "unrolled": dnas.DARTS, "sddarts": dnas.SDDARTS}[kind](
         net, unrolled=kind == "unrolled", **kw
     )

@@ -6,13 +6,16 @@ import torch
 
 import dnas
 from dnas.cells.darts import DartsSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.data import DigitsDataModule
 from dnas.latency import LatencyLoss, measure_table
 
 
 def _search_module(kind: str) -> pl.LightningModule:
     torch.manual_seed(0)
-    net = DartsSupernet(init_channels=2, num_classes=10, layers=2, in_channels=1, mixed_op_impl="naive")
+    net = DartsSupernet(
+        init_channels=2, num_classes=10, layers=2, in_channels=1, edge_options=EdgeOptions(mixed_op_impl="naive")
+    )
     if kind == "darts":
         table = measure_table(net, torch.zeros(1, 1, 8, 8), metric="params", progress=False)
         return dnas.DARTS(net, latency_loss=LatencyLoss(table))  # extra per-step terms (arch/params, arch/ce)
