@@ -385,12 +385,14 @@ def main(args: ArgsType = None) -> None:
     """Entry point of ``dnas`` and ``python -m dnas``; ``args`` allows running from Python (tests, notebooks)."""
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else args
     _import_from_cwd()
+    from dnas.console import console
+
     if isinstance(argv, list) and argv and argv[0] in TOOLS:
-        _tool(argv[0])(argv[1:])
+        with console():  # `dnas lut` builds a DnasCLI too
+            _tool(argv[0])(argv[1:])
         return
     if isinstance(argv, list):
         _check_config_files(argv)
-    from dnas.console import console
     from dnas.io import CheckpointError
 
     try:

@@ -66,6 +66,14 @@ def test_console_hides_noise_and_prints_dnas_warnings_in_one_line(capsys):
     assert not cpp.filters  # restored
 
 
+def test_lut_prints_no_lightningcli_args_warning(tmp_path, run_cli, recwarn):
+    config = str(ROOT / "configs" / "quickstart_tabular.yaml")
+    code, out, err = run_cli(["lut", "--config", config, "--metric", "params", "--out", str(tmp_path / "t.json")])
+    assert code == 0, err
+    assert [n for n in NOISE if n in out + err] == []
+    assert not [w for w in recwarn if "args parameter" in str(w.message)]
+
+
 def test_help_lists_every_command(run_cli):
     code, out, _ = run_cli(["--help"])
     assert code == 0
