@@ -10,9 +10,10 @@ mode of GDAS (Dong & Yang, CVPR 2019) and of hard Gumbel sampling: ops whose wei
 allocated, so a one-hot (straight-through) row costs one candidate, forward and backward. Each skipped op still adds its
 weight (0 in value) to the output, as the GDAS reference does (D-X-Y/AutoDL-Projects, ``forward_gdas``:
 ``sum(w[i] * op(x) if i == index else w[i])``), so every α entry keeps a straight-through gradient. A row without
-zeros (softmax weights: validation, selection callbacks) takes the ``impl`` path unchanged. With a single active op the
-fused kernels have nothing to fuse and plain autograd on that op is faster (``benchmarks/gdas_step.py``), so sampled
-rows never go through :mod:`dnas.ops.fused`.
+zeros (softmax weights: validation, selection callbacks) takes the ``impl`` path unchanged. Sampled rows never go
+through :mod:`dnas.ops.fused`: with straight-through weights (which require grad) it would run every candidate, and
+plain autograd on the one op is 6.7× faster on the DARTS supernet step (``benchmarks/gdas_step.py``,
+``docs/benchmarks.md``), though it keeps that op's intermediates where the fused recompute policy keeps only the input.
 """
 
 from __future__ import annotations
