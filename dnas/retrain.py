@@ -53,6 +53,13 @@ class Retrain(pl.LightningModule):
         lr_scheduler: the learning-rate schedule, stepped once per epoch; None = cosine to 0 over ``max_epochs``
             (DARTS evaluation). ImageNet recipe: ``StepLR(step_size=1, gamma=0.97)``.
         label_smoothing: cross-entropy label smoothing (ImageNet recipe: 0.1).
+        ema_decay: keep an exponential moving average of the weights (timm's ``ModelEmaV3``) with this decay, e.g.
+            0.9998; 0 (default, the DARTS recipe) keeps none. The average is validated as ``val/acc_ema`` and saved in
+            checkpoints (``dnas_ema``); the trained weights stay the model's own.
+        mixup_alpha: Mixup's β(α, α) parameter (timm's ``Mixup``); 0 (default) is off.
+        cutmix_alpha: CutMix's parameter (timm's ``Mixup``; with both on, each batch uses one of the two); 0 is off.
+            With Mixup or CutMix the loss is timm's ``SoftTargetCrossEntropy`` on the mixed, label-smoothed targets
+            and ``train/acc`` counts the original labels. The batch size must be even.
         input_shape: one input sample's shape for the FLOPs of the model summary; default: recorded in the genotype,
             else the datamodule's ``input_size``.
         write_summary: write ``summary.json`` (parameters, FLOPs) to the log directory at the end of fit.
@@ -70,6 +77,9 @@ class Retrain(pl.LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
+        ema_decay: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
         input_shape: list[int] | None = None,
         write_summary: bool = True,
     ):
@@ -78,6 +88,10 @@ class Retrain(pl.LightningModule):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if auxiliary_weight < 0:
             raise ValueError(f"auxiliary_weight must be >= 0, got {auxiliary_weight}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if mixup_alpha < 0 or cutmix_alpha < 0:
+            raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}")
         self.genotype = genotype if isinstance(genotype, Genotype) else load(genotype)
         name = genotype if isinstance(genotype, str) else str(genotype.meta.get("name", "custom"))
         self.save_hyperparameters(ignore=["genotype", "optimizer", "lr_scheduler"])
@@ -102,13 +116,35 @@ class Retrain(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(classes, average="micro")
         self.test_acc = MulticlassAccuracy(classes, average="micro")
         self.val_top5 = MulticlassAccuracy(classes, top_k=5, average="micro") if classes > 5 else None
+        self.mixup = None
+        if mixup_alpha > 0 or cutmix_alpha > 0:
+            from timm.data import Mixup
+
+            self.mixup = Mixup(
+                mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, label_smoothing=label_smoothing, num_classes=classes
+            )
+        # Held outside the module tree (a tuple): its weights are no parameters of the network, stay out of
+        # state_dict (whose model.* keys `dnas export --ckpt` reads) and are checkpointed under their own key.
+        self._ema: tuple[Any, ...] = ()
+        if ema_decay > 0:
+            from timm.utils import ModelEmaV3
+
+            self._ema = (ModelEmaV3(self.model, decay=ema_decay),)
+            self.val_acc_ema = MulticlassAccuracy(classes, average="micro")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     # ------------------------------------------------------------------ training
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y.is_floating_point():  # Mixup/CutMix targets: already smoothed class probabilities
+            return torch.sum(-y * F.log_softmax(logits, dim=-1), dim=-1).mean()  # timm's SoftTargetCrossEntropy
         return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    @property
+    def ema(self) -> torch.nn.Module | None:
+        """The moving average of the weights (``ema_decay > 0``): timm's ``ModelEmaV3``, whose ``module`` is a copy."""
+        return self._ema[0] if self._ema else None
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if isinstance(batch, dict):
@@ -117,6 +153,9 @@ class Retrain(pl.LightningModule):
                 "set data.init_args.search: false"
             )
         x, y = batch
+        labels = y
+        if self.mixup is not None:
+            x, y = self.mixup(x, y)
         if hasattr(self.model, "forward_with_aux"):
             logits, logits_aux = self.model.forward_with_aux(x)
         else:
@@ -126,12 +165,20 @@ class Retrain(pl.LightningModule):
             loss_aux = self._loss(logits_aux, y)
             self.log("train/loss_aux", loss_aux.detach(), on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + self.hparams.auxiliary_weight * loss_aux
-        self.train_acc(logits.detach(), y)
+        self.train_acc(logits.detach(), labels)
         # this rank's value per step, the mean over ranks per epoch (a collective per step would slow DDP down)
         self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/loss_epoch", loss.detach(), on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def on_fit_start(self) -> None:
+        if self.ema is not None:
+            self.ema.to(self.device)
 
     def on_train_epoch_start(self) -> None:
         # reference train.py: model.drop_path_prob = args.drop_path_prob * epoch / args.epochs
@@ -165,6 +212,9 @@ class Retrain(pl.LightningModule):
         if prefix == "val" and self.val_top5 is not None:
             self.val_top5(logits, y)
             self.log("val/acc_top5", self.val_top5, on_epoch=True)
+        if prefix == "val" and self.ema is not None:
+            self.val_acc_ema(self.ema.module(x), y)
+            self.log("val/acc_ema", self.val_acc_ema, on_epoch=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -193,6 +243,12 @@ class Retrain(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.genotype.to_dict()
+        if self.ema is not None:
+            checkpoint["dnas_ema"] = self.ema.module.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and "dnas_ema" in checkpoint:
+            self.ema.module.load_state_dict(checkpoint["dnas_ema"])
 
     def input_shape(self) -> tuple[int, ...]:
         """One input sample's shape: ``input_shape``, else the datamodule's, else the genotype's recorded one."""

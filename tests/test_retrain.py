@@ -126,3 +126,57 @@ def test_gradient_clipping_is_the_trainers_one_setting(tmp_path):
     t = trainer(tmp_path, max_epochs=1, gradient_clip_val=1e-3, callbacks=[Watch()])
     t.fit(model, DigitsDataModule(batch_size=32, search=False))
     assert norms and all(n <= 1e-3 * (1 + 1e-4) for n in norms)
+
+
+def test_timm_extras_are_off_by_default_so_the_recipe_stays_exact():
+    m = Retrain("DARTS_V2", options=SMALL)
+    assert m.mixup is None and m.ema is None
+    assert (m.hparams.ema_decay, m.hparams.mixup_alpha, m.hparams.cutmix_alpha) == (0.0, 0.0, 0.0)
+
+
+def test_model_ema_is_timms_moving_average_and_is_checkpointed_apart_from_the_weights():
+    m = Retrain("DARTS_V2", options=SMALL, ema_decay=0.75)
+    old = {k: v.clone() for k, v in m.ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in m.model.parameters():
+            p.add_(1.0)
+    m.on_train_batch_end(None, None, 0)
+    new = m.model.state_dict()
+    for k, v in m.ema.module.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * old[k] + 0.25 * new[k])
+    assert all(k.startswith("model.") or "acc" in k or "top5" in k for k in m.state_dict())  # exports read model.*
+    ckpt = {}
+    m.on_save_checkpoint(ckpt)
+    other = Retrain("DARTS_V2", options=SMALL, ema_decay=0.75)
+    other.on_load_checkpoint(ckpt)
+    assert all(torch.equal(v, ckpt["dnas_ema"][k]) for k, v in other.ema.module.state_dict().items())
+
+
+def test_mixup_cutmix_train_on_timms_mixed_soft_targets():
+    import numpy as np
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    m = Retrain("DARTS_V2", options=SMALL, auxiliary=False, mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)
+    m.log = lambda *a, **k: None
+    m.train()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    np.random.seed(0), torch.manual_seed(0)
+    loss = m.training_step((x.clone(), y.clone()), 0)  # timm's Mixup mixes the batch in place
+    np.random.seed(0), torch.manual_seed(0)
+    xm, ym = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=10)(x.clone(), y.clone())
+    torch.testing.assert_close(loss, SoftTargetCrossEntropy()(m.model(xm), ym))
+    assert not torch.allclose(loss, F.cross_entropy(m.model(x), y, label_smoothing=0.1))
+
+
+def test_ema_and_mixup_run_through_the_trainer(tmp_path):
+    pl.seed_everything(0)
+    model = Retrain(
+        "DARTS_V2", options=dict(init_channels=4, layers=3), in_channels=1, auxiliary=False, ema_decay=0.9,
+        mixup_alpha=0.2,
+    )  # fmt: skip
+    t = trainer(tmp_path, max_epochs=1)
+    t.fit(model, DigitsDataModule(batch_size=32, search=False))
+    assert "val/acc_ema" in t.callback_metrics
+    assert any(not torch.equal(a, b) for a, b in zip(model.ema.module.parameters(), model.model.parameters()))

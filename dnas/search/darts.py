@@ -220,8 +220,8 @@ class DARTS(pl.LightningModule):
             torch.nn.utils.clip_grad_norm_(a_params, self.hparams.arch_grad_clip)
         # The torch optimizer itself, not Lightning's wrapper: a step through the wrapper would count as a training
         # step (trainer.global_step would advance twice per batch, halving max_steps, val_check_interval,
-        # log_every_n_steps and every_n_train_steps) and would run the precision plugin's loss-scaler step on
-        # gradients that autograd.grad took without it. global_step counts weight steps: one per batch.
+        # log_every_n_steps and every_n_train_steps) and would make the precision plugin unscale and update the loss
+        # scaler a second time per batch. global_step counts weight steps: one per batch.
         if scaler is not None:
             scaler.step(opt)
             self._scaler_needs_update = True
@@ -515,7 +515,8 @@ class DARTS(pl.LightningModule):
         if "ranks" not in rng:  # checkpoints before every RNG was saved: the torch CPU generator only
             torch.set_rng_state(rng["torch"])
             return
-        restore_rng_states(rng["ranks"], self.global_rank, self.trainer.world_size)
+        world_size = self._trainer.world_size if self._trainer is not None else 1  # load_from_checkpoint: no trainer
+        restore_rng_states(rng["ranks"], self.global_rank, world_size)
 
 
 def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
