@@ -135,6 +135,9 @@ class CellSupernet(Supernet):
     genotype_exclude: Sequence[str] | None = None
     search_affine: bool = False
     pool_bn: bool = False
+    genotype_spec: ClassVar[SpaceSpec | None] = None
+    """The spec genotype files of this space are read with, when it is not the one derived from the declarations
+    (DARTS: any registered op, registered by its module); None: the derived spec is registered."""
 
     # ------------------------------------------------------------------ class-level registration
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -149,7 +152,9 @@ class CellSupernet(Supernet):
             cls.__init__ = _recording_init(cls.__dict__["__init__"])
         if "space_name" in cls.__dict__:
             _SPACE_CLASSES[cls.space_name] = cls  # dnas.export.build_model finds the space's network here
-            if cls.candidates:  # else declared per instance: the spec is registered at the first make_cell
+            if cls.genotype_spec is not None:
+                register_space(cls.genotype_spec)
+            elif cls.candidates:  # else declared per instance: the spec is registered at the first make_cell
                 register_space(_space_spec_of(cls))
 
     def __init__(self, edge_options: EdgeOptions | None = None) -> None:
@@ -159,6 +164,7 @@ class CellSupernet(Supernet):
         if "_discrete" not in self.__dict__:  # from_genotype sets it on the instance before __init__ runs
             self._discrete: _DiscreteBuild | None = None
         self._declared = False
+        self._constructed = False
         self._used_groups: set[str] = set()
         if not hasattr(self, "_space_options"):
             self._space_options: dict[str, Any] = {}
@@ -219,7 +225,9 @@ class CellSupernet(Supernet):
             raise ValueError(f"genotype_exclude {list(self._rule_exclude())} leaves no candidate for the rule to pick")
         spec = self.space_spec
         declared = tuple(c if isinstance(c, str) else c[0] for c in type(self).candidates)
-        if not declared:  # a space that declares its candidates per instance registers them at its first cell
+        if type(self).genotype_spec is not None:
+            pass  # the space registered its own genotype rules
+        elif not declared:  # a space that declares its candidates per instance registers them at its first cell
             register_space(spec)
         elif not set(names) <= set(declared):  # the registered spec (class candidates) would reject its genotypes
             raise ValueError(
@@ -244,11 +252,16 @@ class CellSupernet(Supernet):
         return ("none",) if self.genotype_rule == "topk" and "none" in self.candidate_names else ()
 
     # ------------------------------------------------------------------ building cells
-    def make_cell(self, channels: int, group: str | None = None, stride: int = 1) -> nn.Module:
+    def make_cell(
+        self, channels: int, group: str | None = None, stride: int = 1, preprocess: Sequence[nn.Module] = ()
+    ) -> nn.Module:
         """A cell of ``channels`` channels weighted by α group ``group`` (default: the first of ``cell_types``).
 
-        ``stride`` applies to edges leaving the input nodes (DARTS reduction cells). Every cell of one group shares
-        its α. In a network built by :meth:`from_genotype` this returns the discrete cell of the genotype instead.
+        ``stride`` applies to edges leaving the input nodes (DARTS reduction cells). ``preprocess``: one module per
+        input node, applied to that input first (registered as ``preprocess<i>``, before the edges: DARTS cells).
+        Every cell of one group shares its α, created after every module of the network (see
+        :meth:`add_arch_groups`). In a network built by :meth:`from_genotype` this returns the discrete cell of the
+        genotype instead.
         """
         self._finalize_declarations()
         group = self.cell_types[0] if group is None else group
@@ -272,14 +285,32 @@ class CellSupernet(Supernet):
 
             edges = [(e.src, e.dst) for e in cell_genotype.edges]
             dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
-            return DiscreteCell(group, dag, [e.op for e in cell_genotype.edges])
-        if group not in self.arch_groups:
-            self.add_arch_group(group, self.cell_edges, self.candidate_names)
+            return DiscreteCell(group, dag, [e.op for e in cell_genotype.edges], preprocess)
+        if self._constructed:  # a cell added after construction
+            self.add_arch_groups()
 
         def edge(src: int, dst: int) -> nn.Module:
             return self.make_edge(group, src, dst, channels, self._edge_stride(src, stride))
 
-        return SearchCell(group, DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output))
+        dag = DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output)
+        return SearchCell(group, dag, preprocess)
+
+    def add_arch_groups(self) -> None:
+        """Create α of every cell type the cells use (``cell_types`` order), then β of each with edge normalisation.
+
+        Runs once the outermost constructor returns: the reference search networks draw their architecture
+        parameters after every module (quark0/darts ``Network._initialize_alphas``, PC-DARTS adds β after both α,
+        D-X-Y/AutoDL-Projects ``search_model_darts.py``), so a seeded supernet has the reference's weights and α.
+        """
+        new = [
+            self.add_arch_group(g, self.cell_edges, self.candidate_names, edge_normalization=False)
+            for g in self.cell_types
+            if g in self._used_groups and g not in self.arch_groups
+        ]
+        if self.edge_options.edge_normalization:
+            for group in new:
+                group.add_beta()
+        self._constructed = True
 
     def _edge_stride(self, src: int, stride: int) -> int:
         return stride if src < self.num_inputs else 1
@@ -393,37 +424,55 @@ class CellSupernet(Supernet):
         return model
 
 
-class SearchCell(nn.Module):
-    """A supernet cell: a :class:`~dnas.cells.edges.DagCell` of search edges weighted by α group ``group``."""
+class _Cell(nn.Module):
+    """Optional per-input ``preprocess<i>`` modules, then the cell's :class:`~dnas.cells.edges.DagCell`."""
 
-    def __init__(self, group: str, dag: DagCell):
+    def __init__(self, group: str, dag: DagCell, preprocess: Sequence[nn.Module] = ()):
         super().__init__()
-        self.group, self.dag = group, dag
+        self.group = group
+        if preprocess and len(preprocess) != dag.num_inputs:
+            raise ValueError(f"preprocess needs one module per cell input ({dag.num_inputs}), got {len(preprocess)}")
+        self.num_preprocess = len(preprocess)
+        for i, module in enumerate(preprocess):  # before the edges: the DARTS module (state-dict) order
+            self.add_module(f"preprocess{i}", module)
+        self.dag = dag
+
+    def inputs(self, inputs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The DAG's input states: ``inputs`` as a list, each through its ``preprocess<i>`` module if any."""
+        states = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        if self.num_preprocess:
+            states = [getattr(self, f"preprocess{i}")(x) for i, x in enumerate(states)]
+        return states
+
+
+class SearchCell(_Cell):
+    """A supernet cell: a :class:`~dnas.cells.edges.DagCell` of search edges weighted by α group ``group``."""
 
     def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: CellWeights | None) -> torch.Tensor:
         """``inputs``: the cell's input tensor(s); ``weights``: :meth:`CellSupernet.cell_weights`."""
         if weights is None:
             raise ValueError("a search cell needs edge weights: pass supernet.cell_weights(weights) to it")
         w, scale = weights[self.group]
-        return self.dag([inputs] if isinstance(inputs, torch.Tensor) else list(inputs), w, scale)
+        return self.dag(self.inputs(inputs), w, scale)
 
 
-class DiscreteCell(nn.Module):
+class DiscreteCell(_Cell):
     """A found cell: a :class:`~dnas.cells.edges.DagCell` over the genotype's edges, each the chosen op.
 
     Args:
         group: the cell type (genotype cell name).
         dag: the cell, its edges in the genotype's order.
         op_names: the chosen op of each edge.
+        preprocess: per-input modules, as :class:`SearchCell`'s.
     """
 
-    def __init__(self, group: str, dag: DagCell, op_names: Sequence[str]):
-        super().__init__()
-        self.group, self.dag, self.op_names = group, dag, tuple(op_names)
+    def __init__(self, group: str, dag: DagCell, op_names: Sequence[str], preprocess: Sequence[nn.Module] = ()):
+        super().__init__(group, dag, preprocess)
+        self.op_names = tuple(op_names)
 
     def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: Any = None) -> torch.Tensor:
         """``inputs``: the cell's input tensor(s); ``weights`` is ignored (the search cell's call convention)."""
-        return self.dag([inputs] if isinstance(inputs, torch.Tensor) else list(inputs))
+        return self.dag(self.inputs(inputs))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{op}({s}->{d})" for op, (s, d) in zip(self.op_names, self.dag.edge_index))
@@ -474,7 +523,8 @@ def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(init)
     def wrapper(self, *args: Any, **kwargs: Any) -> None:
-        if "_space_options" not in self.__dict__:
+        outermost = "_space_options" not in self.__dict__
+        if outermost:
             options: dict[str, Any] = {}
             try:
                 bound = signature.bind(self, *args, **kwargs)
@@ -494,6 +544,8 @@ def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
                             pass  # modules, callables...: not recorded; pass them again at export
             self.__dict__["_space_options"] = options
         init(self, *args, **kwargs)
+        if outermost and self._discrete is None:
+            self.add_arch_groups()
 
     return wrapper
 

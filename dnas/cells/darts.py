@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnas.cells.base import Supernet, topk_cell
-from dnas.cells.edges import DagCell, EdgeOptions
+from dnas.cells.custom import CellSupernet
+from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellSpec, Genotype, SpaceSpec, register_space
 from dnas.ops.darts import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 
@@ -66,46 +66,15 @@ def preprocess(C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affi
     return p0, ReLUConvBN(C_prev, C, 1, 1, 0, affine=affine)
 
 
-class DartsCell(nn.Module):
-    """Preprocessing of the two inputs, then the 4-node DAG of search edges, output = concat of the nodes (4C).
-
-    Edges come from :meth:`EdgeOptions.make_edge <dnas.cells.edges.EdgeOptions.make_edge>`: mixed ops, or with
-    partial channels K > 1 :class:`~dnas.ops.partial.PartialChannelEdge` around a mixed op of ``C // K`` channels
-    (PC-DARTS); K = 1 builds the plain DARTS edges (same modules, same state-dict keys).
-    """
-
-    def __init__(
-        self,
-        C_prev_prev: int,
-        C_prev: int,
-        C: int,
-        reduction: bool,
-        reduction_prev: bool,
-        primitives: Sequence[str],
-        edge_options: EdgeOptions,
-        steps: int = STEPS,
-    ):
-        super().__init__()
-        self.reduction = reduction
-        self.preprocess0, self.preprocess1 = preprocess(C_prev_prev, C_prev, C, reduction_prev, affine=False)
-
-        def make_edge(src: int, dst: int) -> nn.Module:  # as the DARTS search MixedOp: BN after pooling
-            return edge_options.make_edge(C, 2 if reduction and src < 2 else 1, primitives, affine=False, pool_bn=True)
-
-        self.dag = DagCell(2, steps, darts_edges(steps), make_edge, output="concat")
-
-    def forward(
-        self,
-        s0: torch.Tensor,
-        s1: torch.Tensor,
-        weights: torch.Tensor,
-        edge_scale: Sequence[torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        return self.dag([self.preprocess0(s0), self.preprocess1(s1)], weights, edge_scale)
-
-
-class DartsSupernet(Supernet):
+class DartsSupernet(CellSupernet):
     """The DARTS search network: stem, ``layers`` cells (reduction at ``layers//3`` and ``2*layers//3``), GAP, linear.
+
+    A :class:`~dnas.cells.custom.CellSupernet` with two input nodes, ``steps`` intermediate nodes of all incoming
+    edges (:func:`darts_edges`), concat output and the DARTS top-2 rule; each cell preprocesses its two inputs
+    (:func:`preprocess`). Edges come from :meth:`EdgeOptions.make_edge <dnas.cells.edges.EdgeOptions.make_edge>`:
+    mixed ops with BN after pooling (the DARTS search MixedOp), or with partial channels K > 1
+    :class:`~dnas.ops.partial.PartialChannelEdge` around a mixed op of ``C // K`` channels (PC-DARTS). The
+    evaluation network of its genotypes is :class:`dnas.export.darts.DartsEvalNetwork` (``dnas.export.build_model``).
 
     Args:
         init_channels: C of the first cells (paper: 16).
@@ -123,6 +92,13 @@ class DartsSupernet(Supernet):
             after both α as the PC-DARTS reference does; the genotype selects edges by α·β).
     """
 
+    space_name = "darts"
+    genotype_spec = DARTS_SPACE
+    num_inputs = 2
+    cell_output = "concat"
+    cell_types = CELL_TYPES
+    genotype_rule = "topk"
+    pool_bn = True
     default_mixed_op_impl = "fused"
 
     def __init__(
@@ -149,18 +125,16 @@ class DartsSupernet(Supernet):
                 raise ValueError(f"{name} must be >= 1, got {value}; set model.init_args.supernet.init_args.{name}")
         if stem_multiplier < 1:
             raise ValueError(f"stem_multiplier must be >= 1, got {stem_multiplier}")
-        self.primitives = tuple(primitives)
+        # this supernet's own rules (its candidates, its node count); the registered ``darts`` spec that genotype
+        # files are read with never changes (it takes any registered op, DARTS_SPACE)
+        self.candidates, self.num_nodes = tuple(primitives), steps
         self.in_channels = in_channels
-        self.steps = steps
         self._build = {
             "init_channels": init_channels,
             "layers": layers,
             "num_classes": num_classes,
             "in_channels": in_channels,
         }
-        # this supernet's own rules (its candidates, its node count); the registered ``darts`` spec that genotype
-        # files are read with never changes (it takes any registered op, DARTS_SPACE)
-        self.space_spec = darts_space_spec(self.primitives, steps=steps)
         C = init_channels
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(
@@ -174,41 +148,46 @@ class DartsSupernet(Supernet):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            cell = DartsCell(
-                C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.primitives, self.edge_options, steps
-            )
+            pre = preprocess(C_prev_prev, C_prev, C_curr, reduction_prev, affine=False)
+            group, stride = ("reduce", 2) if reduction else ("normal", 1)
+            cell = self.make_cell(C_curr, group, stride, preprocess=pre)
+            cell.reduction = reduction  # the DARTS cells' flag, as the evaluation network's cells have it
             self.cells.append(cell)
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, steps * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
-        # α after every module, β after both α: the reference draws them in this order (same RNG stream)
-        edges = darts_edges(steps)
-        groups = [self.add_arch_group(g, edges, self.primitives, edge_normalization=False) for g in CELL_TYPES]
-        if self.edge_options.edge_normalization:
-            for group in groups:
-                group.add_beta()
+        self._used_groups.update(CELL_TYPES)  # both α even when layers < 3 uses one cell type (the reference's)
+
+    @property
+    def primitives(self) -> tuple[str, ...]:
+        """The candidate ops in α column order (the DARTS code's name for :attr:`candidate_names`)."""
+        return self.candidate_names
 
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for images ``x`` (B, C_in, H, W); ``weights`` maps ``normal``/``reduce`` to (14, K) edge weights."""
-        weights = self.edge_weights() if weights is None else weights
-        scales = {g: self.edge_scales(g) for g in CELL_TYPES}
+        w = self.cell_weights(weights)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            group = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[group], scales[group])
+            s0, s1 = s1, cell((s0, s1), w)
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))
-
-    def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
-        """The DARTS rule: per node the top-2 incoming edges by strongest non-``none`` op; op = that argmax."""
-        weights = self.selection_weights() if weights is None else weights
-        cells = {g: topk_cell(weights[g].float().cpu(), self.arch_groups[g], k=2) for g in CELL_TYPES}
-        return Genotype(self.space_spec.name, cells, self.build_meta())
 
     def build_options(self) -> dict[str, Any]:
         """The evaluation network at the search network's sizes (``dnas.export.darts.DartsEvalNetwork`` options)."""
         return dict(self._build)
+
+    @classmethod
+    def from_genotype(cls, genotype: Genotype | str, *, affine: bool = True, **options: Any) -> CellSupernet:
+        """Not here: the discrete network of a DARTS genotype is ``dnas.export.darts.DartsEvalNetwork``.
+
+        Raises:
+            TypeError: always, naming the builder (``dnas.export.build_model(genotype, **options)``).
+        """
+        raise TypeError(
+            "the DARTS evaluation network is dnas.export.darts.DartsEvalNetwork: build it with "
+            "dnas.export.build_model(genotype, **options), not DartsSupernet.from_genotype"
+        )
 
 
 _REF_EDGE = re.compile(r"^cells\.(\d+)\._ops\.(\d+)\.")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dnas.cells import EdgeOptions
+from dnas.cells import CellSupernet, EdgeOptions
 from dnas.cells.conv1d import Conv1dSupernet
 from dnas.cells.darts import DartsSupernet
 from dnas.cells.fbnet import FBNetSupernet
@@ -50,3 +50,29 @@ def test_bad_options_are_one_clear_error():
         FBNetSupernet(
             num_classes=3, in_channels=1, input_size=8, width_mult=0.25, edge_options=EdgeOptions(partial_channels=2)
         )
+
+
+@pytest.mark.parametrize("edge_normalization", [False, True])
+def test_alpha_then_beta_are_the_last_draws_of_construction(edge_normalization, monkeypatch):
+    """α (then β) come after every module, as the reference search networks draw them (quark0/darts
+    ``_initialize_alphas``, PC-DARTS, AutoDL-Projects ``search_model_darts.py``): the same seed without α creation
+    leaves the RNG exactly where α's ``1e-3·N(0,1)`` is drawn, then β's."""
+    opts = EdgeOptions(edge_normalization=edge_normalization)
+    torch.manual_seed(0)
+    net = NB201Supernet(init_channels=4, cells_per_stage=1, edge_options=opts)
+    monkeypatch.setattr(CellSupernet, "add_arch_groups", lambda self: None)
+    torch.manual_seed(0)
+    bare = NB201Supernet(init_channels=4, cells_per_stage=1, edge_options=opts)
+    assert not list(bare.arch_parameters())
+    group = net.arch_groups["cell"]
+    assert torch.equal(group.alpha, 1e-3 * torch.randn(6, 5))
+    assert (group.beta is None) != edge_normalization
+    if edge_normalization:
+        assert torch.equal(group.beta, 1e-3 * torch.randn(6))
+
+
+def test_darts_supernet_is_a_cell_space_whose_discrete_network_is_the_evaluation_network():
+    net = DartsSupernet(init_channels=2, layers=1, in_channels=1)
+    assert isinstance(net, CellSupernet) and list(net.arch_groups) == ["normal", "reduce"]
+    with pytest.raises(TypeError, match="DartsEvalNetwork"):
+        DartsSupernet.from_genotype(net.genotype())
