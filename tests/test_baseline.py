@@ -23,7 +23,11 @@ model:
   init_args:
     genotype: unused
     auxiliary: false
-    lr: 0.05
+    optimizer:
+      class_path: torch.optim.SGD
+      init_args:
+        lr: 0.05
+        momentum: 0.9
 data:
   class_path: dnas.data.tabular.TabularDataModule
   init_args:

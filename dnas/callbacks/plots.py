@@ -248,7 +248,7 @@ class AlphaPlots(pl.Callback):
         first = {g: np.asarray(v[0]) for g, v in self.weights.items()}
         result = verdict(genotype, final, self.groups, initial=first)
         warmup = int(getattr(pl_module, "hparams", {}).get("arch_warmup_epochs", 0) or 0)
-        done = self.epochs[-1]
+        done = self.epochs[-1] + 1  # epochs are 0-based (INIT = -1 is the state before training)
         reason = ""
         if warmup >= done:
             reason = f"all {done} epoch(s) of this run were the architecture warm-up, arch_warmup_epochs={warmup}"
