@@ -2,7 +2,7 @@
 
 Targets (DARTS CIFAR search space, fp32, 32×32 inputs):
   edge     one MixedOp, C=16, stride 1
-  cell     the first normal DartsCell of the search network (C_prev_prev = C_prev = 48, C = 16)
+  cell     the first normal cell of the search network (C_prev_prev = C_prev = 48, C = 16)
   network  DartsSupernet(C=16, layers=8, 10 classes), cross-entropy loss
 
 Per target and implementation (``naive``, ``fused`` = policy recompute, ``fused_save`` = policy save, and for
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from dnas.cells.darts import DartsCell, DartsSupernet
+from dnas.cells.darts import DartsSupernet
 from dnas.cells.edges import EdgeOptions
 from dnas.ops import DARTS_PRIMITIVES, MixedOp, heap
 
@@ -61,11 +61,12 @@ class _Edge(nn.Module):
 class _Cell(nn.Module):
     def __init__(self, impl: str):
         super().__init__()
-        self.cell = DartsCell(3 * C, 3 * C, C, False, False, DARTS_PRIMITIVES, EdgeOptions(mixed_op_impl=impl))
+        # the search network's first cell (normal, 48 -> 16 channels per node); the rest of the network is dropped
+        self.cell = DartsSupernet(C, 10, 8, edge_options=EdgeOptions(mixed_op_impl=impl)).cells[0]
         self.alpha = nn.Parameter(1e-3 * torch.randn(14, len(DARTS_PRIMITIVES)))
 
     def forward(self, s0, s1):
-        return self.cell(s0, s1, self.alpha.softmax(-1)).sum()
+        return self.cell((s0, s1), {"normal": (self.alpha.softmax(-1), None)}).sum()
 
 
 class _Net(nn.Module):
