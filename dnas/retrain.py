@@ -29,6 +29,7 @@ from dnas.export import build_model, builder_options, resolved_options
 from dnas.export.builders import default_input_shape
 from dnas.genotypes import Genotype, load
 from dnas.io import atomic_write_text, log_dir
+from dnas.search.darts import log_step_and_epoch
 
 
 class Retrain(pl.LightningModule):
@@ -166,9 +167,7 @@ class Retrain(pl.LightningModule):
             self.log("train/loss_aux", loss_aux.detach(), on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + self.hparams.auxiliary_weight * loss_aux
         self.train_acc(logits.detach(), labels)
-        # this rank's value per step, the mean over ranks per epoch (a collective per step would slow DDP down)
-        self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
-        self.log("train/loss_epoch", loss.detach(), on_step=False, on_epoch=True, sync_dist=True)
+        log_step_and_epoch(self, "train/loss", loss.detach(), prog_bar=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 

@@ -38,6 +38,19 @@ from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
 
 
+def log_step_and_epoch(
+    module: pl.LightningModule, name: str, value: Any, batch_size: int | None = None, prog_bar: bool = False
+) -> None:
+    """Log ``<name>_step`` (this rank's value) and ``<name>_epoch`` (the epoch mean over all ranks).
+
+    ``module.log(..., on_step=True, sync_dist=True)`` would add a collective to every step under DDP; only the
+    epoch aggregate is reduced across ranks, once at the epoch's end. The keys are the ones Lightning's own
+    ``on_step=True, on_epoch=True`` logging writes. Used by the search modules and :class:`dnas.Retrain`.
+    """
+    module.log(f"{name}_step", value, prog_bar=prog_bar, on_step=True, on_epoch=False, batch_size=batch_size)
+    module.log(f"{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+
+
 class DARTS(pl.LightningModule):
     """Differentiable architecture search, first or second order.
 
@@ -232,10 +245,10 @@ class DARTS(pl.LightningModule):
         self.arch_acc(logits.detach(), arch_batch[1])
         # the batch is {"train", "arch"}, whose halves may differ in size: name the size averaged over
         n = int(arch_batch[1].shape[0])
-        self.log_step_and_epoch("arch/loss", loss.detach(), n, prog_bar=True)
+        log_step_and_epoch(self, "arch/loss", loss.detach(), n, prog_bar=True)
         self.log("arch/acc", self.arch_acc, on_step=False, on_epoch=True, batch_size=n)
         for k, v in extra.items():
-            self.log_step_and_epoch(f"arch/{k}", v, n)
+            log_step_and_epoch(self, f"arch/{k}", v, n)
 
     def _sync_arch_grads(self, a_params) -> None:
         """Average architecture gradients across ranks (autograd.grad bypasses DDP's reducer)."""
@@ -312,20 +325,10 @@ class DARTS(pl.LightningModule):
         self._scaler_needs_update = False
         self.train_acc(logits.detach(), y)
         n = int(y.shape[0])
-        self.log_step_and_epoch("train/loss", loss.detach(), n, prog_bar=True)
+        log_step_and_epoch(self, "train/loss", loss.detach(), n, prog_bar=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
         for k, v in extra.items():
-            self.log_step_and_epoch(f"train/{k}", v, n)
-
-    def log_step_and_epoch(self, name: str, value: Any, batch_size: int, prog_bar: bool = False) -> None:
-        """Log ``<name>_step`` (this rank's value) and ``<name>_epoch`` (the epoch mean over all ranks).
-
-        ``self.log(..., on_step=True, sync_dist=True)`` would add a collective to every step under DDP; only the
-        epoch aggregate is reduced across ranks, once at the epoch's end. The keys are the ones Lightning's own
-        ``on_step=True, on_epoch=True`` logging writes.
-        """
-        self.log(f"{name}_step", value, prog_bar=prog_bar, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log(f"{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+            log_step_and_epoch(self, f"train/{k}", v, n)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the weight gradients (``grad_clip``) where the precision plugin has already unscaled them (16-mixed).

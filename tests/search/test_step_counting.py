@@ -30,22 +30,27 @@ def _module(kind: str, **kw) -> dnas.DARTS:
     )
 
 
-@pytest.mark.parametrize("kind", ["darts", "unrolled", "sddarts"])
-def test_max_steps_means_batches(tmp_path, kind):
-    count = CountBatches()
-    model = _module(kind)
-    alpha0 = [p.detach().clone() for p in model.supernet.arch_parameters()]
-    trainer = pl.Trainer(
-        max_steps=5,
+def _trainer(tmp_path, *callbacks, **limits) -> pl.Trainer:
+    """A quiet CPU Trainer without validation, logger or checkpoints, stopped by ``limits``."""
+    return pl.Trainer(
         limit_val_batches=0,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[count],
+        callbacks=list(callbacks),
         default_root_dir=tmp_path,
+        **limits,
     )
+
+
+@pytest.mark.parametrize("kind", ["darts", "unrolled", "sddarts"])
+def test_max_steps_means_batches(tmp_path, kind):
+    count = CountBatches()
+    model = _module(kind)
+    alpha0 = [p.detach().clone() for p in model.supernet.arch_parameters()]
+    trainer = _trainer(tmp_path, count, max_steps=5)
     trainer.fit(model, DigitsDataModule(batch_size=8))
     assert count.batches == 5 and trainer.global_step == 5
     assert count.steps == [1, 2, 3, 4, 5]  # one per batch, the architecture step included
@@ -54,18 +59,7 @@ def test_max_steps_means_batches(tmp_path, kind):
 
 def test_step_count_is_the_same_during_and_after_the_architecture_warm_up(tmp_path):
     count = CountBatches()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        limit_train_batches=3,
-        limit_val_batches=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[count],
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, count, max_epochs=2, limit_train_batches=3)
     trainer.fit(_module("darts", arch_warmup_epochs=1), DigitsDataModule(batch_size=8))
     assert count.steps == [1, 2, 3, 4, 5, 6]
 
