@@ -33,7 +33,7 @@ FOUND = "found"
 
 def space_exclude(genotype: Genotype) -> tuple[str, ...] | None:
     """Ops the genotype rule of a :class:`~dnas.cells.CellSupernet` space never picks; None for other spaces."""
-    from dnas.cells.custom import space_class
+    from dnas.cells.declarations import space_class
 
     cls = space_class(genotype.space)
     if cls is None:

@@ -39,11 +39,13 @@ export builder: ``dnas.export.build_model(genotype)`` (or ``SignalSpace.from_gen
 
 The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["build"]``, so
 the exported network has the searched skeleton unless options say otherwise.
+
+The declarations are checked and registered by :mod:`dnas.cells.declarations`; the cells :meth:`make_cell` returns
+are :mod:`dnas.cells.cell`'s, around the DAG of :mod:`dnas.cells.edges`.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,43 +55,32 @@ import torch
 from torch import nn
 
 from dnas.cells.base import ArchGroup, Supernet, argmax_cell, topk_cell
-from dnas.cells.edges import DagCell, EdgeOptions, check_edges
-from dnas.genotypes import CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.cells.cell import CellWeights, DiscreteCell, SearchCell
+from dnas.cells.declarations import (
+    candidate_names,
+    check_declarations,
+    declared_edges,
+    dense_edges,
+    recording_init,
+    register_candidates,
+    register_space_class,
+    rule_exclude,
+    space_class,
+    space_classes,
+    space_spec_of,
+)
+from dnas.cells.edges import DagCell, EdgeOptions
+from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, SpaceSpec, register_space
 from dnas.genotypes.core import build_options
-from dnas.ops.registry import OpFactory, build_op, get_op, is_registered, register_op
+from dnas.ops.registry import OpFactory, build_op
 
-CellWeights = Mapping[str, tuple[torch.Tensor, Sequence[torch.Tensor] | None]]
-"""What :meth:`CellSupernet.cell_weights` returns: group -> (edge weights ``(E, K)``, per-node edge scales)."""
-
-GENOTYPE_RULES = ("argmax", "topk")
-
-_SPACE_CLASSES: dict[str, type[CellSupernet]] = {}
+__all__ = ["CellSupernet", "DiscreteCell", "SearchCell", "dense_edges", "space_class", "space_classes"]
 
 
 @dataclass(frozen=True)
 class _DiscreteBuild:
     genotype: Genotype
     affine: bool
-
-
-def dense_edges(num_inputs: int, num_nodes: int) -> tuple[tuple[int, int], ...]:
-    """Every ``(src, dst)`` with ``src < dst`` into each intermediate node, in α row order (as DARTS/NAS-Bench-201)."""
-    return tuple((src, dst) for dst in range(num_inputs, num_inputs + num_nodes) for src in range(dst))
-
-
-def _json_value(value: Any) -> Any:
-    """``value`` as plain JSON (tuples become lists), or raise ``TypeError``."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise TypeError("non-finite float")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return {k: _json_value(v) for k, v in value.items()}
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _no_cell_weights(self, weights=None):
@@ -147,15 +138,15 @@ class CellSupernet(Supernet):
                 f"{cls.__name__} subclasses the space {cls.space_name!r} without its own space_name; a changed "
                 f"network is another space (its genotypes must export to {cls.__name__}): set space_name"
             )
-        cls.candidates = tuple(_register_candidates(cls.__name__, cls.candidates))
+        cls.candidates = tuple(register_candidates(cls.__name__, cls.candidates))
         if "__init__" in cls.__dict__:
-            cls.__init__ = _recording_init(cls.__dict__["__init__"])
+            cls.__init__ = recording_init(cls.__dict__["__init__"])
         if "space_name" in cls.__dict__:
-            _SPACE_CLASSES[cls.space_name] = cls  # dnas.export.build_model finds the space's network here
+            register_space_class(cls)  # dnas.export.build_model finds the space's network here
             if cls.genotype_spec is not None:
                 register_space(cls.genotype_spec)
             elif cls.candidates:  # else declared per instance: the spec is registered at the first make_cell
-                register_space(_space_spec_of(cls))
+                register_space(space_spec_of(cls))
 
     def __init__(self, edge_options: EdgeOptions | None = None) -> None:
         super().__init__(edge_options)
@@ -172,16 +163,15 @@ class CellSupernet(Supernet):
     # ------------------------------------------------------------------ declarations
     @property
     def candidate_names(self) -> tuple[str, ...]:
-        return tuple(c if isinstance(c, str) else c[0] for c in self.candidates)
+        return candidate_names(self)
 
     @property
     def cell_edges(self) -> tuple[tuple[int, int], ...]:
-        edges = dense_edges(self.num_inputs, self.num_nodes) if self.edges is None else self.edges
-        return tuple((int(s), int(d)) for s, d in edges)
+        return declared_edges(self)
 
     @property
     def space_spec(self) -> SpaceSpec:  # type: ignore[override]
-        return _space_spec_of(self)
+        return space_spec_of(self)
 
     @property
     def is_discrete(self) -> bool:
@@ -197,34 +187,11 @@ class CellSupernet(Supernet):
         """Check the declarations once (first :meth:`make_cell`) and register the space's spec."""
         if self._declared:
             return
-        self.candidates = tuple(_register_candidates(type(self).__name__, self.candidates))
+        self.candidates = tuple(register_candidates(type(self).__name__, self.candidates))
+        check_declarations(self)
         names = self.candidate_names
-        if not names:
-            raise ValueError(f"{type(self).__name__}: declare at least one candidate op in `candidates`")
-        if len(set(names)) != len(names):
-            raise ValueError(f"{type(self).__name__}: candidate ops must be unique, got {list(names)}")
-        for name in names:
-            get_op(name)  # UnknownOpError naming the registered ops
-        if self.num_inputs < 1 or self.num_nodes < 1:
-            raise ValueError(f"{type(self).__name__}: num_inputs and num_nodes must be >= 1")
-        check_edges(self.cell_edges, self.num_inputs, self.num_nodes)
-        if len(set(self.cell_edges)) != len(self.cell_edges):
-            raise ValueError(f"{type(self).__name__}: edges contain a duplicate (src, dst): {list(self.cell_edges)}")
-        if self.cell_output not in ("last", "sum", "concat"):
-            raise ValueError(f"cell_output must be 'last', 'sum' or 'concat', got {self.cell_output!r}")
-        if self.genotype_rule not in GENOTYPE_RULES:
-            raise ValueError(f"genotype_rule must be one of {GENOTYPE_RULES}, got {self.genotype_rule!r}")
-        if not self.cell_types or len(set(self.cell_types)) != len(self.cell_types):
-            raise ValueError(f"cell_types must be non-empty and unique, got {list(self.cell_types)}")
-        for name in self._rule_exclude():
-            if name not in names:
-                raise ValueError(
-                    f"genotype_exclude names {name!r}, which is not a candidate; candidates: {list(names)}"
-                )
-        if set(names) <= set(self._rule_exclude()):
-            raise ValueError(f"genotype_exclude {list(self._rule_exclude())} leaves no candidate for the rule to pick")
         spec = self.space_spec
-        declared = tuple(c if isinstance(c, str) else c[0] for c in type(self).candidates)
+        declared = candidate_names(type(self))
         if type(self).genotype_spec is not None:
             pass  # the space registered its own genotype rules
         elif not declared:  # a space that declares its candidates per instance registers them at its first cell
@@ -245,11 +212,6 @@ class CellSupernet(Supernet):
                         )
             self._discrete.genotype.validate(spec, source=f"genotype for {type(self).__name__}")
         self._declared = True
-
-    def _rule_exclude(self) -> tuple[str, ...]:
-        if self.genotype_exclude is not None:
-            return tuple(self.genotype_exclude)
-        return ("none",) if self.genotype_rule == "topk" and "none" in self.candidate_names else ()
 
     # ------------------------------------------------------------------ building cells
     def make_cell(
@@ -350,7 +312,7 @@ class CellSupernet(Supernet):
         """The rule turning one group's ``(E, K)`` weights into a cell genotype (override for a custom rule)."""
         last = self.num_inputs + self.num_nodes - 1
         concat = (last,) if self.cell_output == "last" else tuple(range(self.num_inputs, last + 1))
-        exclude = self._rule_exclude()
+        exclude = rule_exclude(self)
         if self.genotype_rule == "topk":
             return topk_cell(weights, group, k=self.topk_edges, exclude=exclude, concat=concat)
         cell = argmax_cell(weights, group, exclude=exclude)
@@ -422,139 +384,3 @@ class CellSupernet(Supernet):
         if unused:
             raise GenotypeError(f"genotype cell(s) {sorted(unused)} are not used by {cls.__name__}'s network")
         return model
-
-
-class _Cell(nn.Module):
-    """Optional per-input ``preprocess<i>`` modules, then the cell's :class:`~dnas.cells.edges.DagCell`."""
-
-    def __init__(self, group: str, dag: DagCell, preprocess: Sequence[nn.Module] = ()):
-        super().__init__()
-        self.group = group
-        if preprocess and len(preprocess) != dag.num_inputs:
-            raise ValueError(f"preprocess needs one module per cell input ({dag.num_inputs}), got {len(preprocess)}")
-        self.num_preprocess = len(preprocess)
-        for i, module in enumerate(preprocess):  # before the edges: the DARTS module (state-dict) order
-            self.add_module(f"preprocess{i}", module)
-        self.dag = dag
-
-    def inputs(self, inputs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The DAG's input states: ``inputs`` as a list, each through its ``preprocess<i>`` module if any."""
-        states = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-        if self.num_preprocess:
-            states = [getattr(self, f"preprocess{i}")(x) for i, x in enumerate(states)]
-        return states
-
-
-class SearchCell(_Cell):
-    """A supernet cell: a :class:`~dnas.cells.edges.DagCell` of search edges weighted by α group ``group``."""
-
-    def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: CellWeights | None) -> torch.Tensor:
-        """``inputs``: the cell's input tensor(s); ``weights``: :meth:`CellSupernet.cell_weights`."""
-        if weights is None:
-            raise ValueError("a search cell needs edge weights: pass supernet.cell_weights(weights) to it")
-        w, scale = weights[self.group]
-        return self.dag(self.inputs(inputs), w, scale)
-
-
-class DiscreteCell(_Cell):
-    """A found cell: a :class:`~dnas.cells.edges.DagCell` over the genotype's edges, each the chosen op.
-
-    Args:
-        group: the cell type (genotype cell name).
-        dag: the cell, its edges in the genotype's order.
-        op_names: the chosen op of each edge.
-        preprocess: per-input modules, as :class:`SearchCell`'s.
-    """
-
-    def __init__(self, group: str, dag: DagCell, op_names: Sequence[str], preprocess: Sequence[nn.Module] = ()):
-        super().__init__(group, dag, preprocess)
-        self.op_names = tuple(op_names)
-
-    def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: Any = None) -> torch.Tensor:
-        """``inputs``: the cell's input tensor(s); ``weights`` is ignored (the search cell's call convention)."""
-        return self.dag(self.inputs(inputs))
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{op}({s}->{d})" for op, (s, d) in zip(self.op_names, self.dag.edge_index))
-
-
-# ---------------------------------------------------------------------- helpers
-def _register_candidates(owner: str, candidates: Sequence[Any]) -> list[str | tuple[str, OpFactory]]:
-    """Register ``(name, factory)`` entries with the op registry; names stay as they are."""
-    out: list[str | tuple[str, OpFactory]] = []
-    for c in candidates:
-        if isinstance(c, str):
-            out.append(c)
-            continue
-        if not (isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str) and callable(c[1])):
-            raise TypeError(f"{owner}.candidates entries must be op names or (name, factory) pairs, got {c!r}")
-        # a class re-defined (notebook cell run twice, module reloaded) re-registers its own factory; a name taken by
-        # any other factory is an error (the registry says which)
-        taken = get_op(c[0]) if is_registered(c[0]) else None
-        same_source = taken is not None and (
-            getattr(taken, "__module__", None),
-            getattr(taken, "__qualname__", None),
-        ) == (getattr(c[1], "__module__", None), getattr(c[1], "__qualname__", None))
-        register_op(c[0], c[1], overwrite=same_source)
-        out.append((c[0], c[1]))
-    return out
-
-
-def _space_spec_of(obj: Any) -> SpaceSpec:
-    names = tuple(c if isinstance(c, str) else c[0] for c in obj.candidates)
-    if not names:
-        raise ValueError("no candidates declared")
-    num_inputs, num_nodes = obj.num_inputs, obj.num_nodes
-    edges = dense_edges(num_inputs, num_nodes) if obj.edges is None else tuple(tuple(e) for e in obj.edges)
-    dense = sorted(edges) == sorted(dense_edges(num_inputs, num_nodes))
-    chain = num_inputs == 1 and sorted(edges) == [(i, i + 1) for i in range(num_nodes)]
-    if obj.genotype_rule == "argmax":
-        cell = CellSpec(names, num_inputs, num_nodes, all_edges=dense or chain, chain=chain and num_nodes > 1)
-    else:
-        fan_in = [sum(1 for _, d in edges if d == node) for node in range(num_inputs, num_inputs + num_nodes)]
-        exact = obj.topk_edges if all(n >= obj.topk_edges for n in fan_in) else None
-        cell = CellSpec(ops=names, num_inputs=num_inputs, num_nodes=num_nodes, edges_per_node=exact)
-    return SpaceSpec(obj.space_name, {t: cell for t in obj.cell_types})
-
-
-def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a subclass ``__init__`` so the outermost call records its JSON-able arguments as ``space_options``."""
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def wrapper(self, *args: Any, **kwargs: Any) -> None:
-        outermost = "_space_options" not in self.__dict__
-        if outermost:
-            options: dict[str, Any] = {}
-            try:
-                bound = signature.bind(self, *args, **kwargs)
-                bound.apply_defaults()
-            except TypeError:
-                bound = None
-            if bound is not None:
-                for name, value in list(bound.arguments.items())[1:]:
-                    kind = signature.parameters[name].kind
-                    items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
-                    if kind is inspect.Parameter.VAR_POSITIONAL:
-                        continue
-                    for key, v in items:
-                        try:
-                            options[key] = _json_value(v)
-                        except TypeError:
-                            pass  # modules, callables...: not recorded; pass them again at export
-            self.__dict__["_space_options"] = options
-        init(self, *args, **kwargs)
-        if outermost and self._discrete is None:
-            self.add_arch_groups()
-
-    return wrapper
-
-
-def space_class(name: str) -> type[CellSupernet] | None:
-    """The :class:`CellSupernet` subclass that declared space ``name`` (None if no such class was defined)."""
-    return _SPACE_CLASSES.get(name)
-
-
-def space_classes() -> list[str]:
-    """Names of the spaces declared by :class:`CellSupernet` subclasses so far (their modules imported)."""
-    return sorted(_SPACE_CLASSES)

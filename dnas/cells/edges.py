@@ -4,6 +4,8 @@
   and edge normalisation). Every space takes this one object as its ``edge_options`` argument, and
   :meth:`EdgeOptions.make_edge` is the only place a search edge (a mixed op, partial-channel wrapped or not) is built.
 * :class:`DagCell` is every cell's forward, search or discrete: node ``dst`` = Σ of its incoming edges' outputs.
+  Its node loop, :func:`run_nodes`, is also the loop of the DARTS evaluation cell (:mod:`dnas.export.darts`), which
+  keeps the reference's module names and adds drop-path.
 """
 
 from __future__ import annotations
@@ -118,10 +120,7 @@ class DagCell(nn.Module):
         self.edge_index = tuple(tuple(e) for e in edges)
         self.output, self.concat_dim = output, concat_dim
         self.edges = nn.ModuleList(make_edge(src, dst) for src, dst in self.edge_index)
-        self._incoming = [
-            [i for i, (_, d) in enumerate(self.edge_index) if d == node]
-            for node in range(num_inputs, num_inputs + num_nodes)
-        ]
+        self._incoming = incoming_edges(self.edge_index, num_inputs, num_nodes)
 
     def forward(
         self,
@@ -136,20 +135,67 @@ class DagCell(nn.Module):
         """
         if len(inputs) != self.num_inputs:
             raise ValueError(f"this cell takes {self.num_inputs} input(s), got {len(inputs)}")
-        states = list(inputs)
-        for n, rows in enumerate(self._incoming):
-            scale = edge_scale[n] if edge_scale is not None else None
-            total = 0
-            for pos, i in enumerate(rows):
-                x = states[self.edge_index[i][0]]
-                out = self.edges[i](x) if weights is None else self.edges[i](x, weights[i])
-                total = total + (out if scale is None else scale[pos] * out)
-            states.append(total)
+        states = run_nodes(list(inputs), self.edges, self.edge_index, self._incoming, weights, edge_scale)
         if self.output == "concat":
             return torch.cat(states[self.num_inputs :], dim=self.concat_dim)
         if self.output == "last":
             return states[-1]
         return sum(states[self.num_inputs :])
+
+
+def incoming_edges(edge_index: Sequence[tuple[int, int]], num_inputs: int, num_nodes: int) -> list[list[int]]:
+    """Per intermediate node (in order), the indices of the edges that go into it, in edge order."""
+    nodes = range(num_inputs, num_inputs + num_nodes)
+    return [[i for i, (_, d) in enumerate(edge_index) if d == node] for node in nodes]
+
+
+def run_nodes(
+    states: list[torch.Tensor],
+    edges: Sequence[nn.Module],
+    edge_index: Sequence[tuple[int, int]],
+    incoming: Sequence[Sequence[int]],
+    weights: torch.Tensor | None = None,
+    edge_scale: Sequence[torch.Tensor] | None = None,
+    drop_prob: float = 0.0,
+    droppable: Sequence[bool] = (),
+) -> list[torch.Tensor]:
+    """The node loop of every cell: append each intermediate node, Σ of its incoming edges' outputs, to ``states``.
+
+    Args:
+        states: the cell's input states (after any preprocessing); returned with the nodes appended.
+        edges: one module per edge, called as ``edge(x)`` or, with ``weights``, ``edge(x, weights[i])``.
+        edge_index: ``(src, dst)`` per edge.
+        incoming: per node, its edges' indices (:func:`incoming_edges`); the sum follows this order.
+        weights: ``(E, K)`` edge weights of search edges; None for discrete edges.
+        edge_scale: per node, a weight per incoming edge (edge normalisation).
+        drop_prob: drop-path probability (:func:`drop_path`) for the edges marked in ``droppable``; the caller passes
+            0 outside training.
+        droppable: per edge, whether drop-path applies (the DARTS evaluation network: every op but identities).
+    """
+    for n, rows in enumerate(incoming):
+        scale = edge_scale[n] if edge_scale is not None else None
+        total = 0
+        for pos, i in enumerate(rows):
+            x = states[edge_index[i][0]]
+            out = edges[i](x) if weights is None else edges[i](x, weights[i])
+            if drop_prob > 0.0 and droppable[i]:
+                out = drop_path(out, drop_prob)
+            total = total + (out if scale is None else scale[pos] * out)
+        states.append(total)
+    return states
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero whole samples with probability ``drop_prob``, rescale the rest by ``1/(1-drop_prob)``.
+
+    As quark0/darts ``utils.drop_path`` (after FractalNet's drop-path, Larsson et al. 2017): one Bernoulli draw per
+    sample, shared by all channels and positions.
+    """
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    return x / keep * mask
 
 
 def check_edges(edges: Sequence[tuple[int, int]], num_inputs: int, num_nodes: int) -> None:

@@ -20,7 +20,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from dnas.cells.custom import CellSupernet, DiscreteCell, SearchCell, dense_edges
+from dnas.cells.cell import DiscreteCell, SearchCell
+from dnas.cells.custom import CellSupernet
+from dnas.cells.declarations import dense_edges
 from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError
 from dnas.ops.nb201 import NB201_PRIMITIVES, ResNetBasicBlock

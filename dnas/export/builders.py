@@ -37,7 +37,7 @@ def register_builder(space: str, builder: Builder | None = None, *, lazy_module:
 
 def registered_builders() -> list[str]:
     """Spaces with a builder: registered ones and every :class:`~dnas.cells.CellSupernet` space defined so far."""
-    from dnas.cells.custom import space_classes
+    from dnas.cells.declarations import space_classes
 
     return sorted(set(_BUILDERS) | set(_LAZY) | set(space_classes()))
 
@@ -48,7 +48,7 @@ def get_builder(space: str) -> Builder:
         importlib.import_module(_LAZY[space])
     if space in _BUILDERS:
         return _BUILDERS[space]
-    from dnas.cells.custom import space_class
+    from dnas.cells.declarations import space_class
 
     cls = space_class(space)
     if cls is None:

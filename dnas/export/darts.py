@@ -29,23 +29,13 @@ from torch import nn
 from dnas.cells.darts import NASNET_OPS as NASNET_OPS  # the nasnet space is registered with the darts one
 from dnas.cells.darts import NASNET_SPACE as NASNET_SPACE
 from dnas.cells.darts import preprocess
+from dnas.cells.edges import drop_path as drop_path  # the reference name's home (quark0/darts utils.drop_path)
+from dnas.cells.edges import incoming_edges, run_nodes
 from dnas.genotypes import CellGenotype, Genotype, GenotypeError
 from dnas.genotypes.core import build_options
 from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
 
 Stem = Literal["cifar", "imagenet"]
-
-
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples with probability ``drop_prob``, rescale the rest by ``1/(1-drop_prob)``.
-
-    As the reference ``utils.drop_path``: one Bernoulli draw per sample, shared by all channels and positions.
-    """
-    if drop_prob <= 0.0:
-        return x
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device).bernoulli_(keep)
-    return x / keep * mask
 
 
 def cell_nodes(cell: CellGenotype) -> list[int]:
@@ -119,9 +109,10 @@ class EvalCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.preprocess0, self.preprocess1 = preprocess(C_prev_prev, C_prev, C, reduction_prev, affine=True)
-        self.edges = tuple((e.src, e.dst) for e in cell.edges)
+        self.edge_index = tuple((e.src, e.dst) for e in cell.edges)
         self.concat = tuple(cell.concat)
         self.num_nodes = len(cell_nodes(cell))
+        self.incoming = incoming_edges(self.edge_index, 2, self.num_nodes)
         self.multiplier = len(self.concat)
         self._ops = nn.ModuleList()
         for e in cell.edges:
@@ -134,17 +125,12 @@ class EvalCell(nn.Module):
         self.droppable = tuple(not isinstance(op, nn.Identity) for op in self._ops)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(2, 2 + self.num_nodes):
-            total = None
-            for op, (src, dst), droppable in zip(self._ops, self.edges, self.droppable):
-                if dst != node:
-                    continue
-                h = op(states[src])
-                if self.training and drop_prob > 0.0 and droppable:
-                    h = drop_path(h, drop_prob)
-                total = h if total is None else total + h
-            states.append(total)
+        """The cell on the outputs of the two previous cells; drop-path (``drop_prob``) applies in training only."""
+        drop_prob = drop_prob if self.training else 0.0
+        inputs = [self.preprocess0(s0), self.preprocess1(s1)]
+        states = run_nodes(
+            inputs, self._ops, self.edge_index, self.incoming, drop_prob=drop_prob, droppable=self.droppable
+        )
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 

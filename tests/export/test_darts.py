@@ -217,3 +217,30 @@ def test_published_genotypes_validate_against_their_space():
         g = load(name)
         if g.space in ("darts", "nasnet"):
             g.validate(get_space_spec(g.space))
+
+
+def test_eval_cell_equals_reference_forward_with_drop_path():
+    """EvalCell (the shared node loop) against quark0/darts ``cnn/model.py`` ``Cell._compile``/``forward``, written
+    out here: ops in genotype order, two per node, drop-path on every non-identity op in training, concat."""
+    model = build_model("DARTS_V2", init_channels=8, layers=3)
+    for index in (0, 1):  # a normal cell and the reduction cell
+        cell = model.cells[index]
+        genotype = load("DARTS_V2").cells["reduce" if cell.reduction else "normal"]
+        s0, s1 = torch.randn(4, 24, 8, 8), torch.randn(4, 24 if index == 0 else 32, 8, 8)  # stem 3C; cell 0: 4C
+        cell.train()
+        torch.manual_seed(3)
+        ours = cell(s0, s1, 0.3)
+        torch.manual_seed(3)
+        states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+        indices = [e.src for e in genotype.edges]
+        for i in range(len(genotype.edges) // 2):
+            op1, op2 = cell._ops[2 * i], cell._ops[2 * i + 1]
+            h1, h2 = op1(states[indices[2 * i]]), op2(states[indices[2 * i + 1]])
+            if not isinstance(op1, torch.nn.Identity):
+                h1 = drop_path(h1, 0.3)
+            if not isinstance(op2, torch.nn.Identity):
+                h2 = drop_path(h2, 0.3)
+            states.append(h1 + h2)
+        reference = torch.cat([states[i] for i in genotype.concat], dim=1)
+        assert torch.equal(ours, reference)
+        assert not torch.equal(ours, cell(s0, s1, 0.0))  # drop-path acted
