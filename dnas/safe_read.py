@@ -9,9 +9,11 @@ free of PyTorch Lightning.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
+from typing import Any
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -107,6 +109,30 @@ def short(value: object, limit: int = 60) -> str:
 def reject_constant(name: str) -> object:
     """``json.loads(parse_constant=...)``: NaN and infinities are not numbers a user's file may hold."""
     raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def parse_json(text: str | bytes, source: str, what: str, error: type[Exception]) -> Any:
+    """The JSON value of a user's file or text: UTF-8, no NaN or infinities; any problem is one ``error`` line.
+
+    Args:
+        text: the file's bytes (decoded as UTF-8) or text.
+        source: where it came from, first in every message (a path or a label).
+        what: what it should be (``"genotype"``, ``"cost table"``), for the nesting message.
+        error: the exception type to raise (the caller's own).
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise error(f"{source} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        return json.loads(text, parse_constant=reject_constant)
+    except json.JSONDecodeError as err:
+        raise error(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise error(f"{source}: JSON nested too deeply; not a {what}") from None
+    except ValueError as err:  # NaN/Infinity (reject_constant), integers longer than Python reads
+        raise error(f"{source}: {err}") from None
 
 
 def is_finite_number(x: object) -> bool:

@@ -13,7 +13,7 @@ from dnas.cells import darts as darts  # also registers "nasnet" (NASNet/AmoebaN
 from dnas.cells import fbnet as fbnet
 from dnas.cells import nb201 as nb201
 from dnas.cells import tabular as tabular
-from dnas.genotypes.core import register_space, require_space_spec
+from dnas.genotypes.spec import register_space, require_space_spec
 
 BUILTIN_SPACES: tuple[str, ...] = ("conv1d", "darts", "fbnet", "nasnet", "nb201", "tabular")
 """Names of the spaces that ship with dnas."""

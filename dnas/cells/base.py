@@ -25,7 +25,7 @@ from torch import nn
 
 from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, SpaceSpec
-from dnas.genotypes.core import BUILD_KEY
+from dnas.genotypes.build import BUILD_KEY
 
 
 class ArchGroup(nn.Module):
@@ -273,7 +273,7 @@ class Supernet(nn.Module):
     def build_options(self) -> dict[str, Any]:
         """Keyword arguments of the space's builder that rebuild this supernet's skeleton as a discrete network.
 
-        Recorded in every genotype's ``meta["build"]`` (:data:`dnas.genotypes.core.BUILD_KEY`), so the discrete
+        Recorded in every genotype's ``meta["build"]`` (:data:`dnas.genotypes.build.BUILD_KEY`), so the discrete
         network of a search result has the searched sizes unless export or retrain options say otherwise.
         """
         return {}

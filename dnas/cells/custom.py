@@ -71,7 +71,7 @@ from dnas.cells.declarations import (
 )
 from dnas.cells.edges import DagCell, EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, SpaceSpec, register_space
-from dnas.genotypes.core import build_options
+from dnas.genotypes.build import build_options
 from dnas.ops.registry import OpFactory, build_op
 
 __all__ = ["CellSupernet", "DiscreteCell", "SearchCell", "dense_edges", "space_class", "space_classes"]

@@ -79,7 +79,7 @@ def builder_options(space: str) -> tuple[str, ...]:
 
 def resolved_options(genotype: Genotype, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every option the network of ``genotype`` is built with: explicit ``options``, then recorded, then defaults."""
-    from dnas.genotypes.core import build_options
+    from dnas.genotypes.build import build_options
 
     sig = builder_signature(genotype.space)
     defaults = {p.name: p.default for p in sig.parameters.values() if p.default is not inspect.Parameter.empty}
@@ -92,7 +92,7 @@ def default_input_shape(genotype: Genotype, options: Mapping[str, Any] | None = 
     The shape the search recorded (channels from the options when set), else an image of the network's channels at
     32×32 (``input_size`` when the builder takes one, 224 for the ImageNet stem).
     """
-    from dnas.genotypes.core import build_options, recorded_build
+    from dnas.genotypes.build import build_options, recorded_build
 
     merged = build_options(genotype, dict(options or {}))
     recorded = recorded_build(genotype)[1]

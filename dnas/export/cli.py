@@ -175,7 +175,7 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any]) -> tuple[int, ...]:
     """The example input's shape without the batch (see the module docstring for the order)."""
     from dnas.export.builders import default_input_shape
-    from dnas.genotypes.core import build_options
+    from dnas.genotypes.build import build_options
 
     if args.input_shape:
         return tuple(args.input_shape)

@@ -32,7 +32,7 @@ from dnas.cells.darts import preprocess
 from dnas.cells.edges import drop_path as drop_path  # the reference name's home (quark0/darts utils.drop_path)
 from dnas.cells.edges import incoming_edges, run_nodes
 from dnas.genotypes import CellGenotype, Genotype, GenotypeError
-from dnas.genotypes.core import build_options
+from dnas.genotypes.build import build_options
 from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
 
 Stem = Literal["cifar", "imagenet"]

@@ -35,7 +35,7 @@ def export_search_result(
     from dnas.export import build_model, resolved_options
     from dnas.export.artifacts import ExportError, export_model
     from dnas.genotypes import GenotypeError
-    from dnas.genotypes.core import recorded_build
+    from dnas.genotypes.build import recorded_build
 
     later = "export later with: dnas export --genotype <log dir>/genotype.json --out DIR"
     start = time.perf_counter()

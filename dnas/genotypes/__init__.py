@@ -1,11 +1,9 @@
 """Genotypes: the architecture value type, its JSON format, and the published genotypes shipped as data."""
 
 from dnas.genotypes.catalog import load, published
-from dnas.genotypes.core import (
-    CellGenotype,
+from dnas.genotypes.core import CellGenotype, Edge, Genotype
+from dnas.genotypes.spec import (
     CellSpec,
-    Edge,
-    Genotype,
     GenotypeError,
     SpaceSpec,
     get_space_spec,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dnas.genotypes.core import Genotype, GenotypeError
+from dnas.genotypes.core import Genotype
+from dnas.genotypes.spec import GenotypeError
 from dnas.safe_read import shown_path
 
 PUBLISHED_DIR = Path(__file__).parent / "published"

@@ -14,11 +14,10 @@ JSON (never ``eval``, never pickle)::
      "cells": {"normal": {"edges": [["sep_conv_3x3", 0, 2], ...], "concat": [2, 3, 4, 5]}, ...},
      "meta": {...}}
 
-A :class:`SpaceSpec` describes what a space allows; spaces register theirs with :func:`register_space` so that
-:meth:`Genotype.from_json` can check a file against the space it names. Every built-in space is registered by
-``import dnas`` (:mod:`dnas.spaces`), so validation never depends on what was imported before. A genotype naming an
-unregistered space (a user's, whose module is not imported) is checked for registered ops and the limits below only;
-tools that need the space (``dnas plot``, ``dnas export``) call :func:`require_space_spec`.
+A genotype is checked against the :class:`~dnas.genotypes.spec.SpaceSpec` its space registered
+(:mod:`dnas.genotypes.spec`). A genotype naming an unregistered space (a user's, whose module is not imported) is
+checked for registered ops and the limits below only. The build options a supernet records in ``meta`` are
+:mod:`dnas.genotypes.build`'s.
 
 Limits (a genotype file is untrusted input): the file is a regular file of at most 4 MB; at most
 :data:`MAX_CELLS` cells, :data:`MAX_EDGES` edges per cell, node indices ``0..MAX_NODE``; space, cell and op names
@@ -36,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnas.safe_read import read_user_file, reject_constant, short
+from dnas.genotypes.spec import GenotypeError, SpaceSpec, get_space_spec
+from dnas.safe_read import parse_json, read_user_file, short
 
 SCHEMA_VERSION = 1
 _MAX_JSON_BYTES = 4 * 1024 * 1024
@@ -53,10 +53,6 @@ MAX_META_DEPTH = 16
 MAX_META_ITEMS = 1_000_000
 """Most values (list items and object entries, at every depth) in ``meta``."""
 _NAME = re.compile(NAME_PATTERN)
-
-
-class GenotypeError(ValueError):
-    """A genotype (or genotype file) that does not fit its space; the message names the field and allowed values."""
 
 
 @dataclass(frozen=True)
@@ -80,105 +76,6 @@ class CellGenotype:
 
     def inputs_of(self, node: int) -> list[Edge]:
         return [e for e in self.edges if e.dst == node]
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """What one cell type of a space allows.
-
-    Args:
-        ops: the candidate op names.
-        num_inputs: cell input nodes (numbered from 0).
-        num_nodes: intermediate nodes (numbered after the inputs).
-        edges_per_node: exact in-degree of every intermediate node in a genotype, or None for "any, at least 1".
-        all_edges: when true, every (src, dst) pair with src < dst must appear exactly once (NAS-Bench-201, chains).
-        chain: edges only go from node l to l+1.
-        any_registered_op: also allow every op of the op registry (:func:`dnas.ops.register_op`), for a space whose
-            discrete network builds any registered op (DARTS); ``ops`` then lists the space's standard ones.
-    """
-
-    ops: tuple[str, ...]
-    num_inputs: int
-    num_nodes: int
-    edges_per_node: int | None = None
-    all_edges: bool = False
-    chain: bool = False
-    any_registered_op: bool = False
-
-
-@dataclass(frozen=True)
-class SpaceSpec:
-    """A search space's genotype rules: one :class:`CellSpec` per cell type."""
-
-    name: str
-    cells: Mapping[str, CellSpec]
-
-
-_SPACES: dict[str, SpaceSpec] = {}
-_BUILTIN: dict[str, SpaceSpec] = {}
-
-
-def register_space(spec: SpaceSpec, *, overwrite: bool = True, builtin: bool = False) -> SpaceSpec:
-    """Make ``spec`` known by name so genotype files naming it are validated against it.
-
-    Args:
-        spec: the space's rules.
-        overwrite: replace a spec registered under the same name (else raise ``ValueError``).
-        builtin: mark the spec as a built-in space's (:mod:`dnas.spaces`). A built-in space can later be re-registered
-            only with more ops, never with other cells or nodes, so what a genotype file of a built-in space must look
-            like does not depend on what ran before (no dnas code re-registers one).
-
-    Raises:
-        ValueError: the name is taken and ``overwrite`` is false, or ``spec`` changes a built-in space's structure.
-    """
-    if spec.name in _SPACES and not overwrite:
-        raise ValueError(f"space {spec.name!r} is already registered")
-    base = _BUILTIN.get(spec.name)
-    if base is not None and not _widens(base, spec):
-        raise ValueError(
-            f"space {spec.name!r} is built in; a spec with other cells, nodes or edge rules (or fewer ops) needs its "
-            f"own name, e.g. {spec.name + '_custom'!r}"
-        )
-    _SPACES[spec.name] = spec
-    if builtin:
-        _BUILTIN[spec.name] = spec
-    return spec
-
-
-def _widens(base: SpaceSpec, spec: SpaceSpec) -> bool:
-    """True when ``spec`` is ``base`` with the same cells and rules and a superset of its ops."""
-    if set(base.cells) != set(spec.cells):
-        return False
-    for name, old in base.cells.items():
-        new = spec.cells[name]
-        same = (old.num_inputs, old.num_nodes, old.edges_per_node, old.all_edges, old.chain) == (
-            new.num_inputs,
-            new.num_nodes,
-            new.edges_per_node,
-            new.all_edges,
-            new.chain,
-        )
-        if not same or not set(old.ops) <= set(new.ops):
-            return False
-    return True
-
-
-def get_space_spec(name: str) -> SpaceSpec | None:
-    return _SPACES.get(name)
-
-
-def registered_spaces() -> list[str]:
-    return sorted(_SPACES)
-
-
-def require_space_spec(space: str, source: str = "genotype") -> SpaceSpec:
-    """The registered spec of ``space``, or a :class:`GenotypeError` naming the known spaces and the fix."""
-    spec = _SPACES.get(space)
-    if spec is None:
-        raise GenotypeError(
-            f"{source}: unknown space {short(space)}; known: {registered_spaces()}; import the module that defines it"
-        )
-    return spec
 
 
 @dataclass(frozen=True)
@@ -292,14 +189,14 @@ class Genotype:
                     raise GenotypeError(f"{where}.edges[{i}][0] (op) must be a string, got {short(op)}")
                 _check_name(op, f"{where}.edges[{i}][0] (op)")
                 for label, v in (("src", src), ("dst", dst)):
-                    if not _is_index(v):
+                    if not is_node_index(v):
                         raise GenotypeError(
                             f"{where}.edges[{i}] field '{label}' must be a node index (int 0..{MAX_NODE}), "
                             f"got {short(v)}"
                         )
                 edges.append(Edge(op, src, dst))
             concat = cell.get("concat", [])
-            if not isinstance(concat, list) or len(concat) > MAX_NODE + 1 or not all(_is_index(c) for c in concat):
+            if not isinstance(concat, list) or len(concat) > MAX_NODE + 1 or not all(is_node_index(c) for c in concat):
                 raise GenotypeError(
                     f"{where}.concat must be a list of at most {MAX_NODE + 1} node indices (int 0..{MAX_NODE}), "
                     f"got {short(concat)}"
@@ -316,23 +213,10 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "genotype") -> Genotype:
         """Parse JSON text; every problem is a :class:`GenotypeError` naming ``source`` and the field."""
-        if isinstance(text, bytes):
-            if len(text) > _MAX_JSON_BYTES:
-                raise GenotypeError(f"{source}: file is larger than {_MAX_JSON_BYTES} bytes; not a genotype")
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise GenotypeError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         if len(text) > _MAX_JSON_BYTES:
-            raise GenotypeError(f"{source}: text is larger than {_MAX_JSON_BYTES} characters; not a genotype")
-        try:
-            data = json.loads(text, parse_constant=reject_constant)
-        except json.JSONDecodeError as err:
-            raise GenotypeError(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-        except RecursionError:
-            raise GenotypeError(f"{source}: JSON nested too deeply") from None
-        except ValueError as err:
-            raise GenotypeError(f"{source}: {err}") from None
+            kind = "bytes" if isinstance(text, bytes) else "characters"
+            raise GenotypeError(f"{source}: text is larger than {_MAX_JSON_BYTES} {kind}; not a genotype")
+        data = parse_json(text, source, "genotype", GenotypeError)
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -415,7 +299,8 @@ class Genotype:
         return f"Genotype[{self.space}](" + "; ".join(parts) + ")"
 
 
-def _is_index(v: Any) -> bool:
+def is_node_index(v: Any) -> bool:
+    """An int node index ``0..MAX_NODE`` (not a bool)."""
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_NODE
 
 
@@ -457,64 +342,3 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
             raise GenotypeError(
                 f"{source}: {where(path)} holds a Python {type(value).__name__}; meta must be plain JSON"
             )
-
-
-BUILD_KEY = "build"
-"""``meta["build"]``: what a space needs to rebuild the discrete network of a genotype, recorded by its supernet.
-
-Schema: ``{"options": {keyword: value, ...}, "input_shape": [C, ...]}`` — ``options`` are keyword arguments of the
-space's builder (``dnas.export.build_model``) as plain JSON, ``input_shape`` the shape of one input sample (absent
-when unknown). Genotypes written before this key existed kept CellSupernet options in ``meta["space_options"]`` and
-FBNet's in ``meta["macro"]`` / ``meta["num_classes"]``; :func:`recorded_build` still reads those."""
-
-
-def recorded_build(genotype: Genotype) -> tuple[dict[str, Any], tuple[int, ...] | None]:
-    """``(builder options, input shape or None)`` recorded in ``genotype.meta`` (see :data:`BUILD_KEY`).
-
-    Raises:
-        GenotypeError: the recorded entry does not follow the schema (naming the field).
-    """
-    meta = genotype.meta
-    build = meta.get(BUILD_KEY)
-    if build is None:  # older genotype files
-        options = dict(meta.get("space_options") or {})
-        if isinstance(meta.get("macro"), dict):
-            options.update({k: v for k, v in meta["macro"].items() if v is not None})
-            if "num_classes" in meta:
-                options["num_classes"] = meta["num_classes"]
-        build = {"options": options}
-    if not isinstance(build, dict) or set(build) - {"options", "input_shape"}:
-        raise GenotypeError(f"genotype meta.{BUILD_KEY} must be an object with 'options' and 'input_shape'")
-    options = build.get("options", {})
-    if not isinstance(options, dict) or not all(isinstance(k, str) and k.isidentifier() for k in options):
-        raise GenotypeError(f"genotype meta.{BUILD_KEY}.options must be an object of keyword -> value")
-    shape = build.get("input_shape")
-    if shape is not None:
-        if not (isinstance(shape, list) and shape and all(_is_index(d) and d > 0 for d in shape)):
-            raise GenotypeError(
-                f"genotype meta.{BUILD_KEY}.input_shape must be a list of sizes >= 1, got {short(shape)}"
-            )
-        shape = tuple(shape)
-    return dict(options), shape
-
-
-def with_build(genotype: Genotype, options: Mapping[str, Any] | None = None, input_shape=None) -> Genotype:
-    """``genotype`` with ``meta["build"]`` updated: ``options`` replace the recorded ones, ``input_shape`` is set."""
-    build = dict(genotype.meta.get(BUILD_KEY) or {})
-    if options is not None:
-        build["options"] = dict(options)
-    if input_shape is not None:
-        build["input_shape"] = [int(d) for d in input_shape]
-    return Genotype(genotype.space, genotype.cells, {**genotype.meta, BUILD_KEY: build})
-
-
-def build_options(genotype: Genotype, options: Mapping[str, Any], accepted: Sequence[str] | None = None) -> dict:
-    """A builder's keyword arguments: the recorded options (those in ``accepted``, when given), then ``options``.
-
-    Recorded options a builder no longer takes are dropped (a genotype outlives the code that wrote it); explicit
-    ``options`` are passed as they are, so a wrong keyword is the builder's clear ``TypeError``.
-    """
-    recorded, _ = recorded_build(genotype)
-    if accepted is not None:
-        recorded = {k: v for k, v in recorded.items() if k in accepted}
-    return {**recorded, **options}

@@ -21,7 +21,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from dnas.genotypes.core import BUILD_KEY, CellGenotype, CellSpec, Edge, Genotype, GenotypeError, SpaceSpec
+from dnas.genotypes.build import BUILD_KEY
+from dnas.genotypes.core import CellGenotype, Edge, Genotype
+from dnas.genotypes.spec import CellSpec, GenotypeError, SpaceSpec
 
 
 def rule_exclude(cell: CellSpec) -> tuple[str, ...]:

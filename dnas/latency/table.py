@@ -25,7 +25,7 @@ import torch
 
 from dnas.io import atomic_write_text
 from dnas.latency.shapes import Site
-from dnas.safe_read import is_finite_number, read_user_file, reject_constant, short, shown_path
+from dnas.safe_read import is_finite_number, parse_json, read_user_file, short, shown_path
 
 SCHEMA_VERSION = 1
 KIND = "dnas.cost_table"
@@ -158,20 +158,7 @@ class CostTable:
             error=CostTableError,
             missing_hint="; measure one with `dnas lut --config ...`",
         )
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise CostTableError(
-                f"cost table {shown_path(path)} is not UTF-8 text ({err.reason} at byte {err.start})"
-            ) from None
-        try:
-            data = json.loads(text, parse_constant=reject_constant)
-        except json.JSONDecodeError as err:
-            raise CostTableError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-        except RecursionError:
-            raise CostTableError(f"{path}: JSON nested too deeply; not a cost table") from None
-        except ValueError as err:  # NaN/Infinity, integers longer than Python reads
-            raise CostTableError(f"{path}: {err}") from None
+        data = parse_json(raw, f"cost table {shown_path(path)}", "cost table", CostTableError)
         return cls.from_dict(data, source=str(path))
 
     # ------------------------------------------------------------------ checks and use

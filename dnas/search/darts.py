@@ -31,7 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
-from dnas.genotypes.core import with_build
+from dnas.genotypes.build import with_build
 from dnas.io import gather_rng_states, restore_rng_states
 from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
