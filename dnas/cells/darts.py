@@ -8,7 +8,8 @@ the same function; :func:`import_reference_state` maps a reference ``Network.sta
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,6 +52,45 @@ NASNET_SPACE = register_space(darts_space_spec(NASNET_OPS, name="nasnet", steps=
 """NASNet's cell structure (5 intermediate nodes, two inputs each, concat of the unused nodes) as published by the
 DARTS authors for NASNet-A and AmoebaNet-A (quark0/darts ``cnn/genotypes.py``); evaluated in the DARTS network
 (:mod:`dnas.export.darts`). Registered here, beside ``darts``, so that ``import dnas`` knows it without export."""
+
+
+@dataclass(frozen=True)
+class CellSlot:
+    """Where one cell sits in a DARTS network: its inputs' channels, its own C and output channels."""
+
+    reduction: bool
+    reduction_prev: bool
+    C_prev_prev: int
+    C_prev: int
+    C: int
+    C_out: int
+
+
+def darts_stack(
+    layers: int, C: int, C_stem: int, multiplier: Callable[[bool], int], reduction_prev: bool = False
+) -> list[CellSlot]:
+    """The cells of a DARTS network, search or evaluation (reference ``model_search.py`` / ``model.py`` stacking).
+
+    ``layers`` cells, reductions (doubling C) at ``layers//3`` and ``2*layers//3``; cell ``i`` reads the outputs of
+    cells ``i-2`` and ``i-1`` (the stem's output for the first two).
+
+    Args:
+        layers: number of cells.
+        C: channels of the first cells.
+        C_stem: channels of the stem's output.
+        multiplier: ``reduction -> nodes the cell concatenates``; a cell outputs ``multiplier(reduction) * C``.
+        reduction_prev: the stem halves the resolution as a reduction cell does (the ImageNet stem), so cell 0
+            reduces input 0 with a FactorizedReduce.
+    """
+    slots = []
+    C_prev_prev = C_prev = C_stem
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        C = 2 * C if reduction else C
+        C_out = multiplier(reduction) * C
+        slots.append(CellSlot(reduction, reduction_prev, C_prev_prev, C_prev, C, C_out))
+        reduction_prev, C_prev_prev, C_prev = reduction, C_prev, C_out
+    return slots
 
 
 def preprocess(C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, ...]:
@@ -135,28 +175,21 @@ class DartsSupernet(CellSupernet):
             "num_classes": num_classes,
             "in_channels": in_channels,
         }
-        C = init_channels
-        C_curr = stem_multiplier * C
+        C_stem = stem_multiplier * init_channels
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
-            nn.BatchNorm2d(C_curr),
+            nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
         )
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            pre = preprocess(C_prev_prev, C_prev, C_curr, reduction_prev, affine=False)
-            group, stride = ("reduce", 2) if reduction else ("normal", 1)
-            cell = self.make_cell(C_curr, group, stride, preprocess=pre)
-            cell.reduction = reduction  # the DARTS cells' flag, as the evaluation network's cells have it
+        slots = darts_stack(layers, init_channels, C_stem, lambda reduction: steps)
+        for slot in slots:
+            pre = preprocess(slot.C_prev_prev, slot.C_prev, slot.C, slot.reduction_prev, affine=False)
+            group, stride = ("reduce", 2) if slot.reduction else ("normal", 1)
+            cell = self.make_cell(slot.C, group, stride, preprocess=pre)
+            cell.reduction = slot.reduction  # the DARTS cells' flag, as the evaluation network's cells have it
             self.cells.append(cell)
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, steps * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_prev, num_classes)
+        self.classifier = nn.Linear(slots[-1].C_out, num_classes)
         self._used_groups.update(CELL_TYPES)  # both α even when layers < 3 uses one cell type (the reference's)
 
     @property

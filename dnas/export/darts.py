@@ -28,7 +28,7 @@ from torch import nn
 
 from dnas.cells.darts import NASNET_OPS as NASNET_OPS  # the nasnet space is registered with the darts one
 from dnas.cells.darts import NASNET_SPACE as NASNET_SPACE
-from dnas.cells.darts import preprocess
+from dnas.cells.darts import darts_stack, preprocess
 from dnas.cells.edges import drop_path as drop_path  # the reference name's home (quark0/darts utils.drop_path)
 from dnas.cells.edges import incoming_edges, run_nodes
 from dnas.genotypes import CellGenotype, Genotype, GenotypeError
@@ -113,7 +113,6 @@ class EvalCell(nn.Module):
         self.concat = tuple(cell.concat)
         self.num_nodes = len(cell_nodes(cell))
         self.incoming = incoming_edges(self.edge_index, 2, self.num_nodes)
-        self.multiplier = len(self.concat)
         self._ops = nn.ModuleList()
         for e in cell.edges:
             stride = 2 if reduction and e.src < 2 else 1
@@ -206,10 +205,8 @@ class DartsEvalNetwork(nn.Module):
         self.drop_path_prob = float(drop_path_prob)
         C = init_channels
         if stem == "cifar":
-            C_curr = 3 * C  # stem_multiplier = 3
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-            C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
-            reduction_prev = False
+            C_stem = 3 * C  # stem_multiplier = 3
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
         else:
             self.stem0 = nn.Sequential(
                 nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
@@ -221,26 +218,18 @@ class DartsEvalNetwork(nn.Module):
             self.stem1 = nn.Sequential(
                 nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C)
             )
-            C_prev_prev, C_prev, C_curr = C, C, C
-            reduction_prev = True
-        self.cells = nn.ModuleList()
+            C_stem = C
+        cells = {reduction: genotype.cells["reduce" if reduction else "normal"] for reduction in (False, True)}
+        slots = darts_stack(layers, C, C_stem, lambda reduction: len(cells[reduction].concat), stem == "imagenet")
+        self.cells = nn.ModuleList(
+            EvalCell(cells[s.reduction], s.C_prev_prev, s.C_prev, s.C, s.reduction, s.reduction_prev) for s in slots
+        )
         self.aux_index = 2 * layers // 3
-        C_aux = C_prev
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            cell = genotype.cells["reduce" if reduction else "normal"]
-            self.cells.append(EvalCell(cell, C_prev_prev, C_prev, C_curr, reduction, reduction_prev))
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, self.cells[-1].multiplier * C_curr
-            if i == self.aux_index:
-                C_aux = C_prev
         if auxiliary:
-            self.auxiliary_head = AuxiliaryHead(C_aux, num_classes, stem)
+            self.auxiliary_head = AuxiliaryHead(slots[self.aux_index].C_out, num_classes, stem)
         # the reference ImageNet net uses AvgPool2d(7), which equals global pooling at 224×224 inputs
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_prev, num_classes)
+        self.classifier = nn.Linear(slots[-1].C_out, num_classes)
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(logits, auxiliary logits or None)`` for images ``x`` of shape (B, in_channels, H, W)."""
