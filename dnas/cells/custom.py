@@ -61,10 +61,10 @@ from dnas.cells.declarations import (
     check_declarations,
     declared_edges,
     dense_edges,
+    excluded_candidates,
     recording_init,
     register_candidates,
     register_space_class,
-    rule_exclude,
     space_class,
     space_classes,
     space_spec_of,
@@ -312,7 +312,7 @@ class CellSupernet(Supernet):
         """The rule turning one group's ``(E, K)`` weights into a cell genotype (override for a custom rule)."""
         last = self.num_inputs + self.num_nodes - 1
         concat = (last,) if self.cell_output == "last" else tuple(range(self.num_inputs, last + 1))
-        exclude = rule_exclude(self)
+        exclude = excluded_candidates(self)
         if self.genotype_rule == "topk":
             return topk_cell(weights, group, k=self.topk_edges, exclude=exclude, concat=concat)
         cell = argmax_cell(weights, group, exclude=exclude)

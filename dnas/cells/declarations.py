@@ -45,7 +45,7 @@ def declared_edges(obj: Any) -> tuple[tuple[int, int], ...]:
     return tuple((int(s), int(d)) for s, d in edges)
 
 
-def rule_exclude(obj: Any) -> tuple[str, ...]:
+def excluded_candidates(obj: Any) -> tuple[str, ...]:
     """Candidates the genotype rule never picks: ``genotype_exclude``, else ``"none"`` under the ``"topk"`` rule."""
     if obj.genotype_exclude is not None:
         return tuple(obj.genotype_exclude)
@@ -74,7 +74,7 @@ def check_declarations(obj: Any) -> None:
         raise ValueError(f"genotype_rule must be one of {GENOTYPE_RULES}, got {obj.genotype_rule!r}")
     if not obj.cell_types or len(set(obj.cell_types)) != len(obj.cell_types):
         raise ValueError(f"cell_types must be non-empty and unique, got {list(obj.cell_types)}")
-    exclude = rule_exclude(obj)
+    exclude = excluded_candidates(obj)
     for name in exclude:
         if name not in names:
             raise ValueError(f"genotype_exclude names {name!r}, which is not a candidate; candidates: {list(names)}")
