@@ -1,6 +1,6 @@
 """The architecture gradient of DARTS (Liu et al., ICLR 2019, §2.3; reference quark0/darts `cnn/architect.py`).
 
-First order: ``∇_α L_val(w, α)``.
+First order: ``∇_α L_val(w, α)``, one ``torch.autograd.grad`` in :meth:`dnas.search.darts.DARTS.arch_step`.
 
 Second order (unrolled): with the virtual step ``w' = w − η·(μ·m + ∇_w L_train(w, α) + λ·w)``,
 ``∇_α L_val(w', α) − η · [∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)] / (2ε)``, ``w± = w ± ε·∇_{w'} L_val(w', α)``,
@@ -17,11 +17,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 LossFn = Callable[[], torch.Tensor]
-
-
-def first_order_grad(val_loss: LossFn, arch_params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    loss = val_loss()
-    return list(torch.autograd.grad(loss, arch_params, allow_unused=True))
 
 
 @torch.no_grad()
