@@ -94,6 +94,10 @@ def check_genotype(genotype: Genotype) -> None:
 class EvalCell(nn.Module):
     """A discrete cell: preprocess both inputs to C channels, each node sums its ops' outputs, concat ``concat``.
 
+    The node loop is every cell's (:func:`~dnas.cells.edges.run_nodes`, with drop-path); the cell is not a
+    :class:`~dnas.cells.edges.DagCell` because its modules keep the reference names (``preprocess0``, ``_ops.<j>``
+    directly on the cell, where a DagCell has ``edges.<j>``), so reference evaluation state dicts load key for key.
+
     Args:
         cell: the cell's genotype (edges ``(op, src, dst)`` in the order their modules are created).
         C_prev_prev: channels of input 0 (output of cell k-2).
