@@ -237,7 +237,9 @@ class Retrain(pl.LightningModule):
                     f"set model.init_args.{key}: {want}"
                 )
         if self.trainer.is_global_zero:
-            n = sum(p.numel() for n_, p in self.model.named_parameters() if "auxiliary" not in n_)
+            from dnas.export.summary import count_parameters
+
+            n = count_parameters(self.model)
             rank_zero_info(f"dnas.Retrain: {self.hparams.genotype}, {n / 1e6:.6f}M parameters (without aux head)")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

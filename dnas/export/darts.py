@@ -284,14 +284,6 @@ _DARTS_SIGNATURE = _DARTS_SIGNATURE.replace(parameters=list(_DARTS_SIGNATURE.par
 build_darts_network.signature = _DARTS_SIGNATURE  # the options it takes (dnas.export.builder_signature)
 
 
-def count_parameters(model: nn.Module, auxiliary: bool = False) -> int:
-    """Parameters as the reference ``utils.count_parameters_in_MB`` (×1e6).
-
-    Names containing ``auxiliary`` are excluded unless ``auxiliary`` is True.
-    """
-    return sum(p.numel() for n, p in model.named_parameters() if auxiliary or "auxiliary" not in n)
-
-
 def _register() -> None:
     from dnas.export.builders import register_builder
 
@@ -308,6 +300,5 @@ __all__ = [
     "EvalCell",
     "build_darts_network",
     "check_genotype",
-    "count_parameters",
     "drop_path",
 ]

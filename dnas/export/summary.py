@@ -21,6 +21,14 @@ FLOPS_DEFINITION = (
 )
 
 
+def count_parameters(model: nn.Module, auxiliary: bool = False) -> int:
+    """Parameters of ``model``, as the reference ``utils.count_parameters_in_MB`` (×1e6).
+
+    Names containing ``auxiliary`` (the auxiliary head) are excluded unless ``auxiliary`` is True.
+    """
+    return sum(p.numel() for n, p in model.named_parameters() if auxiliary or "auxiliary" not in n)
+
+
 def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     """FLOPs of one eval-mode forward of a zero tensor of ``input_shape`` (batch included)."""
     param = next(model.parameters(), None)
@@ -48,12 +56,11 @@ def model_summary(
         extra: entries added to the summary (genotype name, options).
         flops: count FLOPs (one forward pass); False skips it.
     """
-    params = sum(p.numel() for p in model.parameters())
-    aux = sum(p.numel() for n, p in model.named_parameters() if "auxiliary" in n)
+    params, params_aux = count_parameters(model), count_parameters(model, auxiliary=True)
     summary: dict[str, Any] = {
-        "parameters": params - aux,
-        "parameters_with_auxiliary": params,
-        "parameters_auxiliary_head": aux,
+        "parameters": params,
+        "parameters_with_auxiliary": params_aux,
+        "parameters_auxiliary_head": params_aux - params,
         "parameters_note": "'parameters' excludes the auxiliary head, as the published DARTS-family figures",
         "input_shape": [int(s) for s in input_shape],
     }

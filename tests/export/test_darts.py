@@ -27,7 +27,8 @@ import pytest
 import torch
 
 from dnas.export import build_model
-from dnas.export.darts import DartsEvalNetwork, count_parameters, drop_path
+from dnas.export.darts import DartsEvalNetwork, drop_path
+from dnas.export.summary import count_parameters
 from dnas.genotypes import Genotype, GenotypeError, load, published
 
 CIFAR = {"init_channels": 36, "layers": 20, "stem": "cifar", "num_classes": 10}
