@@ -37,16 +37,13 @@ def darts_space_spec(
     return SpaceSpec(name, {"normal": cell, "reduce": cell})
 
 
-# The DARTS space accepts the NASNet/AmoebaNet extras in genotypes (they are evaluation-network ops), and any op
-# registered with dnas.ops.register_op: the evaluation network builds every registered op, so a search over a user's
-# own ops yields darts genotypes that load wherever that op's module is imported, whatever else ran before.
-DARTS_SPACE = register_space(
-    darts_space_spec(
-        DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7", "avg_pool_3x3", "max_pool_3x3"), any_registered_op=True
-    )
-)
-
 NASNET_OPS: tuple[str, ...] = DARTS_PRIMITIVES + ("sep_conv_7x7", "conv_7x1_1x7")
+"""The DARTS candidates plus the NASNet/AmoebaNet extras (evaluation-network ops)."""
+
+# The DARTS space accepts the NASNet/AmoebaNet extras in genotypes, and any op registered with dnas.ops.register_op:
+# the evaluation network builds every registered op, so a search over a user's own ops yields darts genotypes that
+# load wherever that op's module is imported, whatever else ran before.
+DARTS_SPACE = register_space(darts_space_spec(NASNET_OPS, any_registered_op=True))
 
 NASNET_SPACE = register_space(darts_space_spec(NASNET_OPS, name="nasnet", steps=5))
 """NASNet's cell structure (5 intermediate nodes, two inputs each, concat of the unused nodes) as published by the

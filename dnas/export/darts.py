@@ -26,14 +26,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from dnas.cells.darts import DARTS_SPACE, darts_stack, preprocess
 from dnas.cells.darts import NASNET_OPS as NASNET_OPS  # the nasnet space is registered with the darts one
 from dnas.cells.darts import NASNET_SPACE as NASNET_SPACE
-from dnas.cells.darts import darts_stack, preprocess
 from dnas.cells.edges import drop_path as drop_path  # the reference name's home (quark0/darts utils.drop_path)
 from dnas.cells.edges import incoming_edges, run_nodes
-from dnas.genotypes import CellGenotype, Genotype, GenotypeError
+from dnas.genotypes import CellGenotype, CellSpec, Genotype, GenotypeError, SpaceSpec
 from dnas.genotypes.build import build_options
-from dnas.ops.registry import UnknownOpError, build_op, is_registered, registered_ops
+from dnas.ops.registry import build_op
 
 Stem = Literal["cifar", "imagenet"]
 
@@ -43,52 +43,32 @@ def cell_nodes(cell: CellGenotype) -> list[int]:
     return sorted({e.dst for e in cell.edges})
 
 
-def check_cell(cell: CellGenotype, name: str, num_inputs: int = 2) -> None:
-    """Raise :class:`GenotypeError` naming the problem if ``cell`` cannot be built as a discrete DARTS-style cell.
-
-    Rules: every op is registered; intermediate nodes are numbered ``num_inputs, num_inputs+1, ...`` without gaps and
-    each has at least one input; an edge reads an input or an earlier node; ``concat`` names existing nodes.
-    """
-    where = f"cells.{name}"
-    if not cell.edges:
-        raise GenotypeError(f"{where} has no edges")
-    for i, e in enumerate(cell.edges):
-        if not is_registered(e.op):
-            raise GenotypeError(
-                f"{where}.edges[{i}] names unknown op {e.op!r}; registered ops: {sorted(registered_ops())}"
-            )
-        if e.dst < num_inputs:
-            raise GenotypeError(f"{where}.edges[{i}] goes into node {e.dst}, but nodes 0..{num_inputs - 1} are inputs")
-    nodes = cell_nodes(cell)
-    expected = list(range(num_inputs, num_inputs + len(nodes)))
-    if nodes != expected:
-        missing = sorted(set(range(num_inputs, max(nodes) + 1)) - set(nodes))
-        raise GenotypeError(
-            f"{where}: node(s) {missing} have no incoming edge, so they do not exist; "
-            f"intermediate nodes must be numbered {num_inputs}, {num_inputs + 1}, ... without gaps"
-        )
-    for i, e in enumerate(cell.edges):
-        if not 0 <= e.src < e.dst:
-            raise GenotypeError(
-                f"{where}.edges[{i}] reads node {e.src}, which does not exist before node {e.dst}; "
-                f"allowed sources: 0..{e.dst - 1}"
-            )
-    last = num_inputs + len(nodes) - 1
-    if not cell.concat:
-        raise GenotypeError(f"{where}.concat is empty; it must list the nodes whose outputs form the cell output")
-    for c in cell.concat:
-        if not 0 <= c <= last:
-            raise GenotypeError(f"{where}.concat names node {c}, which does not exist; nodes are 0..{last}")
-
-
 def check_genotype(genotype: Genotype) -> None:
-    """Validate a DARTS/NASNet-space genotype for building (see :func:`check_cell`)."""
+    """Raise :class:`GenotypeError` naming the problem if ``genotype`` cannot be built as a DARTS network.
+
+    Its cells are ``normal`` and ``reduce``; each has edges, a ``concat``, and intermediate nodes numbered ``2, 3,
+    ...`` without gaps, any number of them with any in-degree (NASNet and AmoebaNet cells too). The rest (registered
+    ops, edges from earlier nodes, ``concat`` of existing nodes) is :meth:`~dnas.genotypes.Genotype.validate` against
+    the spec those nodes make.
+    """
     if set(genotype.cells) != {"normal", "reduce"}:
         raise GenotypeError(
             f"a {genotype.space!r} genotype needs exactly the cells ['normal', 'reduce'], got {sorted(genotype.cells)}"
         )
+    specs = {}
     for name, cell in genotype.cells.items():
-        check_cell(cell, name)
+        if not cell.edges or not cell.concat:
+            raise GenotypeError(f"cells.{name} needs edges and a concat (the nodes whose outputs form the cell output)")
+        nodes = cell_nodes(cell)
+        missing = sorted(set(range(2, max(nodes) + 1)) - set(nodes))
+        if missing:
+            raise GenotypeError(
+                f"cells.{name}: node(s) {missing} have no incoming edge, so they do not exist; "
+                "intermediate nodes must be numbered 2, 3, ... without gaps"
+            )
+        ops = DARTS_SPACE.cells["normal"].ops
+        specs[name] = CellSpec(ops, num_inputs=2, num_nodes=max(max(nodes) - 1, 1), any_registered_op=True)
+    genotype.validate(SpaceSpec(genotype.space, specs))
 
 
 class EvalCell(nn.Module):
@@ -117,13 +97,8 @@ class EvalCell(nn.Module):
         self.concat = tuple(cell.concat)
         self.num_nodes = len(cell_nodes(cell))
         self.incoming = incoming_edges(self.edge_index, 2, self.num_nodes)
-        self._ops = nn.ModuleList()
-        for e in cell.edges:
-            stride = 2 if reduction and e.src < 2 else 1
-            try:
-                self._ops.append(build_op(e.op, C, C, stride, True))
-            except UnknownOpError as err:
-                raise GenotypeError(str(err)) from None
+        # every op is registered (check_genotype); the ops reading the two inputs of a reduction cell have stride 2
+        self._ops = nn.ModuleList(build_op(e.op, C, C, 2 if reduction and e.src < 2 else 1, True) for e in cell.edges)
         # drop-path skips identities (reference: `isinstance(op, Identity)`)
         self.droppable = tuple(not isinstance(op, nn.Identity) for op in self._ops)
 
