@@ -169,7 +169,7 @@ def _fit(tmp_path, module, epochs=2, callbacks=(), ckpt_path=None):
     return trainer
 
 
-@pytest.mark.parametrize("algorithm", ["GDAS", "FBNet"])
+@pytest.mark.parametrize("algorithm", ["GDAS", "FBNet", "ProxylessNAS"])
 def test_searched_genotype_is_within_budget_and_says_what_was_swapped(tmp_path, algorithm, run_cli):
     net = tiny_fbnet()
     table = fake_table(net)
