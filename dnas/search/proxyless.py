@@ -87,6 +87,7 @@ class ProxylessNAS(SampledSearch):
         super().__init__(
             supernet,
             seed=seed,
+            temperature=1.0,  # FBNet's Gumbel temperature: unused (no Gumbel noise here)
             hard=True,
             single_path=True,
             w_optimizer=w_optimizer

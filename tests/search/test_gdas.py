@@ -164,23 +164,24 @@ def test_selection_callbacks_drive_a_gdas_search_on_a_user_space(tmp_path, small
     assert supernet.genotype().cells == dnas.Genotype.from_file(tmp_path / "genotype_perturbation.json").cells
 
 
-def test_the_gdas_quickstart_runs_through_the_cli_and_exports(tmp_path, run_cli):
+@pytest.mark.parametrize("name, algorithm", [("quickstart_gdas", "GDAS"), ("quickstart_proxyless", "ProxylessNAS")])
+def test_the_single_path_quickstarts_run_through_the_cli_and_export(tmp_path, run_cli, name, algorithm):
     from pathlib import Path
 
     from dnas.cells.nb201 import genotype_to_nb201_str
     from dnas.export import build_model
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "quickstart_gdas.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     args = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
     args += ["--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.default_root_dir", str(tmp_path)]
     code, _, err = run_cli(["fit", "--config", str(config), *args, "--trainer.enable_progress_bar", "false"])
     assert code == 0, err
-    run = tmp_path / "quickstart_gdas" / "version_0"
+    run = tmp_path / name / "version_0"
     genotype = dnas.Genotype.from_file(run / "genotype.json")
-    assert genotype.meta["algorithm"] == "GDAS"
+    assert genotype.meta["algorithm"] == algorithm
     assert genotype_to_nb201_str(genotype).count("~") == 6
     assert build_model(genotype).eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
-    assert "arch/temperature" in (run / "metrics.csv").read_text().splitlines()[0]
+    assert ("arch/temperature" in (run / "metrics.csv").read_text().splitlines()[0]) == (algorithm == "GDAS")
 
 
 def test_evaluation_runs_the_argmax_path_and_follows_masks(small_spaces, count_calls):

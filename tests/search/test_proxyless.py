@@ -60,6 +60,9 @@ def test_the_alpha_gradient_is_the_binary_gate_formula():
     naive = MixedOp(4, 1, primitives=prims, impl="naive").train()
     gated = MixedOp(4, 1, primitives=prims, impl="fused", sampled="binary_gate").train()
     gated.load_state_dict(naive.state_dict())
+    calls = []
+    for j, op in enumerate(gated._ops):
+        op.register_forward_hook(lambda m, i, o, j=j: calls.append(j))
     for trial in range(5):
         alpha = torch.randn(1, K, requires_grad=True)
         gen = torch.Generator().manual_seed(trial)
@@ -67,15 +70,13 @@ def test_the_alpha_gradient_is_the_binary_gate_formula():
         pair = sampled[0].nonzero().flatten().tolist()
         opened = int(gates[0].detach().argmax())
         assert len(pair) == 2 and opened in pair and float(gates[0, opened].detach()) == 1.0
-        calls = []
-        hooks = [op.register_forward_hook(lambda m, i, o, j=j: calls.append(j)) for j, op in enumerate(gated._ops)]
+        calls.clear()
         gated.zero_grad(set_to_none=True)
         out = gated(x, gates[0])
-        for h in hooks:
-            h.remove()
         assert sorted(calls) == pair
         with torch.no_grad():  # the value is the open path's output (binary gates), bitwise
             assert torch.equal(out, naive._ops[opened](x))
+        calls.clear()
         (out * r).sum().backward()
         with torch.no_grad():
             dg = {j: float((r * naive._ops[j](x)).sum(dtype=torch.float64)) for j in pair}
