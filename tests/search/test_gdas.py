@@ -148,7 +148,8 @@ def test_a_resumed_search_samples_and_ends_exactly_as_an_uninterrupted_one(tmp_p
     assert dnas.GDAS.rng_key == "dnas_gdas_rng"  # checkpoints written before the key became a class attribute
 
 
-def test_selection_callbacks_drive_a_gdas_search_on_a_user_space(tmp_path, small_spaces, quiet_trainer):
+@pytest.mark.parametrize("name", ["GDAS", "ProxylessNAS"])
+def test_selection_callbacks_drive_a_single_path_search_on_a_user_space(tmp_path, small_spaces, quiet_trainer, name):
     from dnas.callbacks import MagnitudeSelection, PerturbationSelection
     from dnas.data.tabular import TabularDataModule
 
@@ -158,7 +159,7 @@ def test_selection_callbacks_drive_a_gdas_search_on_a_user_space(tmp_path, small
     epochs = 1 + pt.tune_epochs(supernet)
     mag = MagnitudeSelection(at_epoch=0)
     trainer = quiet_trainer(tmp_path, epochs, callbacks=[mag, pt], enable_checkpointing=False)
-    trainer.fit(dnas.GDAS(supernet), TabularDataModule(dataset="wine", batch_size=16))
+    trainer.fit(getattr(dnas, name)(supernet), TabularDataModule(dataset="wine", batch_size=16))
     assert mag.genotype is not None and mag.genotype.space == "tabular"
     assert bool(supernet.arch["cell"].fixed.all())
     assert supernet.genotype().cells == dnas.Genotype.from_file(tmp_path / "genotype_perturbation.json").cells
