@@ -1,4 +1,4 @@
-"""GDAS's single-path training step against the all-path steps, side by side: step time and peak RSS.
+"""The single-path training steps (GDAS, ProxylessNAS) against the all-path steps, side by side: step time, peak RSS.
 
 Target: ``DartsSupernet(C=16, layers=8, 10 classes)``, batch 64, 32×32 inputs, fp32, CPU, cross-entropy loss,
 forward + backward (α included) of one step. Variants:
@@ -8,6 +8,10 @@ forward + backward (α included) of one step. Variants:
   hard-all   hard Gumbel straight-through weights, every candidate still runs (FBNet ``hard=True`` without sampled
              execution): the one-hot alone saves nothing
   gdas       hard Gumbel straight-through weights with sampled execution (:class:`dnas.GDAS`): one op per edge
+  pxl-w      ProxylessNAS weight step (:class:`dnas.ProxylessNAS`): one path per edge drawn from softmax(α), constant
+             binary gates, backward into the weights only (α gets no gradient in this step)
+  pxl-a      ProxylessNAS architecture step: two paths per edge (binary-gate sampled execution; the closed one runs
+             without autograd), backward into α only (``backward(inputs=α)``, as the module's ``autograd.grad``)
 
 Per variant: ``time`` = median step time over interleaved repeats (each GDAS repeat draws a new sample, so the median
 is over architectures too), ``rss`` = peak RSS of the first step in a fresh subprocess (high-water mark reset after
@@ -15,7 +19,7 @@ the model is built; same method as ``benchmarks/mixed_op.py``) and its increase 
 Ratios are against ``naive``: ``time ×`` = variant / naive (lower is better), ``rss ×`` = naive / variant increase
 (higher is better).
 
-Usage: ``python benchmarks/gdas_step.py [--batch 64] [--repeats 5] [--threads 1]``.
+Usage: ``python benchmarks/gdas_step.py [--batch 64] [--repeats 5] [--threads 1] [--variants naive,gdas,...]``.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ from mixed_op import _peak_rss_bytes, _reset_peak_rss, _rss_bytes  # noqa: E402 
 from dnas.cells.darts import DartsSupernet  # noqa: E402
 from dnas.cells.edges import EdgeOptions
 from dnas.ops import GumbelSampler, set_sampled_execution  # noqa: E402
+from dnas.ops.binary_gates import sample_single_paths, sample_two_paths  # noqa: E402
 
-VARIANTS = ("naive", "fused", "hard-all", "gdas")
+VARIANTS = ("naive", "fused", "hard-all", "gdas", "pxl-w", "pxl-a")
 C, LAYERS, SIZE = 16, 8, 32
 
 
 def build(variant: str, batch: int, seed: int = 0):
-    """``(supernet, weights_fn, x, y)``; every variant gets the same parameters and inputs."""
+    """``(supernet, weights_fn, x, y, backward inputs)``; every variant gets the same parameters and inputs."""
     torch.manual_seed(seed)
     net = DartsSupernet(
         C, 10, LAYERS, edge_options=EdgeOptions(mixed_op_impl="naive" if variant == "naive" else "fused")
@@ -51,16 +56,24 @@ def build(variant: str, batch: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed + 1)
     x, y = torch.randn(batch, 3, SIZE, SIZE, generator=g), torch.randint(0, 10, (batch,), generator=g)
     if variant in ("naive", "fused"):
-        return net, net.edge_weights, x, y
+        return net, net.edge_weights, x, y, None
+    gen = torch.Generator().manual_seed(seed + 2)
+    if variant == "pxl-w":
+        set_sampled_execution(net, "binary_gate")
+        return net, lambda: {k: sample_single_paths(g.weights(), gen) for k, g in net.arch.items()}, x, y, None
+    if variant == "pxl-a":
+        set_sampled_execution(net, "binary_gate")
+        weights_fn = lambda: {k: sample_two_paths(g.alpha, g.weights(), gen)[0] for k, g in net.arch.items()}  # noqa: E731
+        return net, weights_fn, x, y, net.arch_parameters()
     if variant == "gdas":
         set_sampled_execution(net, True)
-    sampler = GumbelSampler(10.0, hard=True, generator=torch.Generator().manual_seed(seed + 2))
-    return net, lambda: net.edge_weights(sampler=sampler), x, y
+    sampler = GumbelSampler(10.0, hard=True, generator=gen)
+    return net, lambda: net.edge_weights(sampler=sampler), x, y, None
 
 
-def step(net, weights_fn, x, y) -> None:
+def step(net, weights_fn, x, y, inputs=None) -> None:
     net.zero_grad(set_to_none=True)
-    F.cross_entropy(net(x, weights_fn()), y).backward()
+    F.cross_entropy(net(x, weights_fn()), y).backward(inputs=inputs)
 
 
 def child_rss(variant: str, batch: int) -> dict:
@@ -80,13 +93,13 @@ def rss_in_subprocess(variant: str, batch: int, threads: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def step_times(batch: int, repeats: int) -> dict[str, float]:
-    built = {v: build(v, batch) for v in VARIANTS}
-    for v in VARIANTS:  # warm-up
+def step_times(batch: int, repeats: int, variants=VARIANTS) -> dict[str, float]:
+    built = {v: build(v, batch) for v in variants}
+    for v in variants:  # warm-up
         step(*built[v])
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(repeats):
-        for v in VARIANTS:  # interleaved: machine noise hits every variant alike
+        for v in variants:  # interleaved: machine noise hits every variant alike
             t0 = time.perf_counter()
             step(*built[v])
             times[v].append(time.perf_counter() - t0)
@@ -98,6 +111,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset; naive is the baseline")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,10 +122,14 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, DartsSupernet C={C} layers={LAYERS}, "
         f"batch {args.batch}, {SIZE}x{SIZE}, repeats={args.repeats}"
     )
-    rss = {v: rss_in_subprocess(v, args.batch, args.threads) for v in VARIANTS}
-    times = step_times(args.batch, args.repeats)
+    variants = tuple(args.variants.split(","))
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "naive" not in variants:
+        parser.error(f"--variants must include naive and name only {VARIANTS}; got unknown {unknown}")
+    rss = {v: rss_in_subprocess(v, args.batch, args.threads) for v in variants}
+    times = step_times(args.batch, args.repeats, variants)
     print(f"{'variant':<10}{'time s':>9}{'time ×':>9}{'peak MiB':>10}{'step +MiB':>11}{'rss ×':>8}")
-    for v in VARIANTS:
+    for v in variants:
         t, r = times[v], rss[v]
         print(
             f"{v:<10}{t:9.3f}{t / times['naive']:9.2f}{r['peak'] / 2**20:10.1f}{r['increase'] / 2**20:11.1f}"

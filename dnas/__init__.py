@@ -16,10 +16,21 @@ from dnas.genotypes import Genotype, GenotypeError
 
 __version__ = "0.1.0"
 
-__all__ = ["DARTS", "FBNet", "GDAS", "PCDARTS", "SDDARTS", "Retrain", "Genotype", "GenotypeError", "__version__"]
+__all__ = [
+    "DARTS",
+    "FBNet",
+    "GDAS",
+    "PCDARTS",
+    "ProxylessNAS",
+    "SDDARTS",
+    "Retrain",
+    "Genotype",
+    "GenotypeError",
+    "__version__",
+]
 
 _LAZY = {"DARTS": "dnas.search", "PCDARTS": "dnas.search", "SDDARTS": "dnas.search", "FBNet": "dnas.search",
-         "GDAS": "dnas.search", "Retrain": "dnas.retrain"}  # fmt: skip
+         "GDAS": "dnas.search", "ProxylessNAS": "dnas.search", "Retrain": "dnas.retrain"}  # fmt: skip
 
 
 def __getattr__(name: str):

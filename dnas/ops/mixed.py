@@ -14,6 +14,17 @@ zeros (softmax weights: validation, selection callbacks) takes the ``impl`` path
 through :mod:`dnas.ops.fused`: with straight-through weights (which require grad) it would run every candidate, and
 plain autograd on the one op is 6.7× faster on the DARTS supernet step (``benchmarks/gdas_step.py``,
 ``docs/benchmarks.md``), though it keeps that op's intermediates where the fused recompute policy keeps only the input.
+
+Sampled execution has two modes (:data:`SAMPLED_MODES`), both reading the same weight row:
+
+* ``"straight_through"`` (``sampled=True``; GDAS, FBNet's ``single_path``): as above.
+* ``"binary_gate"`` (ProxylessNAS, Cai et al., ICLR 2019, §3.2; :class:`dnas.ProxylessNAS`): a row holds *binary
+  gates*. A positive entry ``w`` is an open gate: ``w · op(x)`` (ProxylessNAS passes exactly 1, with the gate's
+  gradient attached). A negative entry ``−p`` is a *closed gate* of a sampled path whose gate probability is ``p``: the
+  op runs without autograd (as the reference's ``oi.detach()``: its weights get no gradient, nothing of its graph is
+  kept), adds 0 to the value, and passes ``∂L/∂g = ⟨∂L/∂out, op(x)⟩`` to ``p``. Zero entries are paths that were not
+  sampled: not run, and (unlike the straight-through mode) no gradient at all, "as if they do not exist" (paper, §3.2).
+  A row without negative entries and without zeros (softmax weights) takes the ``impl`` path.
 """
 
 from __future__ import annotations
@@ -31,6 +42,9 @@ MIXED_OP_IMPLS: tuple[str, ...] = ("naive", "fused", "fused_save")
 input), ``fused_save`` (policy ``save``: keeps the candidates' intermediates)."""
 
 _FUSED_POLICY = {"fused": "recompute", "fused_save": "save"}
+
+SAMPLED_MODES: tuple[str, ...] = ("straight_through", "binary_gate")
+"""Sampled-execution modes (module docstring); ``sampled=True`` means ``"straight_through"``."""
 
 _POOL_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})
 
@@ -52,6 +66,7 @@ class MixedOp(nn.Module):
             Without it zero-weight ops are skipped only where that is exact in every respect.
         sampled: sampled execution (module docstring): ops with weight exactly 0 are not run, whatever ``impl``.
             Their BatchNorm running statistics are then not updated, which is what single-path methods want.
+            False (off), True or ``"straight_through"`` (GDAS), or ``"binary_gate"`` (ProxylessNAS).
     """
 
     def __init__(
@@ -64,7 +79,7 @@ class MixedOp(nn.Module):
         pool_bn: bool = True,
         C_out: int | None = None,
         skip_zero_weights: bool = False,
-        sampled: bool = False,
+        sampled: bool | str = False,
     ):
         super().__init__()
         if impl not in MIXED_OP_IMPLS:
@@ -75,7 +90,7 @@ class MixedOp(nn.Module):
         self.primitives = tuple(primitives)
         self.impl = impl
         self.skip_zero_weights = skip_zero_weights
-        self.sampled = sampled
+        self.sampled = _sampled_mode(sampled)
         ops = []
         for name in self.primitives:
             op = build_op(name, C, C_out, stride, affine)
@@ -89,37 +104,59 @@ class MixedOp(nn.Module):
         if weights.shape[-1] != len(self._ops):
             raise ValueError(f"expected {len(self._ops)} op weights, got shape {tuple(weights.shape)}")
         if self.sampled:
-            active = weights.detach().ne(0).nonzero().flatten().tolist()  # one host sync, as the GDAS reference
-            if 0 < len(active) < len(self._ops):
-                return self._forward_active(x, weights, active)
+            row = weights.detach().tolist()  # one host sync, as the GDAS reference
+            active = [k for k, w in enumerate(row) if w != 0]
+            closed = [k for k in active if row[k] < 0] if self.sampled == "binary_gate" else []
+            if closed or 0 < len(active) < len(self._ops):
+                return self._forward_active(x, weights, active, closed)
         if self.impl != "naive":
             from dnas.ops.fused import fused_mixed_op
 
             return fused_mixed_op(self, x, weights, _FUSED_POLICY[self.impl], self.skip_zero_weights)
         return sum(w * op(x) for w, op in zip(weights, self._ops))
 
-    def _forward_active(self, x: torch.Tensor, weights: torch.Tensor, active: list[int]) -> torch.Tensor:
-        """``Σ_{k active} w_k · op_k(x) + Σ_{k skipped} w_k``: only the active ops run.
+    def _forward_active(
+        self, x: torch.Tensor, weights: torch.Tensor, active: list[int], closed: list[int]
+    ) -> torch.Tensor:
+        """``Σ_{k active} w_k · op_k(x)`` (+ ``Σ_{k skipped} w_k`` straight-through): only the active ops run.
 
-        The skipped ops' weights are 0 in value and carry α's straight-through gradient (the sum of the output
-        gradient each).
+        Straight-through mode: the skipped ops' weights are 0 in value and carry α's straight-through gradient (the
+        sum of the output gradient each). Binary-gate mode: each ``closed`` op adds ``(sg(w_k) − w_k) · sg(op_k(x))``,
+        0 in value, whose gradient in ``−w_k`` (the gate probability) is ``⟨∂L/∂out, op_k(x)⟩``.
         """
-        out = sum(weights[k] * self._ops[k](x) for k in active)
-        if weights.requires_grad:
+        out = sum(weights[k] * self._ops[k](x) for k in active if k not in closed)
+        for k in closed:
+            with torch.no_grad():
+                y = self._ops[k](x)
+            out = out + (weights[k].detach() - weights[k]) * y
+        if self.sampled == "straight_through" and weights.requires_grad:
             skipped = torch.ones_like(weights)
             skipped[active] = 0
             out = out + (weights * skipped).sum()
         return out
 
     def extra_repr(self) -> str:
-        return f"impl={self.impl!r}" + (", sampled=True" if self.sampled else "")
+        return f"impl={self.impl!r}" + (f", sampled={self.sampled!r}" if self.sampled else "")
 
 
-def set_sampled_execution(module: nn.Module, enabled: bool = True) -> int:
-    """Switch sampled execution on (or off) for every :class:`MixedOp` inside ``module``; returns how many."""
+def _sampled_mode(sampled: bool | str) -> str | bool:
+    """``sampled`` as False or a mode of :data:`SAMPLED_MODES` (True is ``"straight_through"``)."""
+    if sampled is True:
+        return "straight_through"
+    if sampled is False or sampled in SAMPLED_MODES:
+        return sampled
+    raise ValueError(f"sampled must be a bool or one of {SAMPLED_MODES}, got {sampled!r}")
+
+
+def set_sampled_execution(module: nn.Module, enabled: bool | str = True) -> int:
+    """Switch sampled execution on or off for every :class:`MixedOp` inside ``module``; returns how many.
+
+    ``enabled``: False (off), True (``"straight_through"``) or a mode of :data:`SAMPLED_MODES`.
+    """
+    mode = _sampled_mode(enabled)
     count = 0
     for m in module.modules():
         if isinstance(m, MixedOp):
-            m.sampled = enabled
+            m.sampled = mode
             count += 1
     return count

@@ -23,9 +23,8 @@ Departures from the reference, and why:
 * on the DARTS space both cell types are searched (the CVPR paper fixes a hand-designed reduction cell; its
   NAS-Bench-201 code searches the one cell type, as here);
 * the Gumbel noise comes from the module's own generator (``seed``), saved in checkpoints, so a resumed search draws
-  the same architectures as an uninterrupted one. Under DDP rank ``r`` starts from ``seed + r`` (ranks sample
-  independently, as data-parallel GDAS does); a resumed DDP run continues rank 0's stream exactly and derives the
-  other ranks' streams from it and their rank.
+  the same architectures as an uninterrupted one (:class:`~dnas.search.sampled.SampledSearch`, shared with
+  :class:`dnas.ProxylessNAS`: per-rank streams under DDP, the weight-then-architecture step order).
 
 Distributed training: each rank runs different ops, so some weights get no gradient in a step; the module turns on
 DDP's ``find_unused_parameters`` itself (:attr:`needs_unused_parameters`).
@@ -43,13 +42,10 @@ from dnas.callbacks.temperature import TemperatureSchedule
 from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.ops.gumbel import GumbelSampler
-from dnas.search.fbnet import FBNet
-
-RNG_KEY = "dnas_gdas_rng"
-"""Checkpoint key of the Gumbel generator's state."""
+from dnas.search.sampled import SampledSearch
 
 
-class GDAS(FBNet):
+class GDAS(SampledSearch):
     """Gradient-based search with a differentiable architecture sampler: one sampled op per edge and step.
 
     Every :class:`~dnas.search.fbnet.FBNet` argument is accepted (``latency_loss`` included: the expected cost of the
@@ -67,6 +63,8 @@ class GDAS(FBNet):
         w_lr_min: ``eta_min`` of the default cosine schedule (reference: 0.001).
         **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments (``latency_loss``, ``final``, ...).
     """
+
+    rng_key = "dnas_gdas_rng"
 
     def __init__(
         self,
@@ -88,6 +86,7 @@ class GDAS(FBNet):
                 )
         super().__init__(
             supernet,
+            seed=seed,
             temperature=tau_max,
             hard=True,
             single_path=True,
@@ -98,8 +97,7 @@ class GDAS(FBNet):
             **kwargs,
         )
         self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
-        self.tau_max, self.tau_min, self.seed = float(tau_max), float(tau_min), int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.tau_max, self.tau_min = float(tau_max), float(tau_min)
 
     # ------------------------------------------------------------------ sampling
     def sample_weights(self) -> dict[str, torch.Tensor]:
@@ -121,17 +119,6 @@ class GDAS(FBNet):
         return self.tau_max - (self.tau_max - self.tau_min) * min(epoch, total - 1) / (total - 1)
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """The weight step on ``train``, then the architecture step on ``arch`` (the reference's order)."""
-        if not isinstance(batch, dict) or "train" not in batch or "arch" not in batch:
-            raise TypeError(
-                "search modules need batches {'train': (x, y), 'arch': (x, y)}; use a dnas.data search datamodule"
-            )
-        w_opt, a_opt = self.optimizers()
-        self.weight_step(w_opt, *batch["train"])
-        if self.arch_active():
-            self.arch_step(a_opt, w_opt, batch["train"], batch["arch"])
-
     def setup(self, stage: str) -> None:
         super().setup(stage)
         for callback in self.trainer.callbacks:
@@ -140,25 +127,9 @@ class GDAS(FBNet):
                     "GDAS schedules its temperature itself (linear from tau_max to tau_min); remove the "
                     "TemperatureSchedule callback or set model.init_args.tau_max / tau_min"
                 )
-        self.generator.manual_seed(self.seed + self.global_rank)
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         tau = self.tau(self.current_epoch)
         self.temperature.fill_(tau)
         self.log("arch/temperature", tau, on_step=False, on_epoch=True)
-
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[RNG_KEY] = {"generator": self.generator.get_state(), "rank": int(self.global_rank)}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        state = checkpoint.get(RNG_KEY)
-        if state is None:
-            return
-        self.generator.set_state(state["generator"])
-        if self.global_rank != state["rank"]:  # only rank 0's stream is saved: derive this rank's from it
-            offset = int(torch.randint(2**62, (1,), generator=self.generator))
-            self.generator.manual_seed(offset + self.global_rank)

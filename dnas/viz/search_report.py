@@ -189,7 +189,12 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
 
         rows.append(["hard budget: final genotype", describe(record)])
     parts: list[tuple] = [("text", f"A {name} table was used in the loss ({latency!r}).")]
-    parts.append(("table", [f"{name} ({latency.form} loss form)", "value"], rows))
+    budget = getattr(latency, "budget", None)  # dnas.latency.BudgetLoss: a constraint, not a loss form
+    if budget is None:
+        header = f"{name} ({latency.form} loss form)"
+    else:
+        header = f"{name} (hard budget {budget:.6g} {unit}, final multiplier λ = {float(latency.multiplier):.4g})"
+    parts.append(("table", [header, "value"], rows))
     return parts + ([("text", note)] if note else [])
 
 

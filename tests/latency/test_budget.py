@@ -169,7 +169,7 @@ def _fit(tmp_path, module, epochs=2, callbacks=(), ckpt_path=None):
     return trainer
 
 
-@pytest.mark.parametrize("algorithm", ["GDAS", "FBNet"])
+@pytest.mark.parametrize("algorithm", ["GDAS", "FBNet", "ProxylessNAS"])
 def test_searched_genotype_is_within_budget_and_says_what_was_swapped(tmp_path, algorithm, run_cli):
     net = tiny_fbnet()
     table = fake_table(net)
@@ -189,6 +189,15 @@ def test_searched_genotype_is_within_budget_and_says_what_was_swapped(tmp_path, 
     header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0]
     assert "arch/multiplier_step" in header and "arch/violation_step" in header
     assert float(module.latency_loss.multiplier) > 0  # the argmax-priced soft cost started over budget
+    # the search report states the budget, the multiplier and the projection's swaps (not a loss form)
+    from dnas.viz.search_report import latency_parts
+
+    table_part = next(
+        p for p in latency_parts(module, net, genotype, module.latency_loss, None, None, False) if p[0] == "table"
+    )
+    lam = float(module.latency_loss.multiplier)
+    assert table_part[1][0] == f"params (hard budget {budget:.6g} {table.unit}, final multiplier λ = {lam:.4g})"
+    assert [f"{len(record['swaps'])} swap(s)" in row[1] for row in table_part[2]].count(True) == 1
     # the checkpoint's genotype is the projected one, and `dnas export` prints table cost against the budget
     ckpt = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert dnas.Genotype.from_dict(ckpt["dnas_genotype"]).cells == genotype.cells

@@ -6,55 +6,19 @@ import torch
 
 import dnas
 from dnas.callbacks import TemperatureSchedule
-from dnas.cells.conv1d import Conv1dSupernet
-from dnas.cells.darts import DartsSupernet
-from dnas.cells.fbnet import FBNetSupernet
 from dnas.cells.nb201 import NB201Supernet
-from dnas.cells.tabular import TabularSupernet
 from dnas.data import DigitsDataModule
 from dnas.errors import ConfigError
 from dnas.ops import MixedOp, gumbel_softmax
 from dnas.ops.darts import DARTS_PRIMITIVES
 
-SPACES = {
-    "darts": (lambda: DartsSupernet(init_channels=4, layers=3, in_channels=1), (1, 8, 8)),
-    "nb201": (lambda: NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), (1, 8, 8)),
-    "conv1d": (lambda: Conv1dSupernet(channels=4, stages=1), (1, 40)),
-    "tabular": (lambda: TabularSupernet(in_features=13, num_classes=3, hidden=8, num_cells=1), (13,)),
-    "fbnet": (
-        lambda: FBNetSupernet(
-            num_classes=10,
-            in_channels=1,
-            input_size=8,
-            width_mult=0.25,
-            head_channels=8,
-            stem_stride=1,
-            stage_strides=[2, 2, 1, 1, 1, 1, 1],
-            primitives=("k3_e1", "k3_e1_g2", "skip"),
-        ),
-        (1, 8, 8),
-    ),
-}
 
-
-def _count_calls(supernet):
-    """Per mixed op, a list of the candidate indices that ran, in call order."""
-    calls = {}
-    for name, m in supernet.named_modules():
-        if isinstance(m, MixedOp):
-            calls[name] = []
-            for k, op in enumerate(m._ops):
-                op.register_forward_hook(lambda mod, inp, out, n=name, k=k: calls[n].append(k))
-    return calls
-
-
-@pytest.mark.parametrize("space", sorted(SPACES))
-def test_only_the_sampled_op_runs_and_alpha_gets_a_gradient(space):
+def test_only_the_sampled_op_runs_and_alpha_gets_a_gradient(small_space, count_calls):
     torch.manual_seed(0)
-    make, shape = SPACES[space]
+    make, shape = small_space
     supernet = make()
     module = dnas.GDAS(supernet).train()
-    calls = _count_calls(supernet)
+    calls = count_calls(supernet)
     weights = module.sample_weights()
     out = supernet(torch.randn(4, *shape), weights)
     ran = [ks for ks in calls.values() if ks]
@@ -118,22 +82,7 @@ def test_rows_without_zeros_take_the_impl_path():
     assert calls == list(range(len(op._ops)))
 
 
-def _trainer(tmp_path, epochs, **kw):
-    kw.setdefault("num_sanity_val_steps", 0)
-    return pl.Trainer(
-        max_epochs=epochs,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kw,
-    )
-
-
-def test_tau_decays_linearly_from_tau_max_to_tau_min(tmp_path):
+def test_tau_decays_linearly_from_tau_max_to_tau_min(tmp_path, quiet_trainer):
     torch.manual_seed(0)
     module = dnas.GDAS(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), tau_max=10, tau_min=0.1)
     seen = []
@@ -142,14 +91,16 @@ def test_tau_decays_linearly_from_tau_max_to_tau_min(tmp_path):
         def on_train_epoch_end(self, trainer, pl_module):
             seen.append(float(pl_module.temperature))
 
-    _trainer(tmp_path, 3, callbacks=[Watch()], enable_checkpointing=False).fit(module, DigitsDataModule(batch_size=8))
+    quiet_trainer(tmp_path, 3, callbacks=[Watch()], enable_checkpointing=False).fit(
+        module, DigitsDataModule(batch_size=8)
+    )
     assert seen == pytest.approx([10.0, 5.05, 0.1])
     assert module.supernet.genotype().space == "nb201"
 
 
-def test_a_temperature_schedule_callback_is_refused(tmp_path):
+def test_a_temperature_schedule_callback_is_refused(tmp_path, quiet_trainer):
     module = dnas.GDAS(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1))
-    trainer = _trainer(tmp_path, 1, callbacks=[TemperatureSchedule()], enable_checkpointing=False)
+    trainer = quiet_trainer(tmp_path, 1, callbacks=[TemperatureSchedule()], enable_checkpointing=False)
     with pytest.raises(ConfigError, match="TemperatureSchedule"):
         trainer.fit(module, DigitsDataModule(batch_size=8))
 
@@ -169,68 +120,74 @@ class _StopAfterFirstEpoch(pl.Callback):
         trainer.should_stop = True
 
 
-def _search(tmp_path, stop=False, ckpt_path=None):
+def _search(trainer_factory, algorithm, tmp_path, stop=False, ckpt_path=None):
     torch.manual_seed(0)
-    module = dnas.GDAS(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), seed=5)
+    module = algorithm(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), seed=5)
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer = _trainer(tmp_path, 2, callbacks=[ckpt, *([_StopAfterFirstEpoch()] if stop else [])])
+    trainer = trainer_factory(tmp_path, 2, callbacks=[ckpt, *([_StopAfterFirstEpoch()] if stop else [])])
     torch.manual_seed(1)
     trainer.fit(module, DigitsDataModule(batch_size=8), ckpt_path=ckpt_path)
     return module
 
 
-def test_a_resumed_search_samples_and_ends_exactly_as_an_uninterrupted_one(tmp_path):
-    straight = _search(tmp_path / "a")
-    _search(tmp_path / "b", stop=True)
+@pytest.mark.parametrize("name", ["GDAS", "ProxylessNAS"])
+def test_a_resumed_search_samples_and_ends_exactly_as_an_uninterrupted_one(tmp_path, quiet_trainer, name):
+    """Both single-path searches (GDAS, ProxylessNAS) keep their sampling generator in the checkpoint."""
+    algorithm = getattr(dnas, name)
+    straight = _search(quiet_trainer, algorithm, tmp_path / "a")
+    _search(quiet_trainer, algorithm, tmp_path / "b", stop=True)
     ckpt = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)
-    assert "dnas_gdas_rng" in ckpt
-    resumed = _search(tmp_path / "c", ckpt_path=tmp_path / "b" / "last.ckpt")
-    for (name, p), q in zip(straight.supernet.named_arch_parameters(), resumed.supernet.arch_parameters()):
-        assert torch.equal(p, q), name
+    assert algorithm.rng_key in ckpt
+    resumed = _search(quiet_trainer, algorithm, tmp_path / "c", ckpt_path=tmp_path / "b" / "last.ckpt")
+    for (pname, p), q in zip(straight.supernet.named_arch_parameters(), resumed.supernet.arch_parameters()):
+        assert torch.equal(p, q), pname
     assert torch.equal(straight.generator.get_state(), resumed.generator.get_state())
     # the stream is what moves α: a different seed ends elsewhere
-    other = dnas.GDAS(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), seed=6)
+    other = algorithm(NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1), seed=6)
     assert not torch.equal(other.generator.get_state(), straight.generator.get_state())
+    assert dnas.GDAS.rng_key == "dnas_gdas_rng"  # checkpoints written before the key became a class attribute
 
 
-def test_selection_callbacks_drive_a_gdas_search_on_a_user_space(tmp_path):
+@pytest.mark.parametrize("name", ["GDAS", "ProxylessNAS"])
+def test_selection_callbacks_drive_a_single_path_search_on_a_user_space(tmp_path, small_spaces, quiet_trainer, name):
     from dnas.callbacks import MagnitudeSelection, PerturbationSelection
     from dnas.data.tabular import TabularDataModule
 
     torch.manual_seed(0)
-    supernet = SPACES["tabular"][0]()
+    supernet = small_spaces["tabular"][0]()
     pt = PerturbationSelection(start_epoch=1, interval=1, val_subset=16, tune_lr=None, exclude_ops=["none"])
     epochs = 1 + pt.tune_epochs(supernet)
     mag = MagnitudeSelection(at_epoch=0)
-    trainer = _trainer(tmp_path, epochs, callbacks=[mag, pt], enable_checkpointing=False)
-    trainer.fit(dnas.GDAS(supernet), TabularDataModule(dataset="wine", batch_size=16))
+    trainer = quiet_trainer(tmp_path, epochs, callbacks=[mag, pt], enable_checkpointing=False)
+    trainer.fit(getattr(dnas, name)(supernet), TabularDataModule(dataset="wine", batch_size=16))
     assert mag.genotype is not None and mag.genotype.space == "tabular"
     assert bool(supernet.arch["cell"].fixed.all())
     assert supernet.genotype().cells == dnas.Genotype.from_file(tmp_path / "genotype_perturbation.json").cells
 
 
-def test_the_gdas_quickstart_runs_through_the_cli_and_exports(tmp_path, run_cli):
+@pytest.mark.parametrize("name, algorithm", [("quickstart_gdas", "GDAS"), ("quickstart_proxyless", "ProxylessNAS")])
+def test_the_single_path_quickstarts_run_through_the_cli_and_export(tmp_path, run_cli, name, algorithm):
     from pathlib import Path
 
     from dnas.cells.nb201 import genotype_to_nb201_str
     from dnas.export import build_model
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "quickstart_gdas.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     args = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
     args += ["--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.default_root_dir", str(tmp_path)]
     code, _, err = run_cli(["fit", "--config", str(config), *args, "--trainer.enable_progress_bar", "false"])
     assert code == 0, err
-    run = tmp_path / "quickstart_gdas" / "version_0"
+    run = tmp_path / name / "version_0"
     genotype = dnas.Genotype.from_file(run / "genotype.json")
-    assert genotype.meta["algorithm"] == "GDAS"
+    assert genotype.meta["algorithm"] == algorithm
     assert genotype_to_nb201_str(genotype).count("~") == 6
     assert build_model(genotype).eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
-    assert "arch/temperature" in (run / "metrics.csv").read_text().splitlines()[0]
+    assert ("arch/temperature" in (run / "metrics.csv").read_text().splitlines()[0]) == (algorithm == "GDAS")
 
 
-def test_evaluation_runs_the_argmax_path_and_follows_masks():
+def test_evaluation_runs_the_argmax_path_and_follows_masks(small_spaces, count_calls):
     torch.manual_seed(0)
-    supernet = SPACES["nb201"][0]()
+    supernet = small_spaces["nb201"][0]()
     module = dnas.GDAS(supernet).eval()
     with torch.no_grad():
         supernet.alpha("cell").copy_(torch.randn_like(supernet.alpha("cell")))
@@ -242,18 +199,18 @@ def test_evaluation_runs_the_argmax_path_and_follows_masks():
         assert int(w[0].argmax()) != best and float(w[0].sum()) == 1.0
     with supernet.masked("cell", 1):
         assert float(module.sample_weights()["cell"][1].sum()) == 0.0
-    calls = _count_calls(supernet)
+    calls = count_calls(supernet)
     module(torch.randn(2, 1, 8, 8))
     assert all(len(ks) == 1 for ks in calls.values() if ks)
 
 
-def test_fbnet_hard_mode_uses_the_same_single_path_mechanism():
+def test_fbnet_hard_mode_uses_the_same_single_path_mechanism(small_spaces, count_calls):
     torch.manual_seed(0)
-    make, shape = SPACES["fbnet"]
+    make, shape = small_spaces["fbnet"]
     supernet = make()
     module = dnas.FBNet(supernet, hard=True, single_path=True).train()
     assert module.needs_unused_parameters and not dnas.FBNet(make(), hard=True).needs_unused_parameters
-    calls = _count_calls(supernet)
+    calls = count_calls(supernet)
     supernet(torch.randn(2, *shape), module.sample_weights())
     assert all(len(ks) == 1 for ks in calls.values())
     with pytest.raises(ValueError, match="single_path needs hard"):

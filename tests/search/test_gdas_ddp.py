@@ -1,5 +1,6 @@
-"""GDAS under DDP on 2 CPU processes (gloo): ranks run different sampled ops (unused parameters differ per rank, which
-the module's own ``find_unused_parameters`` handles), yet α stays bitwise equal on both ranks."""
+"""GDAS and ProxylessNAS under DDP on 2 CPU processes (gloo): ranks run different sampled ops (unused parameters differ
+per rank, which the module's own ``find_unused_parameters`` handles), yet α stays bitwise equal on both ranks (for
+ProxylessNAS: the rescaling runs over the union of the ranks' sampled paths)."""
 
 import json
 import os
@@ -7,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_gdas_runs_under_plain_ddp_and_ranks_agree(tmp_path):
+@pytest.mark.parametrize("config", ["quickstart_gdas", "quickstart_proxyless"])
+def test_single_path_searches_run_under_plain_ddp_and_ranks_agree(tmp_path, config):
     args = [
-        sys.executable, "-m", "dnas", "fit", "--config", str(ROOT / "configs" / "quickstart_gdas.yaml"),
+        sys.executable, "-m", "dnas", "fit", "--config", str(ROOT / "configs" / f"{config}.yaml"),
         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
         "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path),
