@@ -122,15 +122,21 @@ def put_url(url: str, data: bytes) -> None:
         raise
 
 
-def unavailable_url(value: Any, key: str = "") -> str | None:
-    """A line naming the first URL among ``value``'s strings (nested dicts, lists, namespaces) fsspec cannot open.
+STORAGE_KEYS = frozenset({"default_root_dir", "save_dir", "dirpath", "ckpt_path", "init_from", "genotype", "dump_dir"})
+"""Configuration keys that name a file or folder dnas or Lightning opens through fsspec (other URLs, such as an
+experiment tracker's ``tracking_uri``, are no files)."""
 
+
+def unavailable_url(value: Any, key: str = "") -> str | None:
+    """A line naming the first storage URL in a configuration that fsspec cannot open; None if there is none.
+
+    ``value`` is searched through nested dicts, lists and namespaces for strings under :data:`STORAGE_KEYS`.
     ``s3://`` needs ``s3fs``, ``gs://`` ``gcsfs``, ...; a run whose ``default_root_dir``, logger ``save_dir`` or
     checkpoint ``dirpath`` names a protocol without its package would otherwise fail with a traceback while its
-    logger is built (or at its first checkpoint). None when every URL's filesystem can be loaded.
+    logger is built (or at its first checkpoint).
     """
     if isinstance(value, str):
-        if not is_url(value):
+        if key.rsplit(".", 1)[-1].split("[")[0] not in STORAGE_KEYS or not is_url(value):
             return None
         import fsspec
         from fsspec.utils import get_protocol

@@ -310,10 +310,10 @@ def export_model(
     trace_shape = (2,) + input_shape[1:]  # batch 2 so the exported batch dimension stays dynamic
     # a URL's export is built in the temporary-files folder, a local one beside its target (then renamed)
     where = Path(tempfile.gettempdir()) if remote else out.parent
-    name = posixpath.basename(out.rstrip("/")) if remote else out.name
+    folder = posixpath.basename(out.rstrip("/")) if remote else out.name
     try:
         where.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=where))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".tmp", dir=where))
     except OSError as err:
         raise ExportError(
             f"cannot create output {str(out)!r}: {_os_problem(err, where)}; choose an --out inside a directory "
