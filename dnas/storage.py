@@ -12,6 +12,7 @@ This module imports fsspec only when a URL is used (genotype loading stays light
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import secrets
@@ -117,7 +118,7 @@ def put_url(url: str, data: bytes) -> None:
         fs.pipe_file(tmp, data)
         fs.mv(tmp, fs_path)
     except BaseException:
-        if fs.exists(tmp):
+        with contextlib.suppress(Exception):  # gone already, or the connection is: keep the error that matters
             fs.rm_file(tmp)
         raise
 
