@@ -104,6 +104,18 @@ class DnasCLI(LightningCLI):
                     operator.or_, (int, float, *(a for a in args if a not in (int, float)))
                 )
 
+    def before_instantiate_classes(self) -> None:
+        """Refuse a URL whose fsspec filesystem is not installed (``s3://`` without s3fs) with one line.
+
+        Checked before the loggers and callbacks that would fail on it with a traceback are built.
+        """
+        from dnas.storage import unavailable_url
+
+        subcommand = self.config.get("subcommand")
+        problem = unavailable_url(self.config[subcommand] if subcommand else self.config)
+        if problem is not None:
+            _fail(f"invalid configuration: {problem}")
+
     def instantiate_classes(self) -> None:
         """Instantiate model, data and trainer; a bad value gets one clear line, not a traceback from deep inside."""
         from lightning_fabric.utilities.exceptions import MisconfigurationException

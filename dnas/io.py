@@ -21,40 +21,28 @@ from typing import IO, Any
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-
-def is_url(path: str | Path) -> bool:
-    """Whether ``path`` names a file through an fsspec protocol (``s3://``, ``gs://``, ``memory://``, ...).
-
-    ``file://`` URLs and plain paths are local. A URL must stay a string: ``Path("s3://b/x")`` is the local
-    folder ``s3:/b/x``.
-    """
-    text = str(path)
-    return "://" in text and not text.startswith("file://")
+from dnas.storage import Location, location, put_url
 
 
-def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path | str:
+def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Location:
     """Write ``path`` through a temporary file in the same folder, then rename it over ``path``.
 
     The file gets the mode a plain ``open(path, "w")`` would give a new file (``0o666`` less the umask; ``tempfile``
     would make it 0600). The temporary is named ``.<name>.dnas-tmp-<host>-<pid>-<random>.tmp``; the first write of
     this process into a folder deletes such temporaries that a killed process left there (:func:`_sweep_temporaries`).
 
-    A URL (:func:`is_url`) is written the way Lightning's ``TorchCheckpointIO`` writes one: the content is built in
-    memory, then stored with one ``pipe_file`` call of the URL's fsspec filesystem (an object store's single upload
-    makes the object appear whole or not at all). The URL comes back as a string.
+    A URL (:func:`dnas.storage.is_url`) is built in memory, then stored by :func:`dnas.storage.put_url`: one upload
+    on an object store (the object appears whole or not at all, as with Lightning's ``TorchCheckpointIO``), a
+    temporary file and ``fs.mv`` elsewhere. The URL comes back as a string.
     """
-    if is_url(path):
+    path = location(path)
+    if isinstance(path, str):
         import io
-
-        from fsspec.core import url_to_fs
 
         buffer = io.BytesIO()
         write(buffer)
-        fs, fs_path = url_to_fs(str(path))
-        fs.makedirs(fs._parent(fs_path), exist_ok=True)
-        fs.pipe_file(fs_path, buffer.getvalue())
-        return str(path)
-    path = Path(path)
+        put_url(path, buffer.getvalue())
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_temporaries(path.parent)
     fd, tmp = _create_temporary(path)
@@ -144,16 +132,16 @@ def _sweep_temporaries(folder: Path) -> None:
                 os.unlink(entry.path)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path | str:
+def atomic_write_text(path: str | Path, text: str) -> Location:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return _atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path | str:
+def atomic_write_bytes(path: str | Path, data: bytes) -> Location:
     return _atomic(path, lambda f: f.write(data))
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path | str:
+def atomic_torch_save(obj: Any, path: str | Path) -> Location:
     """``torch.save`` to ``path`` atomically."""
     return _atomic(path, lambda f: torch.save(obj, f))
 
@@ -163,14 +151,14 @@ def append_line(path: str | Path, line: str) -> None:
 
     On a URL (object stores cannot append) the file is read and rewritten whole with the line added.
     """
-    if is_url(path):
-        from fsspec.core import url_to_fs
+    path = location(path)
+    if isinstance(path, str):
+        from dnas.storage import filesystem
 
-        fs, fs_path = url_to_fs(str(path))
+        fs, fs_path = filesystem(path)
         old = fs.cat_file(fs_path) if fs.exists(fs_path) else b""
         atomic_write_bytes(path, old + (line.rstrip("\n") + "\n").encode("utf-8"))
         return
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line.rstrip("\n") + "\n")
@@ -357,8 +345,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location=map_location)
 
 
-def log_dir(trainer: Any) -> Path:
+def log_dir(trainer: Any) -> Location:
     """The run's log directory, as ``trainer.log_dir`` resolves it, but without its broadcast.
+
+    A Path, or the URL string where the logger (or ``default_root_dir``) is an fsspec URL: join names to it with
+    :func:`dnas.storage.join`.
 
     ``Trainer.log_dir`` is a collective under DDP (it broadcasts rank 0's directory), so calling it from code that
     only rank 0 runs (writing genotypes, plots, reports) hangs the run. Rank 0's local answer is the broadcast value.
@@ -370,7 +361,7 @@ def log_dir(trainer: Any) -> Path:
         path = logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
     else:
         path = trainer.default_root_dir
-    return Path(path or trainer.default_root_dir)
+    return location(path or trainer.default_root_dir)
 
 
 def rng_states() -> dict[str, Any]:

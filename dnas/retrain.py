@@ -30,6 +30,7 @@ from dnas.export.builders import default_input_shape
 from dnas.genotypes import Genotype, load
 from dnas.io import atomic_write_text, log_dir
 from dnas.search.darts import log_step_and_epoch
+from dnas.storage import join
 
 
 class Retrain(pl.LightningModule):
@@ -273,5 +274,5 @@ class Retrain(pl.LightningModule):
 
         summary = self.summary()
         out = log_dir(self.trainer)  # no DDP broadcast: this runs on rank zero only
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
         rank_zero_info(f"dnas.Retrain: {format_summary(summary)}; wrote {out / 'summary.json'}")

@@ -3,8 +3,9 @@
 :func:`read_user_file` is the one place that opens such files. It refuses anything but a regular file before opening
 it (a FIFO would block forever, ``/dev/zero`` never ends), re-checks the opened descriptor (the path may be swapped
 between the two), reads at most ``limit + 1`` bytes, and turns every ``OSError`` (permission denied, a symlink loop,
-a name too long, ...) into one line of the caller's error type. It imports nothing heavy, so genotype loading stays
-free of PyTorch Lightning.
+a name too long, ...) into one line of the caller's error type. An fsspec URL (``s3://``, ``memory://``, ...) gets
+the same checks through its filesystem's ``info`` (type and size) before a bounded read. It imports nothing heavy, so
+genotype loading stays free of PyTorch Lightning.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 import os
 import stat
 from typing import Any
+
+from dnas.storage import location
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -56,6 +59,9 @@ def read_user_file(
             (permissions, a symlink loop, a name too long), or holds more than ``limit`` bytes.
     """
     shown = shown_path(path)
+    path = location(path)
+    if isinstance(path, str):
+        return _read_url(path, limit, what, error, missing_hint, shown)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -90,13 +96,39 @@ def read_user_file(
     return b"".join(chunks)
 
 
+def _read_url(url: str, limit: int, what: str, error: type[Exception], missing_hint: str, shown: str) -> bytes:
+    """:func:`read_user_file` for an fsspec URL: type and size from ``fs.info``, then at most ``limit + 1`` bytes."""
+    from dnas.storage import filesystem
+
+    try:
+        fs, fs_path = filesystem(url)
+        info = fs.info(fs_path)
+    except FileNotFoundError:
+        raise error(f"{what} {shown} does not exist{missing_hint}") from None
+    except Exception as err:  # unknown protocol, missing fsspec backend, refused connection, HTTP errors, ...
+        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+    if info.get("type") != "file":
+        kind = "a directory" if info.get("type") == "directory" else "not a regular file"
+        raise error(f"{what} {shown} is {kind}, not a regular file; pass a JSON file")
+    if info.get("size") is not None:  # an HTTP server may not say; the bounded read below still holds
+        _check_size(int(info["size"]), limit, what, shown, error)
+    try:
+        with fs.open(fs_path, "rb") as f:
+            data = f.read(limit + 1)
+    except Exception as err:  # network errors come in many types
+        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+    _check_size(len(data), limit, what, shown, error)
+    return data
+
+
 def _check_size(size: int, limit: int, what: str, shown: str, error: type[Exception]) -> None:
     if size > limit:
         raise error(f"{what} {shown} is larger than the {limit}-byte limit")
 
 
 def _reason(err: BaseException) -> str:
-    text = (err.strerror if isinstance(err, OSError) else None) or str(err) or type(err).__name__
+    text = (err.strerror if isinstance(err, OSError) else None) or str(err).strip() or type(err).__name__
+    text = text.splitlines()[0]  # one line, whatever a remote filesystem's error holds
     return text[:1].lower() + text[1:]
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from typing_extensions import override
+
+from dnas.io import atomic_write_text
+from dnas.storage import join
 
 
 class ArchSyncCheck(Callback):
@@ -53,12 +55,10 @@ class ArchSyncCheck(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check(trainer, pl_module)
         if self.dump_dir:
-            out = Path(self.dump_dir)
-            out.mkdir(parents=True, exist_ok=True)
             supernet = pl_module.supernet
             data = {
                 "rank": trainer.global_rank,
                 "alphas": {n: p.detach().cpu().double().tolist() for n, p in supernet.named_arch_parameters()},
                 "genotype": supernet.genotype().to_dict(),
             }
-            (out / f"arch_rank{trainer.global_rank}.json").write_text(json.dumps(data))
+            atomic_write_text(join(self.dump_dir, f"arch_rank{trainer.global_rank}.json"), json.dumps(data))

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
 from dnas.io import append_line, atomic_write_text, log_dir
+from dnas.storage import join
 
 
 def check_search_module(pl_module: pl.LightningModule, who: str) -> None:
@@ -59,9 +60,9 @@ class GenotypeWriter(Callback):
             return
         genotype = pl_module.current_genotype()
         out = log_dir(trainer)
-        atomic_write_text(out / "genotype.json", genotype.to_json())
+        atomic_write_text(join(out, "genotype.json"), genotype.to_json())
         if self.history:
-            append_line(out / "genotype_history.jsonl", json.dumps(genotype.to_dict(), separators=(",", ":")))
+            append_line(join(out, "genotype_history.jsonl"), json.dumps(genotype.to_dict(), separators=(",", ":")))
         rank_zero_info(f"epoch {trainer.current_epoch}: {genotype}")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -70,5 +71,5 @@ class GenotypeWriter(Callback):
             return
         out = log_dir(trainer)
         for i, genotype in enumerate(sample()):
-            atomic_write_text(out / f"genotype_sample_{i}.json", genotype.to_json())
+            atomic_write_text(join(out, f"genotype_sample_{i}.json"), genotype.to_json())
             rank_zero_info(f"sampled architecture {i}: {genotype}")

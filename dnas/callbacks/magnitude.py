@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.io import atomic_write_text, log_dir
+from dnas.storage import join
 
 
 def magnitude_genotype(supernet: Supernet, **meta) -> Genotype:
@@ -67,5 +68,5 @@ class MagnitudeSelection(Callback):
             )
         self.genotype = magnitude_genotype(supernet, epoch=int(trainer.current_epoch))
         if trainer.is_global_zero:
-            path = atomic_write_text(log_dir(trainer) / self.filename, self.genotype.to_json())
+            path = atomic_write_text(join(log_dir(trainer), self.filename), self.genotype.to_json())
             rank_zero_info(f"MagnitudeSelection: genotype written to {path}: {self.genotype}")

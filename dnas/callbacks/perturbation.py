@@ -55,6 +55,7 @@ from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.io import append_line, atomic_write_text, check_checkpoint, log_dir
+from dnas.storage import join
 
 
 # ---------------------------------------------------------------------------------------------------------- callback
@@ -237,7 +238,7 @@ class PerturbationSelection(Callback):
         }
         genotype = Genotype(genotype.space, genotype.cells, meta)
         if trainer.is_global_zero:
-            path = atomic_write_text(log_dir(trainer) / self.genotype_file, genotype.to_json())
+            path = atomic_write_text(join(log_dir(trainer), self.genotype_file), genotype.to_json())
             rank_zero_info(f"PerturbationSelection: final genotype written to {path}: {genotype}")
 
     # ------------------------------------------------------------------ internals
@@ -330,7 +331,7 @@ class PerturbationSelection(Callback):
             rank_zero_info(f"PerturbationSelection step {k} (epoch {trainer.current_epoch}): {msg}")
         pl_module.log("selection/decision_s", seconds, on_step=False, on_epoch=True)
         if trainer.is_global_zero:
-            append_line(log_dir(trainer) / self.decisions_file, json.dumps(step, separators=(",", ":")))
+            append_line(join(log_dir(trainer), self.decisions_file), json.dumps(step, separators=(",", ":")))
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers

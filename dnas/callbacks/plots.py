@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
+from dnas.storage import Location, join
 from dnas.viz.alpha import GroupInfo, edge_entropy, plot_alpha_evolution, plot_alpha_heatmaps
 from dnas.viz.style import figure_bytes
 from dnas.viz.verdict import Verdict, verdict
@@ -99,7 +99,7 @@ class AlphaPlots(pl.Callback):
         self.dpi = dpi
         self._reset_state()
         self._fit_start: float | None = None
-        self._drawn_epoch: int | None = None
+        self._drawn: tuple[int, dict[str, Location]] | None = None  # (epoch, files) of the latest draw
 
     def _reset_state(self) -> None:
         # everything in here is in state_dict, so a resumed run keeps its curves
@@ -135,8 +135,8 @@ class AlphaPlots(pl.Callback):
         return k > 1 and float(edge_entropy(weights).mean()) >= (1 - tolerance) * float(np.log(k))
 
     @staticmethod
-    def out_dir(trainer: pl.Trainer) -> Path:
-        """The run's log directory, read without ``Trainer.log_dir``'s DDP broadcast (only rank zero draws)."""
+    def out_dir(trainer: pl.Trainer) -> Location:
+        """The run's log directory (a Path or a URL), read without ``Trainer.log_dir``'s DDP broadcast."""
         from dnas.io import log_dir
 
         return log_dir(trainer)
@@ -266,14 +266,13 @@ class AlphaPlots(pl.Callback):
     def history(self, group: str) -> np.ndarray:
         return np.asarray(self.weights[group], dtype=np.float64)
 
-    def draw(self, trainer: pl.Trainer, genotype: Genotype | None, epoch: int) -> dict[str, Path]:
-        """Write the heatmap and evolution PNGs for the latest record; returns name -> path."""
+    def draw(self, trainer: pl.Trainer, genotype: Genotype | None, epoch: int) -> dict[str, Location]:
+        """Write the heatmap and evolution PNGs for the latest record; returns name -> path (or URL)."""
         from dnas.io import atomic_write_bytes
 
-        plots = self.out_dir(trainer) / "plots"
-        if self._drawn_epoch == epoch:  # already drawn (the report asks again at the end of fit)
-            return {p.stem: p for p in plots.glob("alpha_*.png") if "_epoch" not in p.stem}
-        self._drawn_epoch = epoch
+        if self._drawn is not None and self._drawn[0] == epoch:  # already drawn (the report asks again at fit end)
+            return dict(self._drawn[1])
+        plots = join(self.out_dir(trainer), "plots")
         latest = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
         title = "edge weights before training" if epoch == INIT else f"edge weights after epoch {epoch}"
         figures = {"alpha_heatmap": plot_alpha_heatmaps(latest, self.groups, title, genotype=genotype, dpi=self.dpi)}
@@ -283,11 +282,12 @@ class AlphaPlots(pl.Callback):
         written = {}
         for name, fig in figures.items():
             png = figure_bytes(fig, "png", self.dpi, tight=False)
-            written[name] = atomic_write_bytes(plots / f"{name}.png", png)
+            written[name] = atomic_write_bytes(join(plots, f"{name}.png"), png)
             if name == "alpha_heatmap" and self.keep_epoch_files:
-                atomic_write_bytes(plots / f"{name}_epoch{epoch:03d}.png", png)
+                atomic_write_bytes(join(plots, f"{name}_epoch{epoch:03d}.png"), png)
             if self.tensorboard:
                 self._to_tensorboard(trainer, f"alpha/{name}", png, epoch)
+        self._drawn = (epoch, written)
         return written
 
     @staticmethod

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from dnas.callbacks.genotype_writer import check_search_module
 from dnas.io import log_dir
+from dnas.storage import join
 
 
 class SearchExport(Callback):
@@ -55,7 +56,7 @@ class SearchExport(Callback):
 
         shape = pl_module.input_shape() if callable(getattr(pl_module, "input_shape", None)) else None
         genotype = pl_module.current_genotype()
-        _, message = export_search_result(genotype, log_dir(trainer) / self.dirname, shape, self.options)
+        _, message = export_search_result(genotype, join(log_dir(trainer), self.dirname), shape, self.options)
         rank_zero_info(f"dnas: {message}")
         if isinstance(genotype.meta.get("budget"), dict):  # searched under a hard budget (dnas.latency.BudgetLoss)
             from dnas.latency.budget import describe

@@ -3,6 +3,7 @@
 Every artifact directory also holds ``genotype.json`` and ``summary.json`` (parameters, FLOPs, options). Writes are
 all-or-nothing: everything goes into a hidden temporary directory beside the target, which is renamed into place at
 the end; an existing target is refused unless ``overwrite`` (then it is replaced only after the new one is complete).
+An fsspec URL target is built the same way in a local temporary directory, then uploaded (:mod:`dnas.export.remote`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -24,7 +26,8 @@ import torch
 from torch import nn
 
 from dnas.genotypes import Genotype
-from dnas.io import atomic_torch_save, atomic_write_text
+from dnas.io import atomic_torch_save, atomic_write_text, load_checkpoint
+from dnas.storage import Location, location
 
 Format = Literal["python", "pt2", "onnx"]
 FORMATS: tuple[str, ...] = ("python", "pt2", "onnx")
@@ -51,7 +54,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointMismatchError: ``path`` is not a regular file, is empty, truncated, corrupt, holds pickled objects
             other than tensors and plain containers, or does not hold a dict.
     """
-    path = Path(path)
+    path = location(path)
+    if isinstance(path, str):  # an fsspec URL: dnas.io's checks (regular file, size, CRCs, weights_only=True)
+        from dnas.io import CheckpointError
+
+        try:
+            obj = load_checkpoint(path)
+        except CheckpointError as err:
+            raise CheckpointMismatchError(str(err)) from None
+        if not isinstance(obj, dict):
+            raise CheckpointMismatchError(f"checkpoint {path!r} holds a {type(obj).__name__}, not a dict")
+        return obj
     with _open_regular_file(path) as f:
         zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; older files are a pickle stream
         f.seek(0)
@@ -256,14 +269,14 @@ def export_model(
     name: str | None = None,
     extra_summary: Mapping[str, Any] | None = None,
     flops: bool = True,
-) -> Path:
+) -> Location:
     """Write ``model`` (built from ``genotype`` with ``options``) as a standalone artifact directory ``out_dir``.
 
     Args:
         model: the network (its current weights are exported; eval mode is used and the mode restored).
         genotype: the architecture, written as ``genotype.json``.
         options: the builder options (recorded in the summary and baked into ``model.py``).
-        out_dir: the directory to create.
+        out_dir: the directory to create (a path or an fsspec URL).
         fmt: ``python`` (model.py + weights.pt), ``pt2`` (torch.export program) or ``onnx``.
         overwrite: replace an existing ``out_dir`` (only once the new one is complete) if it is empty or a previous
             export holding only what export writes; any other directory is refused, whatever ``overwrite``.
@@ -275,26 +288,35 @@ def export_model(
         flops: count FLOPs for the summary.
 
     Returns:
-        ``out_dir`` as a Path.
+        ``out_dir`` as a Path, or the URL string for an fsspec URL (see :mod:`dnas.export.remote`).
 
     Raises:
         ExportError: unknown format, optional package missing, ``out_dir`` exists without ``overwrite`` or is not
             a previous export (see :func:`replaceable`), or cannot be created.
     """
+    from dnas.export.remote import check_url_output, upload_export
+
     _check_format(fmt)
-    out = Path(out_dir)
-    _check_output(out, overwrite)
+    out = location(out_dir)
+    remote = isinstance(out, str)
+    if remote:
+        check_url_output(out, overwrite)
+    else:
+        _check_output(out, overwrite)
     if input_shape is not None:
         input_shape = (1, *(int(d) for d in input_shape))
     else:
         input_shape = (1, int(options.get("in_channels", 3)), int(input_size[0]), int(input_size[1]))
     trace_shape = (2,) + input_shape[1:]  # batch 2 so the exported batch dimension stays dynamic
+    # a URL's export is built in the temporary-files folder, a local one beside its target (then renamed)
+    where = Path(tempfile.gettempdir()) if remote else out.parent
+    folder = posixpath.basename(out.rstrip("/")) if remote else out.name
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        where.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".tmp", dir=where))
     except OSError as err:
         raise ExportError(
-            f"cannot create output {str(out)!r}: {_os_problem(err, out.parent)}; choose an --out inside a directory "
+            f"cannot create output {str(out)!r}: {_os_problem(err, where)}; choose an --out inside a directory "
             f"you can write to"
         ) from None
     was_training = model.training
@@ -321,7 +343,11 @@ def export_model(
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
         atomic_write_text(tmp / "genotype.json", genotype.to_json() + "\n")
         _make_readable(tmp)
-        _replace_dir(tmp, out)
+        if remote:
+            upload_export(tmp, out)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -382,8 +408,16 @@ def _is_export_summary(path: Path) -> bool:
         st = path.lstat()
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SUMMARY_BYTES:
             return False
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        return is_export_marker(path.read_bytes())
+    except OSError:
+        return False
+
+
+def is_export_marker(content: bytes) -> bool:
+    """Whether ``content`` (a ``summary.json``) holds ``"dnas_export": <int >= 1>``."""
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
         return False
     version = data.get(EXPORT_MARKER) if isinstance(data, dict) else None
     return isinstance(version, int) and not isinstance(version, bool) and version >= 1

@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(argv: list[str]) -> Path:
-    """Parse ``argv`` and export; returns the output directory. Errors are raised (see :func:`main`)."""
+def run(argv: list[str]) -> Path | str:
+    """Parse ``argv`` and export; returns the output directory (a URL stays a string). Errors are raised."""
     args = build_parser().parse_args(argv)
     from dnas.export import build_model, builder_options, resolved_options
     from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
@@ -90,7 +90,7 @@ def run(argv: list[str]) -> Path:
         ckpt = read_checkpoint(args.ckpt)
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt.get("hyper_parameters"), dict) else {}
     if args.ckpt:
-        _refuse_search_checkpoint(ckpt, hparams, Path(args.ckpt))
+        _refuse_search_checkpoint(ckpt, hparams, args.ckpt)
 
     if args.genotype:
         _refuse_special_file(Path(args.genotype))
@@ -144,7 +144,9 @@ def run(argv: list[str]) -> Path:
     )
     import json
 
-    summary = json.loads((out / "summary.json").read_text())
+    from dnas.storage import join, read_bytes
+
+    summary = json.loads(read_bytes(join(out, "summary.json")))
     shown = name if name.isprintable() else repr(name)
     print(f"dnas export: wrote {out}/ ({args.fmt}): {shown}, {format_summary(summary)}")
     if isinstance(genotype.meta.get("budget"), dict):  # searched under a hard budget (dnas.latency.BudgetLoss)
@@ -188,7 +190,7 @@ SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS",
 """Class paths of the search modules (``dnas.search.*`` paths count too)."""
 
 
-def _refuse_search_checkpoint(ckpt: dict[str, Any], hparams: dict[str, Any], path: Path) -> None:
+def _refuse_search_checkpoint(ckpt: dict[str, Any], hparams: dict[str, Any], path: str) -> None:
     """Raise a one-line error if ``ckpt`` is a search checkpoint: its weights are a supernet's, not a network's."""
     from dnas.export.artifacts import CheckpointMismatchError
 
@@ -201,10 +203,14 @@ def _refuse_search_checkpoint(ckpt: dict[str, Any], hparams: dict[str, Any], pat
     what = "state_dict keys 'supernet.*'" if supernet else ""
     if search_module:
         what += (" and " if what else "") + f"hyper-parameters of {module}"
-    log_dir = path.parent.parent if path.parent.name == "checkpoints" else Path("<log dir>")
+    from dnas.storage import join, parent
+
+    folder = parent(path)
+    folder_name = folder.name if isinstance(folder, Path) else folder.rsplit("/", 1)[-1]
+    log_dir = parent(folder) if folder_name == "checkpoints" else "<log dir>"
     raise CheckpointMismatchError(
-        f"{str(path)!r} is a search checkpoint ({what}): its weights are the supernet's and fit no discrete "
-        f"network. Export the architecture it found with --genotype {log_dir / 'genotype.json'} (untrained "
+        f"{path!r} is a search checkpoint ({what}): its weights are the supernet's and fit no discrete "
+        f"network. Export the architecture it found with --genotype {join(log_dir, 'genotype.json')} (untrained "
         f"weights), or retrain it with dnas.Retrain (configs/quickstart_retrain.yaml) and pass that checkpoint"
     )
 

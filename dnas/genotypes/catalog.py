@@ -8,6 +8,7 @@ from pathlib import Path
 from dnas.genotypes.core import Genotype
 from dnas.genotypes.spec import GenotypeError
 from dnas.safe_read import shown_path
+from dnas.storage import is_url
 
 PUBLISHED_DIR = Path(__file__).parent / "published"
 
@@ -18,8 +19,10 @@ def published() -> list[str]:
 
 
 def load(name_or_path: str | Path) -> Genotype:
-    """Load a shipped genotype by name (case-insensitive, e.g. ``"DARTS_V2"``) or a genotype JSON file by path."""
+    """Load a shipped genotype by name (case-insensitive, e.g. ``"DARTS_V2"``), a JSON file by path or fsspec URL."""
     text = str(name_or_path)
+    if is_url(text):
+        return Genotype.from_file(text)
     path = Path(text)
     # os.path.lexists never raises (a name too long, a symlink loop) and sees broken links: read_user_file reports them
     if path.suffix == ".json" or os.path.lexists(text) or "/" in text or "\\" in text:

@@ -221,7 +221,10 @@ class Genotype:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Genotype:
-        """Read and validate a genotype JSON file: a regular file of at most 4 MB (checked before reading)."""
+        """Read and validate a genotype JSON file (path or fsspec URL): a regular file of at most 4 MB.
+
+        The size and type are checked before anything is read.
+        """
         raw = read_user_file(path, limit=_MAX_JSON_BYTES, what="genotype file", error=GenotypeError)
         return cls.from_json(raw, source=str(path))
 

@@ -441,8 +441,8 @@ class DARTS(pl.LightningModule):
         size = getattr(dm, "input_size", None)
         return tuple(int(d) for d in size) if size else None
 
-    def log_dir(self) -> Path:
-        """The run's log directory.
+    def log_dir(self) -> Path | str:
+        """The run's log directory (the URL string where it is an fsspec URL).
 
         Uses :func:`dnas.io.log_dir`: ``trainer.log_dir`` is a collective (a broadcast) under DDP, so calling it
         from rank-zero-only code would hang.

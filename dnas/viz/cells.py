@@ -19,6 +19,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from dnas.genotypes import CellGenotype, Genotype, get_space_spec
 from dnas.io import atomic_write_bytes
+from dnas.storage import Location, location, with_suffix
 from dnas.viz.style import new_figure, op_colors, save_figure
 
 ENGINES = ("auto", "matplotlib", "graphviz")
@@ -326,12 +327,12 @@ def render_genotype(
     cells: Iterable[str] | None = None,
     dpi: int = 120,
     per_row: int = 11,
-) -> list[Path]:
+) -> list[Location]:
     """Write drawings of ``genotype`` to ``path`` with each suffix in ``formats``; returns the files written.
 
     Args:
         genotype: what to draw.
-        path: output path; its suffix is replaced by each format.
+        path: output path or fsspec URL; its suffix is replaced by each format.
         formats: ``png``, ``svg``, ``pdf``.
         engine: ``"matplotlib"`` (always available), ``"graphviz"`` (needs ``dot`` on PATH; chains still use
             matplotlib), or ``"auto"`` (matplotlib: the same picture on every machine).
@@ -341,7 +342,7 @@ def render_genotype(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
-    path = Path(path)
+    path = location(path)
     names = list(genotype.cells) if cells is None else list(cells)
     any_chain = any(is_chain(genotype.cells[n]) for n in names if n in genotype.cells)
     if engine == "graphviz":
@@ -354,7 +355,7 @@ def render_genotype(
                 data = subprocess.run(
                     ["dot", f"-T{fmt}", f"-Gdpi={dpi}"], input=dot.encode(), capture_output=True, check=True
                 ).stdout
-                out.append(atomic_write_bytes(path.with_suffix("." + fmt), data))
+                out.append(atomic_write_bytes(with_suffix(path, "." + fmt), data))
             return out
     fig = draw_genotype(genotype, names, dpi=dpi, per_row=per_row)
     return save_figure(fig, path, formats, dpi=dpi)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnas.io import atomic_write_text
+from dnas.storage import Location, join, location, read_bytes
 
 
 @dataclass
@@ -80,8 +81,8 @@ figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#5
 """
 
 
-def to_html(title: str, sections: list[Section], base: Path) -> str:
-    """HTML with images read from ``base / path`` and embedded (PNG/SVG as data URIs)."""
+def to_html(title: str, sections: list[Section], base: str | Path) -> str:
+    """HTML with images read from ``base / path`` (a folder or fsspec URL) and embedded (PNG/SVG as data URIs)."""
     esc = html.escape
     out = [
         "<!DOCTYPE html>",
@@ -102,10 +103,10 @@ def to_html(title: str, sections: list[Section], base: Path) -> str:
                 out += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in part[2]]
                 out.append("</table>")
             elif kind == "image":
-                path = base / part[1]
-                mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
+                path = join(base, part[1])
+                mime = "image/svg+xml" if str(path).endswith(".svg") else "image/png"
                 try:
-                    data = base64.b64encode(path.read_bytes()).decode("ascii")
+                    data = base64.b64encode(read_bytes(path)).decode("ascii")
                     src = f"data:{mime};base64,{data}"
                 except OSError:
                     src = esc(part[1])
@@ -118,9 +119,12 @@ def to_html(title: str, sections: list[Section], base: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(out_dir: str | Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``out_dir`` (atomically); image paths are relative to it."""
-    out_dir = Path(out_dir)
-    md = atomic_write_text(out_dir / "report.md", to_markdown(title, sections))
-    page = atomic_write_text(out_dir / "report.html", to_html(title, sections, out_dir))
+def write_report(out_dir: str | Path, title: str, sections: list[Section]) -> tuple[Location, Location]:
+    """Write ``report.md`` and ``report.html`` into ``out_dir`` (a folder or fsspec URL, atomically).
+
+    Image paths are relative to ``out_dir``.
+    """
+    out_dir = location(out_dir)
+    md = atomic_write_text(join(out_dir, "report.md"), to_markdown(title, sections))
+    page = atomic_write_text(join(out_dir, "report.html"), to_html(title, sections, out_dir))
     return md, page

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from dnas.genotypes import Genotype
 from dnas.io import atomic_write_text
+from dnas.storage import Location, is_file, join, read_bytes
 from dnas.viz.cells import render_genotype
 from dnas.viz.curves import plot_curves
 from dnas.viz.report import Section, write_report
@@ -216,13 +216,13 @@ def verdict_section(result: Verdict, warning: str | None) -> Section:
 
 def write_search_report(
     callback, trainer, pl_module, supernet, export_options: dict[str, Any] | None = None
-) -> tuple[Path, Path]:
+) -> tuple[Location, Location]:
     """Render the final pictures and write ``report.md`` + ``report.html`` into the trainer's log directory.
 
     ``export_options`` are the builder options of the model section (those of the end-of-fit export, if any).
     """
     out = callback.out_dir(trainer)
-    plots = out / "plots"
+    plots = join(out, "plots")
     genotype = supernet.genotype()
     if callable(getattr(pl_module, "project_genotype", None)):  # within a hard cost budget (dnas.latency.BudgetLoss)
         genotype = pl_module.project_genotype(genotype)
@@ -245,7 +245,7 @@ def write_search_report(
 
     # genotype
     gen = Section("Final genotype")
-    render_genotype(genotype, plots / "genotype", ("png", "svg"), dpi=110)
+    render_genotype(genotype, join(plots, "genotype"), ("png", "svg"), dpi=110)
     gen.image("plots/genotype.png", "the cells of the final genotype (SVG: plots/genotype.svg)")
     counts = callback.param_free_counts(genotype)
     gen.table(
@@ -278,7 +278,7 @@ def write_search_report(
     # curves
     cu = Section("Loss and accuracy")
     if callback.metrics:
-        save_figure(plot_curves(callback.metrics, callback.dpi), plots / "curves", dpi=callback.dpi)
+        save_figure(plot_curves(callback.metrics, callback.dpi), join(plots, "curves"), dpi=callback.dpi)
         cu.image("plots/curves.png", "epoch-level losses and accuracies")
         cu.text(VALIDATION_NOTE)
     else:
@@ -291,14 +291,14 @@ def write_search_report(
 
     # settings
     st = Section("Settings")
-    config = out / "config.yaml"
-    if config.is_file():
+    config = join(out, "config.yaml")
+    if is_file(config):
         st.text("The configuration LightningCLI saved for this run (config.yaml):")
-        st.code(config.read_text(encoding="utf-8"), "yaml")
+        st.code(read_bytes(config).decode("utf-8"), "yaml")
     else:
         st.text("No config.yaml in the log directory (not run through the dnas CLI); the module's hyperparameters:")
         st.code(json.dumps(dict(pl_module.hparams), indent=2, default=repr), "json")
     sections.append(st)
-    atomic_write_text(plots / "metrics_history.json", json.dumps(callback.metrics, indent=1))
+    atomic_write_text(join(plots, "metrics_history.json"), json.dumps(callback.metrics, indent=1))
     title = f"Search report: {type(pl_module).__name__} on {type(supernet).__name__} ({out})"
     return write_report(out, title, sections)

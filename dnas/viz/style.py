@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dnas.io import atomic_write_bytes
+from dnas.storage import Location, location, with_suffix
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 
@@ -32,12 +33,12 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int | None = None, tight: b
 
 def save_figure(
     fig: Figure, path: str | Path, formats: Iterable[str] = ("png",), dpi: int | None = None, tight: bool = True
-) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats`` (written atomically); returns the files."""
-    path = Path(path)
+) -> list[Location]:
+    """Save ``fig`` as ``path`` (path or fsspec URL) with each suffix in ``formats``, atomically; returns the files."""
+    path = location(path)
     out = []
     for fmt in formats:
-        target = path.with_suffix("." + fmt)
+        target = with_suffix(path, "." + fmt)
         out.append(atomic_write_bytes(target, figure_bytes(fig, fmt, dpi, tight)))
     return out
 
