@@ -117,7 +117,9 @@ class DnasCLI(LightningCLI):
             ("model", self._model_class, self.subclass_mode_model),
             ("data", self._datamodule_class, self.subclass_mode_data),
         ):
-            self.parser.add_instantiator(_Instantiator(cli=self, key=key), _get_module_type(base), subclasses=subclasses)
+            self.parser.add_instantiator(
+                _Instantiator(cli=self, key=key), _get_module_type(base), subclasses=subclasses
+            )
 
     def _check_links(self) -> None:
         """One line for a value written for a linked argument (:data:`LINKS`) that the datamodule contradicts."""
