@@ -21,7 +21,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from jsonargparse import ArgumentError, Namespace
-from pytorch_lightning.cli import ArgsType, LightningCLI, _InstantiatorFn
+from pytorch_lightning.cli import ArgsType, LightningCLI
 
 TOOLS: dict[str, tuple[str, str]] = {
     "baseline": (
@@ -45,20 +45,6 @@ HELP = "dnas: differentiable architecture search on PyTorch Lightning (a Lightni
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 """Largest ``--config`` file read (configs are a few KB; this bounds what a wrong path can make the CLI read)."""
-
-LINKS: tuple[tuple[str, str], ...] = (
-    ("num_classes", "model.init_args.num_classes"),
-    ("in_channels", "model.init_args.in_channels"),
-    ("num_classes", "model.init_args.supernet.init_args.num_classes"),
-    ("in_channels", "model.init_args.supernet.init_args.in_channels"),
-    ("in_channels", "model.init_args.supernet.init_args.in_features"),  # a table's features per row
-)
-"""Datamodule attribute -> the model argument it sets, so a config states each once (the data's value).
-
-Linked with ``apply_on="instantiate"``: the datamodule is built first and its attribute (``ImageFolderDataModule``
-counts its class folders) fills the argument. jsonargparse skips a link whose target the chosen class lacks (a
-``Retrain`` has no ``supernet``, a search module no ``in_channels``) and one whose datamodule has no such attribute.
-"""
 
 _CKPT_KEYWORDS = ("last", "best", "hpc")
 """``ckpt_path`` values Lightning resolves itself (plus ``registry``/``registry:...``)."""
@@ -87,16 +73,13 @@ class DnasCLI(LightningCLI):
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        """Link the data's ``num_classes``/``in_channels`` into the model (:data:`LINKS`)."""
-        for attr, target in LINKS:
-            parser.link_arguments(f"data.{attr}", target, apply_on="instantiate")
+        """Link the data's ``num_classes``/``in_channels`` into the model (:mod:`dnas.cli_links`)."""
+        from dnas.cli_links import add_links
+
+        add_links(parser)
 
     def parse_arguments(self, parser: Any, args: ArgsType) -> None:
-        """Parse as LightningCLI does, then once more without defaults: what the user wrote, for :meth:`_check_links`.
-
-        A linked argument is set from the data, so a value given for it is either the data's or a mistake; the
-        parsed config alone cannot tell a value written by the user from the class's default.
-        """
+        """Parse as LightningCLI does, then once more without defaults: what the user wrote (for the linked values)."""
         super().parse_arguments(parser, args)
         if isinstance(args, (dict, Namespace)):
             self._given = parser.parse_object(args, defaults=False)
@@ -104,36 +87,16 @@ class DnasCLI(LightningCLI):
             self._given = parser.parse_args(args, defaults=False)
 
     def _add_instantiators(self) -> None:
-        """LightningCLI's instantiators (they record the parsed config as hyperparameters), minus skipped links.
-
-        jsonargparse reports every instantiation link as applied, also one it skipped because the chosen class has
-        no such argument (a search module has no ``in_channels``); LightningCLI would write that value into the
-        model's hyperparameters, where ``load_from_checkpoint`` and ``--ckpt_path`` would pass it to a class that
-        does not take it.
-        """
+        """LightningCLI's instantiators, given only the links that applied (:class:`dnas.cli_links.Instantiator`)."""
         from pytorch_lightning.cli import _get_module_type
+
+        from dnas.cli_links import Instantiator
 
         for key, base, subclasses in (
             ("model", self._model_class, self.subclass_mode_model),
             ("data", self._datamodule_class, self.subclass_mode_data),
         ):
-            self.parser.add_instantiator(
-                _Instantiator(cli=self, key=key), _get_module_type(base), subclasses=subclasses
-            )
-
-    def _check_links(self) -> None:
-        """One line for a value written for a linked argument (:data:`LINKS`) that the datamodule contradicts."""
-        given = self._given
-        subcommand = self.config.get("subcommand")
-        if subcommand:
-            given = given.get(subcommand) or Namespace()
-        for attr, target in LINKS:
-            value, want = given.get(target), getattr(self.datamodule, attr, None)
-            if value is not None and want is not None and value != want:
-                _fail(
-                    f"{target}={value} but the datamodule {type(self.datamodule).__name__} has {attr}={want}; the "
-                    f"data sets it (linked from data.{attr}): drop the value or give --{target} {want}"
-                )
+            self.parser.add_instantiator(Instantiator(cli=self, key=key), _get_module_type(base), subclasses=subclasses)
 
     def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
         """Lightning's subcommands, then dnas' tools, so ``dnas --help`` lists every command.
@@ -185,7 +148,14 @@ class DnasCLI(LightningCLI):
             message = str(cause).strip() or type(cause).__name__
             kind = cause.kind if isinstance(cause, ConfigError) else "invalid configuration"
             _fail(f"{kind} ({type(cause).__name__}): {message}")
-        self._check_links()
+        from dnas.cli_links import contradiction
+
+        subcommand = self.config.get("subcommand")
+        problem = contradiction(
+            self._given.get(subcommand) or Namespace() if subcommand else self._given, self.datamodule
+        )
+        if problem:
+            _fail(problem)
 
     def _ckpt_path(self, config: Any) -> str | None:
         """The subcommand's ``--ckpt_path`` when it names a file or URL (not Lightning's ``last``/``best``/...)."""
@@ -276,17 +246,6 @@ class DnasCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())  # checkpoints are written to a temp file, then renamed
         config = {**config, "plugins": plugins}
         return super()._instantiate_trainer(config, callbacks)
-
-
-class _Instantiator(_InstantiatorFn):
-    """LightningCLI's instantiator, given only the links whose target the parsed config holds (see ``LINKS``)."""
-
-    def __call__(self, class_type: Any, *args: Any, applied_instantiation_links: dict, **kwargs: Any) -> Any:
-        config = self.cli.config
-        subcommand = config.get("subcommand")
-        config = config[subcommand] if subcommand else config
-        applied = {k: v for k, v in applied_instantiation_links.items() if k in config}
-        return super().__call__(class_type, *args, applied_instantiation_links=applied, **kwargs)
 
 
 def _raised_by_constructor(err: BaseException) -> BaseException:

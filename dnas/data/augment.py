@@ -19,7 +19,7 @@ RAND_AUGMENT_HELP = (
 
 
 def rand_augment(config: str, image_size: int, mean: Sequence[float]) -> Callable:
-    """timm's RandAugment transform (PIL image -> PIL image) for ``config`` such as ``"rand-m9-mstd0.5"``.
+    """RandAugment of timm (PIL image -> PIL image) for ``config`` such as ``"rand-m9-mstd0.5"``.
 
     The geometric ops translate by up to 45 % of ``image_size`` and fill with the data's ``mean`` colour, as timm's
     own ImageNet training transform (``timm.data.transforms_factory.transforms_imagenet_train``) sets them.

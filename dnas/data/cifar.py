@@ -136,7 +136,6 @@ class CIFAR10DataModule(SearchDataModule):
         self.check_files()
 
     def build_datasets(self):
-        from torchvision import transforms as T
         from torchvision.datasets import CIFAR10
 
         if not self._present():
