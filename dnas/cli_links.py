@@ -3,8 +3,9 @@
 :class:`dnas.cli.DnasCLI` links them with LightningCLI's ``link_arguments(..., apply_on="instantiate")``: the
 datamodule is built first, and its attribute (``ImageFolderDataModule`` counts its class folders) becomes the
 argument. Targets may lie inside the chosen model's subclass arguments (``model.init_args.supernet.init_args...``):
-jsonargparse (4.53) reaches them, and skips a link whose target the chosen class lacks (a ``Retrain`` has no
-``supernet``, a search module no ``in_channels``) or whose datamodule lacks the attribute.
+jsonargparse reaches such deep targets (mauvilsa/jsonargparse#75, #275; tested with 4.53) and skips a link whose
+target the chosen class lacks (a ``Retrain`` has no ``supernet``, a search module no ``in_channels``) or whose
+datamodule lacks the attribute.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The data's ``num_classes``/``in_channels`` reach the model through LightningCLI's argument links (dnas.cli_links.LINKS).
+"""The data's ``num_classes``/``in_channels`` reach the model through argument links (dnas.cli_links.LINKS).
 
 Every shipped config states them once (in the data); a value also written for the model must agree with the data.
 """
