@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, Namespace
 from pytorch_lightning.cli import ArgsType, LightningCLI
 
 TOOLS: dict[str, tuple[str, str]] = {
@@ -71,6 +71,32 @@ class DnasCLI(LightningCLI):
         )
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """Link the data's ``num_classes``/``in_channels`` into the model (:mod:`dnas.cli_links`)."""
+        from dnas.cli_links import add_links
+
+        add_links(parser)
+
+    def parse_arguments(self, parser: Any, args: ArgsType) -> None:
+        """Parse as LightningCLI does, then once more without defaults: what the user wrote (for the linked values)."""
+        super().parse_arguments(parser, args)
+        if isinstance(args, (dict, Namespace)):
+            self._given = parser.parse_object(args, defaults=False)
+        else:
+            self._given = parser.parse_args(args, defaults=False)
+
+    def _add_instantiators(self) -> None:
+        """LightningCLI's instantiators, given only the links that applied (:class:`dnas.cli_links.Instantiator`)."""
+        from pytorch_lightning.cli import _get_module_type
+
+        from dnas.cli_links import Instantiator
+
+        for key, base, subclasses in (
+            ("model", self._model_class, self.subclass_mode_model),
+            ("data", self._datamodule_class, self.subclass_mode_data),
+        ):
+            self.parser.add_instantiator(Instantiator(cli=self, key=key), _get_module_type(base), subclasses=subclasses)
 
     def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
         """Lightning's subcommands, then dnas' tools, so ``dnas --help`` lists every command.
@@ -134,6 +160,14 @@ class DnasCLI(LightningCLI):
             message = str(cause).strip() or type(cause).__name__
             kind = cause.kind if isinstance(cause, ConfigError) else "invalid configuration"
             _fail(f"{kind} ({type(cause).__name__}): {message}")
+        from dnas.cli_links import contradiction
+
+        subcommand = self.config.get("subcommand")
+        problem = contradiction(
+            self._given.get(subcommand) or Namespace() if subcommand else self._given, self.datamodule
+        )
+        if problem:
+            _fail(problem)
 
     def _ckpt_path(self, config: Any) -> str | None:
         """The subcommand's ``--ckpt_path`` when it names a file or URL (not Lightning's ``last``/``best``/...)."""

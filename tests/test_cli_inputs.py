@@ -29,7 +29,7 @@ def test_in_channels_mismatch_names_both_numbers_and_the_fix(tmp_path, run_cli):
     )
     assert code == 2
     line = _one_error_line(err)
-    assert "in_channels=3" in line and "DigitsDataModule" in line and "1 channels" in line
+    assert "in_channels=3" in line and "DigitsDataModule" in line and "has in_channels=1" in line
     assert "--model.init_args.supernet.init_args.in_channels 1" in line
 
 

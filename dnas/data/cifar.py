@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dnas.data.augment import rand_augment as _rand_augment
 from dnas.data.base import SearchDataModule
 from dnas.errors import DataError, DataNotFoundError
 
@@ -36,6 +37,8 @@ class CIFAR10DataModule(SearchDataModule):
         data_dir: directory holding (or to receive) ``cifar-10-batches-py``.
         download: allow torchvision to download when the data is absent (never in tests).
         cutout: Cutout length for training images (0 = off; DARTS evaluation uses 16, search uses none).
+        rand_augment: timm's RandAugment on training images after crop and flip, e.g. ``"rand-m9-mstd0.5"``; None
+            (default, the DARTS recipe) is off. See :func:`dnas.data.augment.rand_augment`.
         **kwargs: see :class:`~dnas.data.base.SearchDataModule`.
     """
 
@@ -55,11 +58,14 @@ class CIFAR10DataModule(SearchDataModule):
         arch_batch_size: int | None = None,
         eval_batch_size: int | None = None,
         cutout: int = 0,
+        rand_augment: str | None = None,
     ):
         super().__init__(batch_size, train_portion, split_seed, num_workers, search, arch_batch_size, eval_batch_size)
         self.data_dir = data_dir
         self.download = download
         self.cutout = cutout
+        self.rand_augment = rand_augment
+        self._rand_augment = _rand_augment(rand_augment, 32, CIFAR10_MEAN) if rand_augment is not None else None
         self._checked = False
 
     def _folder(self) -> Path:
@@ -130,17 +136,23 @@ class CIFAR10DataModule(SearchDataModule):
         self.check_files()
 
     def build_datasets(self):
-        from torchvision import transforms as T
         from torchvision.datasets import CIFAR10
 
         if not self._present():
             self.prepare_data()
         self.check_files()  # on every rank (prepare_data runs on one per node), before torchvision unpickles a file
-        norm = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
-        aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *norm]
-        if self.cutout:
-            aug.append(Cutout(self.cutout))
-        train_aug = CIFAR10(self.data_dir, train=True, transform=T.Compose(aug))
-        train_plain = CIFAR10(self.data_dir, train=True, transform=T.Compose(norm))
-        test = CIFAR10(self.data_dir, train=False, transform=T.Compose(norm))
+        aug, plain = self.transforms()
+        train_aug = CIFAR10(self.data_dir, train=True, transform=aug)
+        train_plain = CIFAR10(self.data_dir, train=True, transform=plain)
+        test = CIFAR10(self.data_dir, train=False, transform=plain)
         return train_aug, train_plain, test
+
+    def transforms(self):
+        """``(training transform, plain transform)`` of a PIL image; the plain one serves α-validation and test."""
+        from torchvision import transforms as T
+
+        norm = [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
+        aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+        aug += [self._rand_augment] if self._rand_augment is not None else []
+        aug += [*norm, Cutout(self.cutout)] if self.cutout else norm
+        return T.Compose(aug), T.Compose(norm)

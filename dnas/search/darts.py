@@ -70,7 +70,7 @@ class DARTS(pl.LightningModule):
         arch_warmup_epochs: epochs of weight-only training before architecture updates start (PC-DARTS: 15).
         unrolled_r: numerator of the finite-difference ε = r / ‖∇w' L_val‖ (paper: 0.01).
         on_nonfinite: ``"raise"`` stops with an error naming the step and the term; ``"skip"`` drops that update.
-        num_classes: if set, checked against the datamodule's ``num_classes`` at setup.
+        num_classes: if set, checked against the supernet's classes (the ``dnas`` CLI sets the datamodule's).
         latency_loss: a cost term (``dnas.latency.LatencyLoss``: expected latency/FLOPs/params from a table)
             combined with the task loss of the architecture step; its value is logged every step.
     """
@@ -115,16 +115,21 @@ class DARTS(pl.LightningModule):
         self.arch_updates_enabled = True
 
     def _infer_num_classes(self) -> int:
-        if self.hparams.num_classes:
-            return int(self.hparams.num_classes)
+        """The supernet's number of classes; ``num_classes`` (the data's, linked by the CLI) must agree with it."""
         out = (
             getattr(self.supernet, "num_classes", None)
             or self.supernet.build_options().get("num_classes")
             or getattr(getattr(self.supernet, "classifier", None), "out_features", None)
         )
-        if out is None:
+        given = self.hparams.num_classes
+        if out is not None and given and int(given) != int(out):
+            raise ConfigError(
+                f"the supernet {type(self.supernet).__name__} outputs {out} classes but num_classes is {given} (the "
+                f"datamodule's, in the CLI); make the supernet output {given}"
+            )
+        if out is None and not given:
             raise ValueError("cannot infer the number of classes from the supernet; pass num_classes")
-        return int(out)
+        return int(out if out is not None else given)
 
     # ------------------------------------------------------------------ hooks for subclasses
     def sample_weights(self) -> dict[str, torch.Tensor]:

@@ -55,7 +55,7 @@ class FBNet(DARTS):
         arch_grad_clip: max norm of the architecture gradients; 0 disables.
         arch_warmup_epochs: epochs of weight-only training before θ is trained (reimplementations: 10).
         on_nonfinite: ``"raise"`` or ``"skip"`` a non-finite update.
-        num_classes: checked against the datamodule.
+        num_classes: if set, checked against the supernet's classes (the ``dnas`` CLI sets the datamodule's).
         single_path: with ``hard``, run only the sampled op of each edge (forward and backward); α still gets the
             straight-through gradient (through the sampled op's output and the other ops' zero weights).
     """
