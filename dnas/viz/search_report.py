@@ -167,23 +167,32 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
         )
     except Exception as err:  # noqa: BLE001
         rows.append([f"expected {name} of the final genotype", f"not computed: {err}"])
-    env = latency.table.meta.get("environment") or {}
-    if measure and name == "latency" and model is not None and input_shape:
-        from dnas.latency.measure import time_module
-
-        batch = int(latency.table.meta.get("batch_size", env.get("batch_size", 1)) or 1)
-        model = model.eval()
-        stats = time_module(model, torch.zeros(batch, *input_shape), warmup=3, min_run_time=0.2)
-        rows.append(
-            [f"measured latency of the exported model here (CPU, batch {batch}, median)", f"{stats['median']:.4g} ms"]
-        )
-        note = (
-            "The table was measured on "
-            f"{env.get('device', latency.table.meta.get('device', 'its own device'))}; the measurement above is on "
-            "this machine's CPU with one thread, so compare the two only when those match. The table sums per-op "
-            "times and leaves out stems, heads and framework overhead."
-        )
     record = genotype.meta.get("budget")
+    prediction = measured = None
+    if name == "latency":  # the table's whole-network prediction and error band (dnas lut --calibrate)
+        from dnas.latency.measure import time_network
+
+        edges = {g: group.edges for g, group in supernet.arch_groups.items()}
+        prediction = latency.table.predict(latency.table.choice(genotype, edges))
+        meta = latency.table.meta
+        if measure and model is not None and input_shape:
+            try:
+                measured = time_network(model, input_shape, meta)
+            except RuntimeError as err:  # the table's device (a GPU) is not on this machine: say so in the report
+                rows.append(["measured whole network", f"not measured: {err}"])
+            note = (
+                ""
+                if measured is None
+                else (
+                    f"Measured here with the table's settings ({meta.get('device', 'cpu')}, {meta.get('dtype')}, batch "
+                    f"{meta.get('batch_size', 1)}, {meta.get('threads', 1)} thread(s), median). The band is the table's "
+                    "own error, measured by dnas lut on whole random networks; the table itself times each op alone "
+                    "and leaves out stems, heads and framework overhead, which the calibration adds back. A machine "
+                    "whose load changed since the table was measured can put the measurement outside the band."
+                )
+            )
+        budget = record.get("budget") if isinstance(record, dict) and record.get("metric") == name else None
+        rows += prediction.rows(measured, budget, table_sum=False)
     if isinstance(record, dict):  # the projection of dnas.latency.BudgetLoss
         from dnas.latency.budget import describe
 
