@@ -139,3 +139,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{cal['slope']:.4g} × table sum; leave-one-out relative error max {100 * cal['max_rel_error']:.1f} %, "
             f"RMS {100 * cal['rms_rel_error']:.1f} %"
         )
+        if cal["slope"] <= 0:
+            print(
+                "dnas lut: warning: the slope is <= 0, so the table does not order whole networks on this machine "
+                "(timing noise?); re-measure with a longer --min_run_time / --calibrate_run_time or more --calibrate",
+                file=sys.stderr,
+            )
