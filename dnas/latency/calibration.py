@@ -8,9 +8,11 @@ space, builds each discrete network as ``dnas export`` does, times each whole wi
     measured ≈ intercept + slope · table_sum        (ordinary least squares, :func:`numpy.linalg.lstsq`)
 
 The error is the **leave-one-out** relative error: each architecture predicted by the line fitted to the other N − 1,
-``|measured − predicted| / predicted``; the record keeps its maximum and root mean square. In-sample residuals
-would understate the error of a network the fit has not seen (two parameters fitted to a handful of points). The
-band of a prediction is ``predicted · (1 ± max error)``.
+``e = |measured − predicted| / measured`` (relative to the measurement, which is always > 0, so a noisy fit whose
+line dips below zero still has a finite error); the record keeps its maximum and root mean square. In-sample
+residuals would understate the error of a network the fit has not seen (two parameters fitted to a handful of
+points). The band of a prediction ``p`` is every latency ``m`` with ``|m − p| ≤ e_max · m``, i.e.
+``p / (1 + e_max) ≤ m ≤ p / (1 − e_max)`` (no upper end when ``e_max ≥ 1``).
 
 The record (``meta["calibration"]`` of the table, checked by :func:`check_record` when a table is read)::
 
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from dnas.safe_read import short
 
 MIN_ARCHS = 3
 """Fewest calibration architectures: a line plus one point to leave out."""
@@ -52,13 +56,18 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 def loo_relative_errors(x: Sequence[float], y: Sequence[float]) -> list[float]:
-    """``|y_i − p_i| / p_i`` where ``p_i`` is the line fitted without point ``i`` evaluated at ``x_i``."""
+    """``|y_i − p_i| / y_i`` where ``p_i`` is the line fitted without point ``i`` evaluated at ``x_i``.
+
+    Raises:
+        ValueError: a ``y`` is not > 0 (a latency).
+    """
+    if not all(v > 0 for v in y):
+        raise ValueError(f"measured latencies must be > 0, got {list(y)}")
     out = []
     for i in range(len(x)):
         rest = [j for j in range(len(x)) if j != i]
         a, b = fit_line([x[j] for j in rest], [y[j] for j in rest])
-        p = a + b * x[i]
-        out.append(abs(y[i] - p) / p if p > 0 else math.inf)
+        out.append(abs(y[i] - (a + b * x[i])) / y[i])
     return out
 
 
@@ -68,14 +77,12 @@ def make_record(
     """The ``meta["calibration"]`` record of ``measured ≈ intercept + slope · table_sums`` (module docstring).
 
     Raises:
-        ValueError: fewer than :data:`MIN_ARCHS` architectures, equal table sums, or a prediction ≤ 0 left out.
+        ValueError: fewer than :data:`MIN_ARCHS` architectures, equal table sums, or a measurement <= 0.
     """
     if len(table_sums) < MIN_ARCHS:
         raise ValueError(f"calibration needs at least {MIN_ARCHS} architectures, got {len(table_sums)}")
     intercept, slope = fit_line(table_sums, measured)
     errors = loo_relative_errors(table_sums, measured)
-    if not all(math.isfinite(e) for e in errors):
-        raise ValueError("a leave-one-out fit predicts a latency <= 0; calibrate on more architectures")
     return {
         "intercept_ms": intercept,
         "slope": slope,
@@ -101,10 +108,10 @@ def check_record(record: Any, source: str, error: type[Exception]) -> dict[str, 
 
     for key in FLOAT_FIELDS:
         if not number(record.get(key)):
-            raise error(f"{where}.{key}' must be a finite number, got {record.get(key)!r:.60}")
+            raise error(f"{where}.{key}' must be a finite number, got {short(record.get(key))}")
     for key in INT_FIELDS:
         if not isinstance(record.get(key), int) or isinstance(record.get(key), bool):
-            raise error(f"{where}.{key}' must be an integer, got {record.get(key)!r:.60}")
+            raise error(f"{where}.{key}' must be an integer, got {short(record.get(key))}")
     for key in ("max_rel_error", "rms_rel_error", "min_run_time_s", "warmup"):
         if record[key] < 0:
             raise error(f"{where}.{key}' must be >= 0, got {record[key]}")
@@ -156,15 +163,18 @@ class Prediction:
 
     @property
     def band(self) -> tuple[float, float] | None:
-        """``(low, high)`` = ``value · (1 ∓ rel_error)``, or None without a calibration."""
+        """``(low, high)``: the latencies ``m`` with ``|m − value| ≤ rel_error · m``, or None without a calibration.
+
+        ``high`` is ``inf`` when ``rel_error ≥ 1``.
+        """
         if self.rel_error is None:
             return None
-        return self.value * (1 - self.rel_error), self.value * (1 + self.rel_error)
+        e = self.rel_error
+        return self.value / (1 + e), (self.value / (1 - e) if e < 1 else math.inf)
 
     def contains(self, measured: float) -> bool | None:
-        """Whether ``measured`` lies within the band (None: no band)."""
-        band = self.band
-        return None if band is None else band[0] <= measured <= band[1]
+        """Whether ``measured`` is within the calibration's error of the prediction (None: no calibration)."""
+        return None if self.rel_error is None else abs(measured - self.value) <= self.rel_error * measured
 
     def rows(
         self, measured: float | None = None, budget: float | None = None, table_sum: bool = True
@@ -180,7 +190,8 @@ class Prediction:
                 [
                     f"predicted whole network ({self.intercept:.4g} {u} + {self.slope:.4g} × table sum, "
                     f"error measured on {self.archs} architectures)",
-                    f"{self.value:.4g} {u} ± {100 * self.rel_error:.1f} % ({band[0]:.4g} – {band[1]:.4g} {u})",
+                    f"{self.value:.4g} {u}, band {band[0]:.4g} – {band[1]:.4g} {u} (error ≤ "
+                    f"{100 * self.rel_error:.1f} % of the measured latency)",
                 ]
             )
         if measured is not None:

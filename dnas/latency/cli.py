@@ -21,7 +21,7 @@ import sys
 import torch
 
 from dnas.errors import one_line
-from dnas.latency.measure import DTYPES, measure_table
+from dnas.latency.measure import DTYPES, calibrate_table, measure_table
 from dnas.latency.table import METRICS, CostTable, CostTableError, merge
 from dnas.safe_read import shown_path
 
@@ -125,15 +125,20 @@ def main(argv: list[str] | None = None) -> None:
         warmup=args.warmup,
         min_run_time=args.min_run_time,
         progress=not args.no_progress,
-        calibrate=calibrate,
-        calibrate_run_time=args.calibrate_run_time,
-        seed=args.seed,
     )
     table.save(args.out)
     total = sum(len(e.ops) for e in table.entries)
     print(f"wrote {args.out}: {len(table.entries)} mixed ops, {total} candidate {args.metric} entries ({table.unit})")
-    cal = table.meta.get("calibration")
-    if cal:
+    if calibrate:  # after the table is on disk: a failed calibration does not cost the user the table
+        try:
+            run_time, progress = args.calibrate_run_time, not args.no_progress
+            cal = calibrate_table(table, supernet, example, calibrate, args.warmup, run_time, args.seed, progress)
+        except ValueError as err:
+            raise SystemExit(
+                f"dnas lut: error: calibration failed ({err}); {args.out} holds the table without it"
+            ) from None
+        table.meta["calibration"] = cal
+        table.save(args.out)
         print(
             f"calibration on {cal['archs']} whole networks: measured ≈ {cal['intercept_ms']:.4g} ms + "
             f"{cal['slope']:.4g} × table sum; leave-one-out relative error max {100 * cal['max_rel_error']:.1f} %, "

@@ -166,7 +166,7 @@ def measure_table(
     )
     table = CostTable(metric, entries, meta)
     if calibrate:
-        table.meta["calibration"] = calibration(
+        table.meta["calibration"] = calibrate_table(
             table, supernet, example_input, calibrate, warmup, calibrate_run_time, seed, progress
         )
     return table
@@ -194,7 +194,7 @@ def random_architectures(supernet: Supernet, n: int, seed: int) -> list[Genotype
     return out
 
 
-def calibration(
+def calibrate_table(
     table: CostTable,
     supernet: Supernet,
     example_input: torch.Tensor,
@@ -204,7 +204,12 @@ def calibration(
     seed: int,
     progress: bool = True,
 ) -> dict:
-    """The ``meta["calibration"]`` record of ``table``: ``n`` random architectures built, timed whole and fitted."""
+    """The ``meta["calibration"]`` record of ``table``: ``n`` random architectures built, timed whole and fitted.
+
+    Raises:
+        ValueError: the fit is not determined or predicts a latency <= 0
+            (:func:`~dnas.latency.calibration.make_record`).
+    """
     from tqdm.auto import tqdm
 
     from dnas.export import build_model

@@ -32,6 +32,15 @@ VALIDATION_NOTE = (
 """Shown under the curves: why val/acc can trail arch/acc early in a search."""
 
 
+MEASURED_NOTE = (
+    "Measured here with the table's settings ({}, batch {}, {} thread(s), median). The band is the table's own error, "
+    "measured by dnas lut on whole random networks: the table times each op alone and leaves out stems, heads and "
+    "framework overhead, which its calibration adds back. A machine whose load changed since the table was measured "
+    "can put the measurement outside the band."
+)
+"""Shown under the latency table when the report timed the exported network."""
+
+
 def _fmt_time(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     h, m = divmod(m, 60)
@@ -178,19 +187,10 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
         if measure and model is not None and input_shape:
             try:
                 measured = time_network(model, input_shape, meta)
+                settings = (meta.get(k, d) for k, d in (("device", "cpu"), ("batch_size", 1), ("threads", 1)))
+                note = MEASURED_NOTE.format(*settings)
             except RuntimeError as err:  # the table's device (a GPU) is not on this machine: say so in the report
                 rows.append(["measured whole network", f"not measured: {err}"])
-            note = (
-                ""
-                if measured is None
-                else (
-                    f"Measured here with the table's settings ({meta.get('device', 'cpu')}, {meta.get('dtype')}, batch "
-                    f"{meta.get('batch_size', 1)}, {meta.get('threads', 1)} thread(s), median). The band is the table's "
-                    "own error, measured by dnas lut on whole random networks; the table itself times each op alone "
-                    "and leaves out stems, heads and framework overhead, which the calibration adds back. A machine "
-                    "whose load changed since the table was measured can put the measurement outside the band."
-                )
-            )
         budget = record.get("budget") if isinstance(record, dict) and record.get("metric") == name else None
         rows += prediction.rows(measured, budget, table_sum=False)
     if isinstance(record, dict):  # the projection of dnas.latency.BudgetLoss

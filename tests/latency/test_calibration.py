@@ -47,7 +47,7 @@ def test_least_squares_recovers_a_known_line_and_matches_the_normal_equations():
 def test_leave_one_out_error_of_an_outlier_is_the_line_through_the_others():
     xs, ys = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 10.0]  # y = 2x except the last point
     errors = loo_relative_errors(xs, ys)
-    assert errors[3] == pytest.approx(abs(10 - 8) / 8)  # the other three lie on y = 2x: predicts 8
+    assert errors[3] == pytest.approx(abs(10 - 8) / 10)  # the other three lie on y = 2x: predicts 8
     record = make_record(xs, ys, warmup=1, min_run_time=0.01, seed=0)
     assert record["max_rel_error"] == pytest.approx(max(errors))
     assert record["rms_rel_error"] == pytest.approx(math.sqrt(sum(e * e for e in errors) / 4))
@@ -59,10 +59,12 @@ def test_prediction_band_and_rows():
     cal = make_record([1.0, 2.0, 3.0, 4.0], [5.0, 7.0, 9.0, 11.0], 1, 0.01, 0)  # 3 + 2x exactly
     cal["max_rel_error"] = 0.1
     p = Prediction.of(4.0, cal)
-    assert p.value == pytest.approx(11.0) and p.band == pytest.approx((9.9, 12.1))
-    assert p.contains(12.0) is True and p.contains(12.2) is False
-    text = " ".join(" ".join(r) for r in p.rows(measured=12.2, budget=5.0))
-    assert "± 10.0 %" in text and "OUTSIDE the band" in text and "13 ms whole" in text  # 3 + 2 · 5
+    assert p.value == pytest.approx(11.0) and p.band == pytest.approx((10.0, 11.0 / 0.9))
+    assert p.contains(12.2) is True and p.contains(12.3) is False  # |m − 11| <= 0.1 m  <=>  m <= 12.22
+    assert p.contains(10.0) is True and p.contains(9.9) is False
+    text = " ".join(" ".join(r) for r in p.rows(measured=12.3, budget=5.0))
+    assert "error ≤ 10.0 %" in text and "OUTSIDE the band" in text and "13 ms whole" in text  # 3 + 2 · 5
+    assert Prediction.of(4.0, {**cal, "max_rel_error": 1.5}).band == pytest.approx((11.0 / 2.5, math.inf))
     bare = Prediction.of(4.0, None)
     assert bare.band is None and bare.contains(4.0) is None and bare.value == 4.0
     assert "unknown: the table has no calibration" in " ".join(" ".join(r) for r in bare.rows(measured=9.0))
@@ -131,7 +133,7 @@ def _calibrated_table(value_ms, rel_error):
     return CostTable.from_dict(json.loads(json.dumps(table.to_dict())))
 
 
-@pytest.mark.parametrize("value, error, verdict", [(1000.0, 0.9999, "within the band"), (1e6, 1e-3, "OUTSIDE")])
+@pytest.mark.parametrize("value, error, verdict", [(1e-3, 1.5, "within the band"), (1e6, 1e-3, "OUTSIDE")])
 def test_the_search_report_shows_the_band_and_the_measurement_against_it(value, error, verdict):
     net = tiny_fbnet()
     genotype = net.genotype()
@@ -140,17 +142,38 @@ def test_the_search_report_shows_the_band_and_the_measurement_against_it(value, 
     parts = latency_parts(module, net, genotype, loss, build_model(genotype), [1, 8, 8], measure=True)
     rows = {r[0]: r[1] for part in parts if part[0] == "table" for r in part[2]}
     predicted = next(v for k, v in rows.items() if k.startswith("predicted whole network"))
-    assert f"± {100 * error:.1f} %" in predicted and f"{value:.4g} ms" in predicted
+    assert f"error ≤ {100 * error:.1f} %" in predicted and f"{value:.4g} ms, band" in predicted
     assert verdict in rows["measured whole network"]
 
 
 def test_dnas_export_prints_table_sum_prediction_and_measurement(tmp_path, run_cli):
     net = tiny_fbnet()
     (tmp_path / "g.json").write_text(net.genotype().to_json())
-    _calibrated_table(1000.0, 0.9999).save(tmp_path / "lut.json")
+    _calibrated_table(1e-3, 1.5).save(tmp_path / "lut.json")  # band [0.0004 ms, ∞): any measurement is in it
     args = ["export", "--genotype", str(tmp_path / "g.json"), "--table", str(tmp_path / "lut.json")]
     code, out, err = run_cli([*args, "--measure", "--out", str(tmp_path / "e")])
     assert code == 0, err
-    assert "latency table sum of the chosen ops" in out and "± 100.0 %" in out and "(within the band)" in out
+    assert "latency table sum of the chosen ops" in out and "error ≤ 150.0 %" in out and "(within the band)" in out
     code, out, err = run_cli(["export", "--genotype", str(tmp_path / "g.json"), "--measure", "--out", str(tmp_path)])
     assert code == 2 and "--measure needs --table" in err
+
+
+def test_dnas_lut_calibrates_by_default_and_refuses_it_for_other_metrics(tmp_path, capsys):
+    from dnas.latency.cli import main as lut_main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model:\n  class_path: dnas.FBNet\n  init_args:\n    supernet:\n"
+        "      class_path: dnas.cells.fbnet.FBNetSupernet\n"
+        "      init_args: {num_classes: 10, in_channels: 1, input_size: 8, width_mult: 0.25, head_channels: 8,"
+        " primitives: [k3_e1, skip]}\n"
+        "data:\n  class_path: dnas.data.DigitsDataModule\n"
+    )
+    out = tmp_path / "lut.json"
+    fast = ["--warmup", "1", "--min_run_time", "0.001", "--calibrate_run_time", "0.005", "--no_progress"]
+    lut_main(["--config", str(cfg), "--out", str(out), "--calibrate", "3", *fast])
+    assert CostTable.load(out).meta["calibration"]["archs"] == 3
+    assert "calibration on 3 whole networks" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        lut_main(["--config", str(cfg), "--out", str(out), "--metric", "flops", "--calibrate", "3", *fast])
+    assert "--calibrate needs --metric latency" in capsys.readouterr().err
