@@ -184,7 +184,7 @@ def _print_cost(path: str, genotype: Any, model: Any, shape: tuple[int, ...], me
     if measure:
         try:
             measured = time_network(model, shape, table.meta)
-        except RuntimeError as err:
+        except RuntimeError as err:  # the table's device is not on this machine
             raise ExportError(f"--measure: {err}") from None
     record = genotype.meta.get("budget")
     budget = record.get("budget") if isinstance(record, dict) and record.get("metric") == table.metric else None

@@ -207,7 +207,7 @@ def calibrate_table(
     """The ``meta["calibration"]`` record of ``table``: ``n`` random architectures built, timed whole and fitted.
 
     Raises:
-        ValueError: the fit is not determined or predicts a latency <= 0
+        ValueError: every architecture has the same table sum, or a measurement is <= 0
             (:func:`~dnas.latency.calibration.make_record`).
     """
     from tqdm.auto import tqdm
@@ -233,6 +233,7 @@ def time_network(
 
     Raises:
         RuntimeError: the table's device is not available here.
+        ValueError: the table's ``meta.dtype`` is not one of :data:`DTYPES`.
     """
     cal = meta.get("calibration") or {}
     warmup = int(cal.get("warmup", 10)) if warmup is None else warmup
@@ -240,6 +241,8 @@ def time_network(
     device = torch.device(meta.get("device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"the table was measured on {device}, which is not available here")
+    if meta.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"the table's field 'meta.dtype' must be one of {sorted(DTYPES)}, got {meta.get('dtype')!r}")
     dtype, threads = DTYPES[meta.get("dtype", "float32")], int(meta.get("threads", 1))
     probe = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     x = torch.randn((int(meta.get("batch_size", 1)), *sample_shape), device=device, dtype=dtype)

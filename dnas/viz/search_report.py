@@ -189,7 +189,7 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
                 measured = time_network(model, input_shape, meta)
                 settings = (meta.get(k, d) for k, d in (("device", "cpu"), ("batch_size", 1), ("threads", 1)))
                 note = MEASURED_NOTE.format(*settings)
-            except RuntimeError as err:  # the table's device (a GPU) is not on this machine: say so in the report
+            except (RuntimeError, ValueError) as err:  # e.g. the table's GPU is not on this machine: say so
                 rows.append(["measured whole network", f"not measured: {err}"])
         budget = record.get("budget") if isinstance(record, dict) and record.get("metric") == name else None
         rows += prediction.rows(measured, budget, table_sum=False)
