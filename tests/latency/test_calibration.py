@@ -177,3 +177,17 @@ def test_dnas_lut_calibrates_by_default_and_refuses_it_for_other_metrics(tmp_pat
     with pytest.raises(SystemExit):
         lut_main(["--config", str(cfg), "--out", str(out), "--metric", "flops", "--calibrate", "3", *fast])
     assert "--calibrate needs --metric latency" in capsys.readouterr().err
+
+
+def test_the_alpha_edge_layout_is_checked_and_needed_for_a_genotype_choice():
+    data = _table_dict(GOOD)
+    del data["meta"]["calibration"]
+    table = CostTable.from_dict(data)  # a table measured before the layout was recorded
+    with pytest.raises(CostTableError, match=r"no α edge layout \(meta\.arch_edges\)"):
+        table.choice(tiny_fbnet().genotype())
+    data["meta"]["arch_edges"] = {"layers": [[0, 1], [1, "2"]]}
+    with pytest.raises(CostTableError, match=r"field 'meta\.arch_edges' must be"):
+        CostTable.from_dict(data)
+    data["meta"]["arch_edges"] = {"layers": [[i, i + 1] for i in range(21)]}  # one layer short
+    with pytest.raises(CostTableError, match=r"genotype edge 21->22 of cell 'layers' is not an edge of the table"):
+        CostTable.from_dict(data).choice(tiny_fbnet().genotype())
