@@ -191,3 +191,12 @@ def test_the_alpha_edge_layout_is_checked_and_needed_for_a_genotype_choice():
     data["meta"]["arch_edges"] = {"layers": [[i, i + 1] for i in range(21)]}  # one layer short
     with pytest.raises(CostTableError, match=r"genotype edge 21->22 of cell 'layers' is not an edge of the table"):
         CostTable.from_dict(data).choice(tiny_fbnet().genotype())
+
+
+def test_merging_tables_drops_the_calibration_it_was_measured_for():
+    from dnas.latency import merge
+
+    table = CostTable.from_dict(_table_dict(GOOD))
+    merged = merge([table, table])
+    assert "calibration" not in merged.meta and merged.meta["merged_from"][0]["calibration"] == GOOD
+    assert merged.predict({"layers": ["skip"] * 22}).band is None
