@@ -10,7 +10,9 @@ Steps (all through the ``dnas`` CLI in-process, ``configs/quickstart_fbnet.yaml`
 
 Printed side by side per run: the budget, the table latency of the argmax genotype before the projection and of the
 final (exported) genotype, whether it is within budget, the projection's swaps, the final multiplier and the last
-validation accuracy of the supernet.
+validation accuracy of the supernet; then per run the table's calibrated whole-network prediction with its band
+(``dnas lut --calibrate``, :meth:`dnas.latency.CostTable.predict`) and the exported network timed here with the
+table's settings (:func:`dnas.latency.measure.time_network`), within the band or not.
 
 ``--single-path`` searches with FBNet's hard single-path sampling (``hard: true, single_path: true``: one op per layer
 and step, the mechanism of ``dnas.GDAS``) instead of the quickstart's soft all-path sampling, several times faster.
@@ -26,8 +28,10 @@ import csv
 from pathlib import Path
 
 from dnas.cli import main as dnas_main
+from dnas.export import build_model
 from dnas.genotypes import Genotype
 from dnas.latency.cli import main as lut_main
+from dnas.latency.measure import time_network
 from dnas.latency.table import CostTable
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart_fbnet.yaml"
@@ -67,6 +71,7 @@ def main() -> None:
     l0 = last_logged(run, "arch/latency_epoch")
     final0 = table.total({"layers": g0.cells["layers"].ops()})
     rows = [("none", float("nan"), final0, final0, True, 0, float("nan"), last_logged(run, "val/acc"))]
+    found = [g0]
     for f in args.fractions:
         override = args.out / f"budget_{f:g}.yaml"
         override.write_text(
@@ -75,6 +80,7 @@ def main() -> None:
         )
         run = fit(args.out / f"budget_{f:g}", [*epochs, "--config", str(override)])
         g = Genotype.from_file(run / "genotype.json")
+        found.append(g)
         record = g.meta["budget"]
         cost = table.total({"layers": g.cells["layers"].ops()})
         rows.append(
@@ -85,6 +91,13 @@ def main() -> None:
     print(f"{'budget':<8}{'B ms':>9}{'argmax ms':>11}{'final ms':>10}{'within':>8}{'swaps':>7}{'λ':>8}{'val acc':>9}")
     for name, b, before, cost, ok, swaps, lam, acc in rows:
         print(f"{name:<8}{b:9.4f}{before:11.4f}{cost:10.4f}{str(ok):>8}{swaps:7d}{lam:8.3f}{acc:9.3f}")
+    print(f"\n{'budget':<8}{'table ms':>10}{'predicted ms [band]':>32}{'measured ms':>13}  in band")
+    for (name, *_), g in zip(rows, found):
+        pred = table.predict(table.choice(g))
+        measured = time_network(build_model(g), table.meta["input_shape"], table.meta)
+        band = f"[{pred.band[0]:.3f}, {pred.band[1]:.3f}]" if pred.band else "[no calibration]"
+        inside = pred.contains(measured)
+        print(f"{name:<8}{pred.table_sum:10.4f}{pred.value:12.4f} {band:>19}{measured:13.4f}  {inside}")
 
 
 if __name__ == "__main__":

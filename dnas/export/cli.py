@@ -75,12 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="input shape without the batch, for non-image spaces (e.g. 1 40 for MNIST-1D); overrides --input_size",
     )
     g.add_argument("--no_flops", "--no-flops", action="store_true", help="skip the FLOP count in summary.json")
+    c = p.add_argument_group("cost (a table measured by dnas lut for this space and input)")
+    c.add_argument(
+        "--table",
+        metavar="LUT.json",
+        help="print the table's cost of the network, its calibrated whole-network latency ± error and the budget",
+    )
+    c.add_argument(
+        "--measure",
+        action="store_true",
+        help="also time the exported network here with the table's settings (device, dtype, batch, threads)",
+    )
     return p
 
 
 def run(argv: list[str]) -> Path | str:
     """Parse ``argv`` and export; returns the output directory (a URL stays a string). Errors are raised."""
     args = build_parser().parse_args(argv)
+    if args.measure and not args.table:
+        build_parser().error("--measure needs --table LUT.json (the measurement uses the table's settings)")
     from dnas.export import build_model, builder_options, resolved_options
     from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
     from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
@@ -153,7 +166,32 @@ def run(argv: list[str]) -> Path | str:
         from dnas.latency.budget import describe
 
         print(f"dnas export: {describe(genotype.meta['budget'])}")
+    if args.table:
+        _print_cost(args.table, genotype, model, shape, args.measure)
     return out
+
+
+def _print_cost(path: str, genotype: Any, model: Any, shape: tuple[int, ...], measure: bool) -> None:
+    """Print the table's cost of ``genotype`` as ``dnas export:`` lines.
+
+    With the calibrated whole-network latency ± error, the genotype's budget and, with ``measure``, the measurement.
+    """
+    from dnas.export.artifacts import ExportError
+    from dnas.latency.measure import time_network
+    from dnas.latency.table import CostTable
+
+    table = CostTable.load(path)
+    prediction = table.predict(table.choice(genotype))
+    measured = None
+    if measure:
+        try:
+            measured = time_network(model, shape, table.meta)
+        except RuntimeError as err:  # the table's device is not on this machine
+            raise ExportError(f"--measure: {err}") from None
+    record = genotype.meta.get("budget")
+    budget = record.get("budget") if isinstance(record, dict) and record.get("metric") == table.metric else None
+    for label, value in prediction.rows(measured, budget):
+        print(f"dnas export: {table.metric} {label}: {value}")
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:

@@ -16,6 +16,15 @@ made. Every over-budget genotype with a cheaper op left on some edge has such a 
 budget whenever the cheapest choice on the kept edges is (otherwise it raises, naming that cost). The edges a space's
 rule keeps (DARTS' top 2 per node) are not changed. The swaps, the cost before and after and the budget go to the
 genotype's ``meta["budget"]`` (``genotype.json``, the export's ``summary.json``, the search report).
+
+**What is budgeted: the table sum.** ``B`` bounds the sum of the table entries of the chosen ops, the quantity the
+expected cost is linear in and the projection can guarantee exactly. It is not the whole network's latency: stem, head
+and framework overhead are outside the table. A table calibrated by ``dnas lut --calibrate N``
+(:mod:`dnas.latency.calibration`) predicts the whole network as ``intercept + slope · sum`` with a measured error
+band; the search report and ``dnas export --table`` print that prediction next to ``B`` and, for a whole-network
+target ``T``, the table-sum budget to ask for is ``(T − intercept) / slope`` (slope > 0). The budget stays on the
+table sum because only that is exact: the prediction carries an empirical error band, so a whole-network budget
+converted through it would hold only within that band, on this device and load.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ def project_to_budget(
     budget: float,
     allowed: Mapping[str, Sequence[bool]] | None = None,
 ) -> tuple[list[Choice], list[dict[str, Any]]]:
-    """Greedy swaps bringing ``Σ costs[g][row, k]`` over ``choice`` to at most ``budget`` (module docstring).
+    """Greedy swaps bringing ``Σ costs[g][row, k]`` over ``choice`` (the table sum) to at most ``budget``.
 
     Args:
         choice: the kept edges and their ops.
@@ -107,7 +116,8 @@ class BudgetLoss(nn.Module, LatencyLoss):
     Args:
         table: cost table path (read on first use) or a :class:`~dnas.latency.table.CostTable`; its metric is the
             budget's (``latency`` in ms, ``flops``, ``params``).
-        budget: the bound B, in the table's unit.
+        budget: the bound B on the table sum of the chosen ops, in the table's unit (not the whole network's
+            latency; see the module docstring for converting a whole-network target through the calibration).
         dual_lr: η, the dual ascent step per architecture step (on the relative violation ``cost / B − 1``).
         multiplier: λ at the start (≥ 0).
         exclude_ops: candidates the final projection never swaps in (e.g. ``["none"]`` for DARTS-rule spaces).

@@ -3,11 +3,14 @@
 Usage::
 
     dnas lut --config configs/fbnet_digits.yaml --out lut.json [--metric latency] [--device cuda] [--batch_size 1]
+        [--calibrate 8]
     dnas lut merge a.json b.json --out merged.json [--overwrite]
 
 The supernet (``model.init_args.supernet``) and the datamodule are built from the config exactly as ``dnas fit``
 builds them (every ``--model.*`` / ``--data.*`` override works); the input shape comes from the datamodule's
-``input_size`` unless ``--input_shape C H W`` is given. Nothing is trained and no data is loaded.
+``input_size`` unless ``--input_shape C H W`` is given. Nothing is trained and no data is loaded. A latency table
+is then calibrated against ``--calibrate N`` (default 8) random whole networks of the space
+(:mod:`dnas.latency.calibration`); ``--calibrate 0`` skips it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 import torch
 
 from dnas.errors import one_line
-from dnas.latency.measure import DTYPES, measure_table
+from dnas.latency.measure import DTYPES, calibrate_table, measure_table
 from dnas.latency.table import METRICS, CostTable, CostTableError, merge
 from dnas.safe_read import shown_path
 
@@ -48,6 +51,21 @@ def _measure_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="sample shape, e.g. 3 32 32 (default: from the data)",
     )
+    p.add_argument(
+        "--calibrate",
+        type=int,
+        default=None,
+        metavar="N",
+        help="time N random architectures whole and store the table's error model (latency default 8; 0 = off)",
+    )
+    p.add_argument(
+        "--calibrate_run_time",
+        "--calibrate-run-time",
+        type=float,
+        default=0.3,
+        help="seconds of timing per calibration network (default 0.3)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration architectures (default 0)")
     p.add_argument("--no_progress", "--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -93,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     if not shape:
         raise SystemExit("dnas lut: the datamodule has no `input_size`; pass --input_shape C H W")
     example = torch.zeros((1, *shape))
+    calibrate = args.calibrate if args.calibrate is not None else (8 if args.metric == "latency" else 0)
+    if calibrate and (args.metric != "latency" or calibrate < 3):
+        _measure_parser().error(f"--calibrate needs --metric latency and N >= 3 (or 0), got {calibrate}")
     table = measure_table(
         supernet,
         example,
@@ -108,3 +129,24 @@ def main(argv: list[str] | None = None) -> None:
     table.save(args.out)
     total = sum(len(e.ops) for e in table.entries)
     print(f"wrote {args.out}: {len(table.entries)} mixed ops, {total} candidate {args.metric} entries ({table.unit})")
+    if calibrate:  # after the table is on disk: a failed calibration does not cost the user the table
+        try:
+            run_time, progress = args.calibrate_run_time, not args.no_progress
+            cal = calibrate_table(table, supernet, example, calibrate, args.warmup, run_time, args.seed, progress)
+        except ValueError as err:
+            raise SystemExit(
+                f"dnas lut: error: calibration failed ({err}); {args.out} holds the table without it"
+            ) from None
+        table.meta["calibration"] = cal
+        table.save(args.out)
+        print(
+            f"calibration on {cal['archs']} whole networks: measured ≈ {cal['intercept_ms']:.4g} ms + "
+            f"{cal['slope']:.4g} × table sum; leave-one-out relative error max {100 * cal['max_rel_error']:.1f} %, "
+            f"RMS {100 * cal['rms_rel_error']:.1f} %"
+        )
+        if cal["slope"] <= 0:
+            print(
+                "dnas lut: warning: the slope is <= 0, so the table does not order whole networks on this machine "
+                "(timing noise?); re-measure with a longer --min_run_time / --calibrate_run_time or more --calibrate",
+                file=sys.stderr,
+            )

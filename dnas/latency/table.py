@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dnas.genotypes import Genotype
 from dnas.io import atomic_write_text
+from dnas.latency.calibration import Prediction, check_record
 from dnas.latency.shapes import Site
 from dnas.safe_read import is_finite_number, parse_json, read_user_file, short, shown_path
 
@@ -141,6 +143,17 @@ class CostTable:
             raise CostTableError(f"{source}: field 'meta' must be an object")
         if _nesting(meta) > MAX_META_DEPTH:
             raise CostTableError(f"{source}: field 'meta' is nested deeper than {MAX_META_DEPTH} levels (the limit)")
+        if "calibration" in meta:
+            check_record(meta["calibration"], source, CostTableError)
+        layout = meta.get("arch_edges", {})
+        if not isinstance(layout, dict) or not all(
+            isinstance(edges, list)
+            and all(isinstance(e, list) and len(e) == 2 and all(type(v) is int and v >= 0 for v in e) for e in edges)
+            for edges in layout.values()
+        ):
+            raise CostTableError(
+                f"{source}: field 'meta.arch_edges' must be an object of group -> [[src, dst], ...] (ints >= 0)"
+            )
         return cls(metric, entries, meta)
 
     @classmethod
@@ -215,9 +228,53 @@ class CostTable:
             raise CostTableError(f"cost table has no entry for group {group!r}, edge(s) {missing}")
         return out
 
-    def total(self, choice: dict[str, Sequence[str]]) -> float:
-        """Cost of a discrete choice ``group -> op name per edge`` (sums the instances)."""
-        return float(sum(e.ops[choice[e.group][e.edge]] for e in self.entries if e.group in choice))
+    def total(self, choice: Mapping[str, Sequence[str | None]]) -> float:
+        """Cost of a discrete choice ``group -> op name per α row`` (sums the instances; a None row is not kept)."""
+        out = 0.0
+        for e in self.entries:
+            op = choice[e.group][e.edge] if e.group in choice else None
+            if op is None:
+                continue
+            if op not in e.ops:
+                raise CostTableError(f"cost table has no entry for op {op!r} of {e.module!r}; have {sorted(e.ops)}")
+            out += e.ops[op]
+        return float(out)
+
+    def choice(
+        self, genotype: Genotype, arch_edges: Mapping[str, Sequence[Sequence[int]]] | None = None
+    ) -> dict[str, list[str | None]]:
+        """``group -> op per α row`` of ``genotype`` (None on rows the genotype does not keep), for :meth:`total`.
+
+        ``arch_edges`` (``group -> (src, dst)`` per α row, a supernet's ``arch_groups[g].edges``) default to the ones
+        ``dnas lut`` recorded in ``meta["arch_edges"]``.
+
+        Raises:
+            CostTableError: no layout (a table measured before it was recorded: re-measure it, or pass
+                ``arch_edges``), or a genotype edge the layout does not have.
+        """
+        layout = self.meta.get("arch_edges") if arch_edges is None else arch_edges
+        if not layout:
+            raise CostTableError("cost table records no α edge layout (meta.arch_edges); re-measure it with dnas lut")
+        out: dict[str, list[str | None]] = {}
+        for g, cell in genotype.cells.items():
+            if g not in layout:
+                raise CostTableError(f"genotype cell {g!r} is not a group of the cost table; groups: {sorted(layout)}")
+            rows = {(int(s), int(d)): i for i, (s, d) in enumerate(layout[g])}
+            out[g] = [None] * len(rows)
+            for e in cell.edges:
+                if (e.src, e.dst) not in rows:
+                    raise CostTableError(f"genotype edge {e.src}->{e.dst} of cell {g!r} is not an edge of the table")
+                out[g][rows[(e.src, e.dst)]] = e.op
+        return out
+
+    def predict(self, choice: Mapping[str, Sequence[str | None]]) -> Prediction:
+        """The table sum of ``choice``, and the whole network's latency with its error band.
+
+        The band comes from the calibration ``dnas lut --calibrate`` measured
+        (:class:`~dnas.latency.calibration.Prediction`); without one the prediction is the raw sum, band unknown.
+        """
+        calibration = self.meta.get("calibration") if self.metric == "latency" else None
+        return Prediction.of(self.total(choice), calibration, self.unit)
 
 
 def merge(tables: Iterable[CostTable], overwrite: bool = False) -> CostTable:
@@ -252,7 +309,7 @@ def merge(tables: Iterable[CostTable], overwrite: bool = False) -> CostTable:
                 have.ops[op] = v
                 if op in e.stats:
                     have.stats[op] = e.stats[op]
-    meta = dict(tables[0].meta)
+    meta = {k: v for k, v in tables[0].meta.items() if k != "calibration"}  # measured for the first table's costs
     meta["merged_from"] = metas
     return CostTable(metric, list(merged.values()), meta)
 

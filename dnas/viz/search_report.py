@@ -32,6 +32,15 @@ VALIDATION_NOTE = (
 """Shown under the curves: why val/acc can trail arch/acc early in a search."""
 
 
+MEASURED_NOTE = (
+    "Measured here with the table's settings ({}, batch {}, {} thread(s), median). The band is the table's own error, "
+    "measured by dnas lut on whole random networks: the table times each op alone and leaves out stems, heads and "
+    "framework overhead, which its calibration adds back. A machine whose load changed since the table was measured "
+    "can put the measurement outside the band."
+)
+"""Shown under the latency table when the report timed the exported network."""
+
+
 def _fmt_time(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     h, m = divmod(m, 60)
@@ -167,23 +176,23 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
         )
     except Exception as err:  # noqa: BLE001
         rows.append([f"expected {name} of the final genotype", f"not computed: {err}"])
-    env = latency.table.meta.get("environment") or {}
-    if measure and name == "latency" and model is not None and input_shape:
-        from dnas.latency.measure import time_module
-
-        batch = int(latency.table.meta.get("batch_size", env.get("batch_size", 1)) or 1)
-        model = model.eval()
-        stats = time_module(model, torch.zeros(batch, *input_shape), warmup=3, min_run_time=0.2)
-        rows.append(
-            [f"measured latency of the exported model here (CPU, batch {batch}, median)", f"{stats['median']:.4g} ms"]
-        )
-        note = (
-            "The table was measured on "
-            f"{env.get('device', latency.table.meta.get('device', 'its own device'))}; the measurement above is on "
-            "this machine's CPU with one thread, so compare the two only when those match. The table sums per-op "
-            "times and leaves out stems, heads and framework overhead."
-        )
     record = genotype.meta.get("budget")
+    prediction = measured = None
+    if name == "latency":  # the table's whole-network prediction and error band (dnas lut --calibrate)
+        from dnas.latency.measure import time_network
+
+        edges = {g: group.edges for g, group in supernet.arch_groups.items()}
+        prediction = latency.table.predict(latency.table.choice(genotype, edges))
+        meta = latency.table.meta
+        if measure and model is not None and input_shape:
+            try:
+                measured = time_network(model, input_shape, meta)
+                settings = (meta.get(k, d) for k, d in (("device", "cpu"), ("batch_size", 1), ("threads", 1)))
+                note = MEASURED_NOTE.format(*settings)
+            except (RuntimeError, ValueError) as err:  # e.g. the table's GPU is not on this machine: say so
+                rows.append(["measured whole network", f"not measured: {err}"])
+        budget = record.get("budget") if isinstance(record, dict) and record.get("metric") == name else None
+        rows += prediction.rows(measured, budget, table_sum=False)
     if isinstance(record, dict):  # the projection of dnas.latency.BudgetLoss
         from dnas.latency.budget import describe
 
