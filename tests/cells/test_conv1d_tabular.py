@@ -82,3 +82,34 @@ def test_exported_conv1d_network_uses_affine_norms():
     net = build_model(g)
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d)]
     assert bns and all(b.affine for b in bns)
+
+
+@pytest.mark.parametrize(
+    "make,x,ops",
+    [
+        (lambda **kw: Conv1dSupernet(channels=8, **kw), torch.randn(4, 1, 40), CONV1D_PRIMITIVES[1:]),
+        (
+            lambda **kw: TabularSupernet(in_features=6, num_classes=3, hidden=8, **kw),
+            torch.randn(4, 6),
+            TABULAR_PRIMITIVES[1:],
+        ),
+    ],
+)
+def test_space_without_none_searches_its_subset_and_exports(make, x, ops):
+    """DARTS-PT's "s5" move on the non-image spaces: ``primitives`` without ``none`` gives α one column per op."""
+    assert "none" not in ops
+    m = make(primitives=list(ops))
+    (alpha,) = [p for n, p in m.named_arch_parameters() if n.endswith("alpha")]
+    assert alpha.shape[1] == len(ops)
+    with torch.no_grad():
+        alpha.zero_()
+        alpha[:, -1] = 5.0  # every edge prefers the last op
+    g = m.genotype()
+    assert {e.op for c in g.cells.values() for e in c.edges} == {ops[-1]}
+    net = build_model(Genotype.from_json(g.to_json())).eval()
+    assert net(x).shape == m(x).shape
+
+
+def test_space_primitives_outside_the_space_are_named():
+    with pytest.raises(ValueError, match="not among the space's declared candidates"):
+        Conv1dSupernet(channels=8, primitives=["skip_connect", "linear"])
