@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a 2-process CLI fit
 def test_gdas_runs_under_plain_ddp_and_ranks_agree(tmp_path):
     args = [
         sys.executable, "-m", "dnas", "fit", "--config", str(ROOT / "configs" / "quickstart_gdas.yaml"),
