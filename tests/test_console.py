@@ -24,6 +24,7 @@ NOISE = (
 )
 
 
+@pytest.mark.slow  # a CLI fit
 def test_a_tiny_fit_prints_no_noise_and_keeps_lines_off_the_progress_bar(tmp_path):
     """The ``dnas`` console script (made as pip makes it) from a fresh directory, with a datamodule defined there."""
     bin_dir = tmp_path / "bin"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 KILLER = """
@@ -28,7 +30,7 @@ def _fit(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
     out = tmp_path / name
     args = [
         sys.executable, "-m", "dnas", "fit", "--config", str(ROOT / "configs" / "quickstart.yaml"),
-        "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
+        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(out),
         "--trainer.default_root_dir", str(out),
         "--model.init_args.supernet.init_args.init_channels", "4",
@@ -41,13 +43,14 @@ def _fit(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # three CLI fits (2 epochs of 3 batches, one killed in its last epoch)
 def test_killed_search_resumes_to_the_same_alpha_and_genotype(tmp_path):
     (tmp_path / "killer.py").write_text(KILLER)
     straight = _fit(tmp_path, "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     killed = _fit(tmp_path, "resumed", "--trainer.callbacks+=killer.KillAt")
-    assert killed.returncode == -signal.SIGKILL  # really killed, mid-epoch 1
+    assert killed.returncode == -signal.SIGKILL  # really killed, mid-epoch 1 (the last): resuming redoes it
     last = tmp_path / "resumed" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
     assert last.is_file()
     assert not (tmp_path / "resumed" / "final").exists()

@@ -36,6 +36,7 @@ TINY_DARTS = (
 )
 
 
+@pytest.mark.slow  # each case: a 2-process CLI fit
 @pytest.mark.parametrize("unrolled", ["false", "true"])
 def test_alpha_bitwise_equal_across_two_ranks(tmp_path, unrolled):
     result = _ddp_fit(tmp_path, *TINY_DARTS, "--model.init_args.unrolled", unrolled)
@@ -50,6 +51,7 @@ def test_alpha_bitwise_equal_across_two_ranks(tmp_path, unrolled):
     assert max(abs(v) for v in flat) > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "extra"),
     [

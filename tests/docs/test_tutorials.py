@@ -53,7 +53,7 @@ def console_script(bin_dir: Path) -> None:
     script.chmod(0o755)
 
 
-@pytest.mark.slow  # two searches (10 + 4 epochs of 2 batches), an export and 4 Python sessions: ~80 s of CPU
+@pytest.mark.slow  # two searches (3 + 4 epochs of 2 batches), an export and 4 Python sessions
 def test_mnist1d_tutorial_walkthrough(tmp_path):
     pytest.importorskip("mnist1d")
     work = tmp_path / "work"

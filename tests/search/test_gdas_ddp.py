@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a 2-process CLI fit
 @pytest.mark.parametrize("config", ["quickstart_gdas", "quickstart_proxyless"])
 def test_single_path_searches_run_under_plain_ddp_and_ranks_agree(tmp_path, config):
     args = [

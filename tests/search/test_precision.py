@@ -79,9 +79,22 @@ def _alpha_delta(
     return delta, trainer, scaler
 
 
+@pytest.fixture(scope="module")
+def fp32_delta(tmp_path_factory):
+    """Δα of the fp32 run of ``(kind, batches)``, fitted once per module: both tests below compare against it."""
+    deltas = {}
+
+    def get(kind: str, batches: int = BATCHES) -> torch.Tensor:
+        if (kind, batches) not in deltas:
+            deltas[kind, batches] = _alpha_delta(kind, "32-true", tmp_path_factory.mktemp("fp32"), batches)[0]
+        return deltas[kind, batches]
+
+    return get
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_loss_scaler_path_gives_the_fp32_alpha_and_one_scaler_update_per_batch(tmp_path, kind):
-    reference, _, _ = _alpha_delta(kind, "32-true", tmp_path)
+def test_loss_scaler_path_gives_the_fp32_alpha_and_one_scaler_update_per_batch(tmp_path, kind, fp32_delta):
+    reference = fp32_delta(kind)
     assert reference.norm() > 1e-4  # α moved
     delta, trainer, scaler = _alpha_delta(kind, "scaler-only", tmp_path)
     # the scale is a power of two: scaling and unscaling are exact, so only summation order may differ
@@ -104,8 +117,8 @@ TOLERANCE = {
 
 
 @pytest.mark.parametrize(("kind", "batches"), list(TOLERANCE))
-def test_mixed_precision_autocast_tracks_fp32(tmp_path, kind, batches):
-    reference, _, _ = _alpha_delta(kind, "32-true", tmp_path, batches)
+def test_mixed_precision_autocast_tracks_fp32(tmp_path, kind, batches, fp32_delta):
+    reference = fp32_delta(kind, batches)
     for precision, tolerance in zip(("bf16-mixed", "16-mixed"), TOLERANCE[kind, batches]):
         delta, trainer, _ = _alpha_delta(kind, precision, tmp_path, batches)
         error = float((delta - reference).norm() / reference.norm())
