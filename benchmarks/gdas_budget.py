@@ -14,11 +14,16 @@ validation accuracy of the supernet; then per run the table's calibrated whole-n
 (``dnas lut --calibrate``, :meth:`dnas.latency.CostTable.predict`) and the exported network timed here with the
 table's settings (:func:`dnas.latency.measure.time_network`), within the band or not.
 
+``--retrain_epochs N`` then trains every found network from scratch with ``dnas.Retrain``
+(``configs/quickstart_retrain.yaml``: SGD, cosine, shift augmentation on the digits training split; accuracy on the
+held-out test split) and ``--plot PATH`` draws the accuracy/latency trade-off (retrained test accuracy against the
+table latency, budgets marked).
+
 ``--single-path`` searches with FBNet's hard single-path sampling (``hard: true, single_path: true``: one op per layer
 and step, the mechanism of ``dnas.GDAS``) instead of the quickstart's soft all-path sampling, several times faster.
 
 Usage: ``python benchmarks/gdas_budget.py [--out logs/gdas_budget] [--fractions 0.4 0.6 0.8] [--lut LUT.json]
-[--max_epochs N] [--single-path]``.
+[--max_epochs N] [--single-path] [--retrain_epochs N --plot PATH]``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dnas.latency.measure import time_network
 from dnas.latency.table import CostTable
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart_fbnet.yaml"
+RETRAIN = CONFIG.with_name("quickstart_retrain.yaml")
 
 
 def fit(save: Path, extra: list[str]) -> Path:
@@ -42,6 +48,40 @@ def fit(save: Path, extra: list[str]) -> Path:
     args = ["fit", "--config", str(CONFIG), *extra, "--trainer.enable_progress_bar", "false"]
     dnas_main([*args, "--trainer.logger.init_args.save_dir", str(save), "--trainer.default_root_dir", str(save)])
     return max((save / "quickstart_fbnet").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def retrain(save: Path, genotype: Path, epochs: int) -> float:
+    """Train the found network from scratch with ``dnas.Retrain``; returns the last held-out accuracy."""
+    args = ["fit", "--config", str(RETRAIN), "--model.init_args.genotype", str(genotype)]
+    args += ["--model.init_args.options", "null", "--trainer.max_epochs", str(epochs)]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", "retrain"]
+    dnas_main([*args, "--trainer.logger.init_args.save_dir", str(save), "--trainer.default_root_dir", str(save)])
+    run = max((save / "retrain").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return last_logged(run, "val/acc")
+
+
+def plot(path: Path, points: list[tuple[str, float, float, float]]) -> None:
+    """Retrained accuracy against table latency, one point per search, its budget as a dotted line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for i, (name, budget, cost, acc) in enumerate(points):
+        color = f"C{i}"
+        ax.scatter([cost], [acc * 100], color=color, zorder=3, label=f"{name}: {cost:.1f} ms, {acc:.1%}")
+        if budget == budget:  # not NaN: a budgeted search
+            ax.axvline(budget, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("table latency of the found network (ms, batch 1)")
+    ax.set_ylabel("retrained test accuracy (%)")
+    ax.set_title("FBNet quickstart: hard budgets (dotted) vs accuracy")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    print(f"plot: {path}")
 
 
 def last_logged(run: Path, key: str) -> float:
@@ -56,6 +96,8 @@ def main() -> None:
     parser.add_argument("--lut", type=Path, default=None)
     parser.add_argument("--max_epochs", type=int, default=None)
     parser.add_argument("--single-path", action="store_true", help="FBNet hard single-path sampling")
+    parser.add_argument("--retrain_epochs", type=int, default=0, help="retrain every found network (0: do not)")
+    parser.add_argument("--plot", type=Path, default=None, help="accuracy/latency picture (needs --retrain_epochs)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lut = args.lut or args.out / "lut.json"
@@ -72,6 +114,7 @@ def main() -> None:
     final0 = table.total({"layers": g0.cells["layers"].ops()})
     rows = [("none", float("nan"), final0, final0, True, 0, float("nan"), last_logged(run, "val/acc"))]
     found = [g0]
+    files = [run / "genotype.json"]
     for f in args.fractions:
         override = args.out / f"budget_{f:g}.yaml"
         override.write_text(
@@ -81,6 +124,7 @@ def main() -> None:
         run = fit(args.out / f"budget_{f:g}", [*epochs, "--config", str(override)])
         g = Genotype.from_file(run / "genotype.json")
         found.append(g)
+        files.append(run / "genotype.json")
         record = g.meta["budget"]
         cost = table.total({"layers": g.cells["layers"].ops()})
         rows.append(
@@ -98,6 +142,13 @@ def main() -> None:
         band = f"[{pred.band[0]:.3f}, {pred.band[1]:.3f}]" if pred.band else "[no calibration]"
         inside = pred.contains(measured)
         print(f"{name:<8}{pred.table_sum:10.4f}{pred.value:12.4f} {band:>19}{measured:13.4f}  {inside}")
+    if args.retrain_epochs:
+        accs = [retrain(args.out / f"retrain_{name}", f, args.retrain_epochs) for (name, *_), f in zip(rows, files)]
+        print(f"\n{'budget':<8}{'table ms':>10}{'retrained acc':>15}  ({args.retrain_epochs} epochs, dnas.Retrain)")
+        for (name, _b, _before, cost, *_), acc in zip(rows, accs):
+            print(f"{name:<8}{cost:10.4f}{acc:15.4f}")
+        if args.plot:
+            plot(args.plot, [(r[0], r[1], r[3], a) for r, a in zip(rows, accs)])
 
 
 if __name__ == "__main__":
