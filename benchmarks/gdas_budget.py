@@ -23,7 +23,7 @@ table latency, budgets marked).
 and step, the mechanism of ``dnas.GDAS``) instead of the quickstart's soft all-path sampling, several times faster.
 
 Usage: ``python benchmarks/gdas_budget.py [--out logs/gdas_budget] [--fractions 0.4 0.6 0.8] [--lut LUT.json]
-[--max_epochs N] [--single-path] [--retrain_epochs N --plot PATH]``.
+[--max_epochs N] [--single-path] [--retrain_epochs N --retrain_seeds S ... --plot PATH]``.
 """
 
 from __future__ import annotations
@@ -50,27 +50,29 @@ def fit(save: Path, extra: list[str]) -> Path:
     return max((save / "quickstart_fbnet").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
-def retrain(save: Path, genotype: Path, epochs: int) -> float:
+def retrain(save: Path, genotype: Path, epochs: int, seed: int) -> float:
     """Train the found network from scratch with ``dnas.Retrain``; returns the last held-out accuracy."""
     args = ["fit", "--config", str(RETRAIN), "--model.init_args.genotype", str(genotype)]
-    args += ["--model.init_args.options", "null", "--trainer.max_epochs", str(epochs)]
+    args += ["--seed_everything", str(seed), "--model.init_args.options", "null", "--trainer.max_epochs", str(epochs)]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.name", "retrain"]
     dnas_main([*args, "--trainer.logger.init_args.save_dir", str(save), "--trainer.default_root_dir", str(save)])
     run = max((save / "retrain").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     return last_logged(run, "val/acc")
 
 
-def plot(path: Path, points: list[tuple[str, float, float, float]]) -> None:
-    """Retrained accuracy against table latency, one point per search, its budget as a dotted line."""
+def plot(path: Path, points: list[tuple[str, float, float, list[float]]]) -> None:
+    """Retrained accuracy (mean, bar from min to max over seeds) against table latency; budgets as dotted lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
-    for i, (name, budget, cost, acc) in enumerate(points):
-        color = f"C{i}"
-        ax.scatter([cost], [acc * 100], color=color, zorder=3, label=f"{name}: {cost:.1f} ms, {acc:.1%}")
+    for i, (name, budget, cost, accs) in enumerate(points):
+        color, mean = f"C{i}", sum(accs) / len(accs)
+        low, high = (mean - min(accs)) * 100, (max(accs) - mean) * 100
+        label = f"{name}: {cost:.2f} ms, {mean:.1%} (n={len(accs)})"
+        ax.errorbar([cost], [mean * 100], yerr=[[low], [high]], fmt="o", color=color, capsize=3, zorder=3, label=label)
         if budget == budget:  # not NaN: a budgeted search
             ax.axvline(budget, color=color, linestyle=":", linewidth=1)
     ax.set_xlabel("table latency of the found network (ms, batch 1)")
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--max_epochs", type=int, default=None)
     parser.add_argument("--single-path", action="store_true", help="FBNet hard single-path sampling")
     parser.add_argument("--retrain_epochs", type=int, default=0, help="retrain every found network (0: do not)")
+    parser.add_argument("--retrain_seeds", type=int, nargs="+", default=[2], help="one retrain per seed")
     parser.add_argument("--plot", type=Path, default=None, help="accuracy/latency picture (needs --retrain_epochs)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -143,10 +146,14 @@ def main() -> None:
         inside = pred.contains(measured)
         print(f"{name:<8}{pred.table_sum:10.4f}{pred.value:12.4f} {band:>19}{measured:13.4f}  {inside}")
     if args.retrain_epochs:
-        accs = [retrain(args.out / f"retrain_{name}", f, args.retrain_epochs) for (name, *_), f in zip(rows, files)]
-        print(f"\n{'budget':<8}{'table ms':>10}{'retrained acc':>15}  ({args.retrain_epochs} epochs, dnas.Retrain)")
+        accs = [
+            [retrain(args.out / f"retrain_{name}_s{seed}", f, args.retrain_epochs, seed) for seed in args.retrain_seeds]
+            for (name, *_), f in zip(rows, files)
+        ]
+        seeds = f"per seed {args.retrain_seeds} ({args.retrain_epochs} epochs)"
+        print(f"\n{'budget':<8}{'table ms':>10}  retrained acc {seeds}")
         for (name, _b, _before, cost, *_), acc in zip(rows, accs):
-            print(f"{name:<8}{cost:10.4f}{acc:15.4f}")
+            print(f"{name:<8}{cost:10.4f}  " + "  ".join(f"{a:.4f}" for a in acc) + f"  mean {sum(acc) / len(acc):.4f}")
         if args.plot:
             plot(args.plot, [(r[0], r[1], r[3], a) for r, a in zip(rows, accs)])
 
