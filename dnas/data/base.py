@@ -46,6 +46,9 @@ def split_indices(n: int, train_portion: float, seed: int) -> tuple[list[int], l
 class SearchDataModule(pl.LightningDataModule):
     """Base class: subclasses implement :meth:`build_datasets` and set ``num_classes``, ``in_channels``, ``input_size``.
 
+    Subclasses take their own arguments and pass ``**kwargs`` on to this constructor; jsonargparse follows
+    ``super().__init__(**kwargs)``, so these arguments stay in every subclass's config schema.
+
     Args:
         batch_size: batch of each split per step (DARTS: 64).
         train_portion: fraction of the training set that trains the weights; the rest trains the architecture.
@@ -137,6 +140,20 @@ class SearchDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+
+def held_out(x: torch.Tensor, y: torch.Tensor, test_fraction: float, dim: int | None = None, transform=None):
+    """``(train set with transform, train set, test set)`` of a seeded ``test_fraction`` held out from ``(x, y)``.
+
+    ``x`` is standardised with the training samples' mean and std (over ``dim``; None: over every value).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    train_idx, test_idx = split_indices(len(y), 1.0 - test_fraction, seed=12345)
+    mean, std = x[train_idx].mean(dim), x[train_idx].std(dim).clamp_min(1e-6)
+    x = (x - mean) / std
+    full = TensorPairs(x, y)
+    return Subset(TensorPairs(x, y, transform), train_idx), Subset(full, train_idx), Subset(full, test_idx)
 
 
 class TensorPairs(Dataset):

@@ -39,6 +39,7 @@ class CIFAR10DataModule(SearchDataModule):
         cutout: Cutout length for training images (0 = off; DARTS evaluation uses 16, search uses none).
         rand_augment: timm's RandAugment on training images after crop and flip, e.g. ``"rand-m9-mstd0.5"``; None
             (default, the DARTS recipe) is off. See :func:`dnas.data.augment.rand_augment`.
+        num_workers: DataLoader workers (2 by default here: decoding and augmenting images is CPU work).
         **kwargs: see :class:`~dnas.data.base.SearchDataModule`.
     """
 
@@ -50,17 +51,12 @@ class CIFAR10DataModule(SearchDataModule):
         self,
         data_dir: str = "data",
         download: bool = False,
-        batch_size: int = 64,
-        train_portion: float = 0.5,
-        split_seed: int = 2,
-        num_workers: int = 2,
-        search: bool = True,
-        arch_batch_size: int | None = None,
-        eval_batch_size: int | None = None,
         cutout: int = 0,
         rand_augment: str | None = None,
+        num_workers: int = 2,
+        **kwargs,
     ):
-        super().__init__(batch_size, train_portion, split_seed, num_workers, search, arch_batch_size, eval_batch_size)
+        super().__init__(num_workers=num_workers, **kwargs)
         self.data_dir = data_dir
         self.download = download
         self.cutout = cutout

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Subset
 
-from dnas.data.base import SearchDataModule, TensorPairs, split_indices
+from dnas.data.base import SearchDataModule, held_out
 
 
 class RandomShift:
@@ -36,19 +35,8 @@ class DigitsDataModule(SearchDataModule):
     in_channels = 1
     input_size = (1, 8, 8)
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        train_portion: float = 0.5,
-        split_seed: int = 2,
-        num_workers: int = 0,
-        search: bool = True,
-        arch_batch_size: int | None = None,
-        eval_batch_size: int | None = None,
-        test_fraction: float = 0.2,
-        augment_shift: int = 0,
-    ):
-        super().__init__(batch_size, train_portion, split_seed, num_workers, search, arch_batch_size, eval_batch_size)
+    def __init__(self, test_fraction: float = 0.2, augment_shift: int = 0, **kwargs):
+        super().__init__(**kwargs)
         self.test_fraction = test_fraction
         self.augment_shift = augment_shift
 
@@ -58,9 +46,6 @@ class DigitsDataModule(SearchDataModule):
         data = load_digits()
         x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
         y = torch.tensor(data.target, dtype=torch.long)
-        train_idx, test_idx = split_indices(len(y), 1.0 - self.test_fraction, seed=12345)
-        mean, std = x[train_idx].mean(), x[train_idx].std()
-        x = (x - mean) / std
-        full_aug = TensorPairs(x, y, RandomShift(self.augment_shift) if self.augment_shift else None)
-        full = TensorPairs(x, y)
-        return Subset(full_aug, train_idx), Subset(full, train_idx), Subset(full, test_idx)
+        return held_out(
+            x, y, self.test_fraction, transform=RandomShift(self.augment_shift) if self.augment_shift else None
+        )

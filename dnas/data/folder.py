@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dnas.data.augment import rand_augment as _rand_augment
-from dnas.data.base import SearchDataModule
+from torch.utils.data import Subset
+
+from dnas.data.base import SearchDataModule, split_indices
 
 
 class ImageFolderDataModule(SearchDataModule):
@@ -33,15 +35,9 @@ class ImageFolderDataModule(SearchDataModule):
         std: Sequence[float] | None = None,
         augment: bool = True,
         rand_augment: str | None = None,
-        batch_size: int = 64,
-        train_portion: float = 0.5,
-        split_seed: int = 2,
-        num_workers: int = 0,
-        search: bool = True,
-        arch_batch_size: int | None = None,
-        eval_batch_size: int | None = None,
+        **kwargs,
     ):
-        super().__init__(batch_size, train_portion, split_seed, num_workers, search, arch_batch_size, eval_batch_size)
+        super().__init__(**kwargs)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.root = Path(root)
@@ -76,10 +72,7 @@ class ImageFolderDataModule(SearchDataModule):
         return T.Compose(aug + norm), T.Compose(base + norm)
 
     def build_datasets(self):
-        from torch.utils.data import Subset
         from torchvision.datasets import ImageFolder
-
-        from dnas.data.base import split_indices
 
         aug, plain = self.transforms()
         train_aug = ImageFolder(str(self.root / "train"), transform=aug)

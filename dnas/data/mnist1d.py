@@ -46,32 +46,15 @@ class MNIST1DDataModule(SearchDataModule):
     Args:
         num_samples: samples generated (default 5,000: 4,000 train, 1,000 test, the package's split).
         seed: generator seed (default 42, the package's; it fixes the data set, not the train/arch split).
-        batch_size: batch of each split per step.
-        train_portion: fraction of the training samples that train the weights; the rest train the architecture.
-        split_seed: seed of the weight/architecture split.
-        num_workers: DataLoader workers.
-        search: True for search (two halves), False to train on all training samples.
-        arch_batch_size: batch of the architecture half (default: ``batch_size``).
-        eval_batch_size: batch of validation/test loaders (default: ``batch_size``).
+        **kwargs: see :class:`~dnas.data.base.SearchDataModule`.
     """
 
     num_classes = 10
     in_channels = 1
     input_size = (1, 40)
 
-    def __init__(
-        self,
-        num_samples: int = 5000,
-        seed: int = 42,
-        batch_size: int = 64,
-        train_portion: float = 0.5,
-        split_seed: int = 2,
-        num_workers: int = 0,
-        search: bool = True,
-        arch_batch_size: int | None = None,
-        eval_batch_size: int | None = None,
-    ):
-        super().__init__(batch_size, train_portion, split_seed, num_workers, search, arch_batch_size, eval_batch_size)
+    def __init__(self, num_samples: int = 5000, seed: int = 42, **kwargs):
+        super().__init__(**kwargs)
         self.num_samples, self.seed = num_samples, seed
 
     def build_datasets(self):

@@ -161,7 +161,9 @@ def test_a_search_step_moves_only_the_sampled_alpha_and_keeps_the_others_probabi
     supernet = NB201Supernet(init_channels=4, cells_per_stage=1, in_channels=1)
     module = dnas.ProxylessNAS(supernet, a_optimizer=lambda p: torch.optim.Adam(p, lr=0.05, betas=(0.0, 0.999)))
     record = _Record()
-    quiet_trainer(tmp_path, 2, callbacks=[record], enable_checkpointing=False).fit(module, DigitsDataModule(8))
+    quiet_trainer(tmp_path, 2, callbacks=[record], enable_checkpointing=False).fit(
+        module, DigitsDataModule(batch_size=8)
+    )
     assert len(record.steps) == 4
     for before, after, sampled in record.steps:
         for g in before:
