@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dnas.data.augment import rand_augment as _rand_augment
 from torch.utils.data import Subset
 
+from dnas.data.augment import rand_augment as _rand_augment
 from dnas.data.base import SearchDataModule, split_indices
 
 
