@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -179,12 +180,7 @@ def draw_dag_cell(ax: Axes, cell: CellGenotype, colors: dict[str, tuple], title:
                 )
             )
             bottom = min(bottom, -0.125 * (x1 - x0) - 0.1)
-    ax.set_xlim(-0.5, (len(order) - 1) * gap + 0.5)
-    ax.set_ylim(bottom - 0.1, top + 0.05)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    if title:
-        ax.set_title(title, fontsize=11)
+    _finish(ax, (-0.5, (len(order) - 1) * gap + 0.5), (bottom - 0.1, top + 0.05), title)
 
 
 def draw_chain(ax: Axes, cell: CellGenotype, colors: dict[str, tuple], title: str = "", per_row: int = 11) -> None:
@@ -226,9 +222,13 @@ def draw_chain(ax: Axes, cell: CellGenotype, colors: dict[str, tuple], title: st
             start = (x1, mid)
         end = (x1 - w / 2, y1) if y0 == y1 else (x1, y1 + h / 2)
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, color="#555555", shrinkA=0))
-    cols = min(per_row, len(edges))
-    ax.set_xlim(-w / 2 - 0.3, (cols - 1) * (w + gap) + w / 2 + 0.3)
-    ax.set_ylim(-(rows - 1) * (h + 0.9) - h / 2 - 0.35, h / 2 + 0.15)
+    xmax = (min(per_row, len(edges)) - 1) * (w + gap) + w / 2 + 0.3
+    _finish(ax, (-w / 2 - 0.3, xmax), (-(rows - 1) * (h + 0.9) - h / 2 - 0.35, h / 2 + 0.15), title)
+
+
+def _finish(ax: Axes, xlim: tuple[float, float], ylim: tuple[float, float], title: str) -> None:
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_aspect("equal")
     ax.axis("off")
     if title:
@@ -268,11 +268,10 @@ def draw_genotype(
     colors = cell_colors(genotype)
     for ax, name in zip(axes[:, 0], names):
         cell = genotype.cells[name]
-        label = f"{name} (chain, {len(cell.edges)} layers)" if is_chain(cell) else name
         if is_chain(cell):
-            draw_chain(ax, cell, colors, label, per_row)
+            draw_chain(ax, cell, colors, f"{name} (chain, {len(cell.edges)} layers)", per_row)
         else:
-            draw_dag_cell(ax, cell, colors, label)
+            draw_dag_cell(ax, cell, colors, name)
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
@@ -283,12 +282,7 @@ def draw_genotype(
 def to_dot(genotype: Genotype, cells: Iterable[str] | None = None) -> str:
     """The genotype as a graphviz DOT digraph (one cluster per cell, edges labelled with their op)."""
     names = list(genotype.cells) if cells is None else list(cells)
-    colors = cell_colors(genotype)
-
-    def hexcolor(op: str) -> str:
-        r, g, b = colors.get(op, (0.2, 0.2, 0.2, 1))[:3]
-        return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
-
+    colors = {op: to_hex(c) for op, c in cell_colors(genotype).items()}
     lines = ["digraph genotype {", '  rankdir=LR; node [shape=box, style="rounded,filled", fontname=helvetica];']
     lines.append("  edge [fontname=helvetica, fontsize=10];")
     for ci, name in enumerate(names):
@@ -296,15 +290,13 @@ def to_dot(genotype: Genotype, cells: Iterable[str] | None = None) -> str:
         nodes, inputs, extra = cell_nodes(cell)
         lines.append(f'  subgraph cluster_{ci} {{ label="{_esc(name)}";')
         for n in nodes:
-            label = node_label(n, inputs).replace("$", "").replace("_{", "_").replace("}", "")
             fill = _INPUT if n in inputs else _NODE
-            lines.append(f'    c{ci}_{n} [label="{_esc(label)}", fillcolor="{fill}"];')
+            lines.append(f'    c{ci}_{n} [label="{_dot_label(n, inputs)}", fillcolor="{fill}"];')
         for e in cell.edges:
-            style = ", style=dashed" if e.op == "none" else ""
-            lines.append(f'    c{ci}_{e.src} -> c{ci}_{e.dst} [label="{_esc(e.op)}", color="{hexcolor(e.op)}"{style}];')
+            style = f'color="{colors.get(e.op, "#333333")}"' + (", style=dashed" if e.op == "none" else "")
+            lines.append(f'    c{ci}_{e.src} -> c{ci}_{e.dst} [label="{_esc(e.op)}", {style}];')
         if extra:
-            out_label = node_label(-1, inputs).replace("$", "").replace("_{", "_").replace("}", "")
-            lines.append(f'    c{ci}_out [label="{_esc(out_label)}", fillcolor="{_OUTPUT}"];')
+            lines.append(f'    c{ci}_out [label="{_dot_label(-1, inputs)}", fillcolor="{_OUTPUT}"];')
             lines.extend(f"    c{ci}_{n} -> c{ci}_out [style=dotted, color=gray];" for n in cell.concat)
         lines.append("  }")
     lines.append("}")
@@ -315,8 +307,9 @@ def _esc(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def graphviz_available() -> bool:
-    return shutil.which("dot") is not None
+def _dot_label(node: int, inputs: Sequence[int]) -> str:
+    """:func:`node_label` without its TeX markup."""
+    return _esc(node_label(node, inputs).replace("$", "").replace("_{", "_").replace("}", ""))
 
 
 def render_genotype(
@@ -344,18 +337,13 @@ def render_genotype(
         raise ValueError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
     path = location(path)
     names = list(genotype.cells) if cells is None else list(cells)
-    any_chain = any(is_chain(genotype.cells[n]) for n in names if n in genotype.cells)
     if engine == "graphviz":
-        if not graphviz_available():
+        if shutil.which("dot") is None:
             raise RuntimeError("engine='graphviz' needs the graphviz 'dot' binary on PATH; use engine='matplotlib'")
-        if not any_chain:
-            dot = to_dot(genotype, names)
-            out = []
-            for fmt in formats:
-                data = subprocess.run(
-                    ["dot", f"-T{fmt}", f"-Gdpi={dpi}"], input=dot.encode(), capture_output=True, check=True
-                ).stdout
-                out.append(atomic_write_bytes(with_suffix(path, "." + fmt), data))
-            return out
+        if not any(is_chain(genotype.cells[n]) for n in names if n in genotype.cells):
+            dot = to_dot(genotype, names).encode()
+            run = [["dot", f"-T{fmt}", f"-Gdpi={dpi}"] for fmt in formats]
+            data = [subprocess.run(cmd, input=dot, capture_output=True, check=True).stdout for cmd in run]
+            return [atomic_write_bytes(with_suffix(path, "." + fmt), d) for fmt, d in zip(formats, data)]
     fig = draw_genotype(genotype, names, dpi=dpi, per_row=per_row)
     return save_figure(fig, path, formats, dpi=dpi)

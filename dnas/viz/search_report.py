@@ -10,8 +10,6 @@ import json
 import time
 from typing import Any
 
-import torch
-
 from dnas.genotypes import Genotype
 from dnas.io import atomic_write_text
 from dnas.storage import Location, is_file, join, read_bytes
@@ -47,10 +45,6 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def _epochs_trained(last_epoch: int) -> str:
     """``"6 (epochs 0–5)"``: epochs are Lightning's, numbered from 0 as on the console."""
     n = last_epoch + 1
@@ -77,57 +71,46 @@ def final_metrics(row: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def exported_model(
-    genotype: Genotype, export_options: dict[str, Any] | None = None
-) -> tuple[torch.nn.Module | None, dict, str]:
-    """``(model, options, message)``: the discrete network of ``genotype`` via :func:`dnas.export.build_model`.
-
-    Options: the genotype's recorded build options, then ``export_options`` (those of the run's
-    :class:`~dnas.callbacks.SearchExport`, so the report describes the network it exported); a failure becomes the
-    message the report shows.
-    """
-    from dnas.export import build_model
-    from dnas.genotypes import GenotypeError
-
-    options = {k: v for k, v in (export_options or {}).items() if v is not None}
-    try:
-        return build_model(genotype, **options), options, ""
-    except (GenotypeError, TypeError, ValueError) as err:
-        return None, {}, f"build_model failed: {err}"
-
-
 def model_section(
     pl_module, supernet, genotype: Genotype, input_shape, measure_latency: bool, export_options=None
 ) -> Section:
+    """The discrete network of ``genotype`` (:func:`dnas.export.build_model`) and, with a cost table, its cost.
+
+    Options: the genotype's recorded build options, then ``export_options`` (those of the run's
+    :class:`~dnas.callbacks.SearchExport`, so the report describes the network it exported).
+    """
+    from dnas.export import build_model
     from dnas.export.summary import FLOPS_DEFINITION, model_summary
+    from dnas.genotypes import GenotypeError
 
     sec = Section("Exported model")
-    model, options, message = exported_model(genotype, export_options)
-    rows = []
-    if model is None:
-        sec.text(f"No discrete network: {message}.")
-    else:
-        shape = (1, *input_shape) if input_shape else None
-        try:
-            summary = (
-                model_summary(model, shape) if shape else {"parameters": sum(p.numel() for p in model.parameters())}
-            )
-        except Exception as err:  # noqa: BLE001 - a summary must not cost the user the report
-            summary = {"parameters": sum(p.numel() for p in model.parameters()), "flops_error": str(err)}
+    options = {k: v for k, v in (export_options or {}).items() if v is not None}
+    model, summary = None, {}
+    try:
+        model = build_model(genotype, **options)
+    except (GenotypeError, TypeError, ValueError) as err:
+        sec.text(f"No discrete network: build_model failed: {err}.")
+    if model is not None:
+        summary = {"parameters": sum(p.numel() for p in model.parameters())}
+        if input_shape:
+            try:
+                summary = model_summary(model, (1, *input_shape))
+            except Exception as err:  # noqa: BLE001 - a summary must not cost the user the report
+                summary["flops_error"] = str(err)
         sec.text(
             "The final genotype built with dnas.export.build_model (fresh weights; retrain with dnas.Retrain) from "
             f"the options the search recorded{f' and {json.dumps(options)}' if options else ''}."
         )
-        rows.append(["parameters", f"{summary['parameters']:,}"])
-        if "flops" in summary:
-            rows.append([f"FLOPs at input {tuple(summary['input_shape'])}", f"{summary['flops']:,}"])
-            rows.append(["MACs (mult-adds)", f"{summary['macs']:,}"])
-        if "flops_error" in summary:
-            rows.append(["FLOPs", f"not counted: {summary['flops_error']}"])
+    rows = [["parameters", f"{summary['parameters']:,}"]] if summary else []
+    if "flops" in summary:
+        rows.append([f"FLOPs at input {tuple(summary['input_shape'])}", f"{summary['flops']:,}"])
+        rows.append(["MACs (mult-adds)", f"{summary['macs']:,}"])
+    if "flops_error" in summary:
+        rows.append(["FLOPs", f"not counted: {summary['flops_error']}"])
     sec.table(
         ["quantity", "value"], rows + [["supernet parameters", f"{sum(p.numel() for p in supernet.parameters()):,}"]]
     )
-    if model is not None and "flops" in locals().get("summary", {}):
+    if "flops" in summary:
         sec.text(FLOPS_DEFINITION)
     latency = getattr(pl_module, "latency_loss", None)
     if latency is not None:
@@ -135,29 +118,14 @@ def model_section(
     return sec
 
 
-def _one_hot(supernet, genotype: Genotype) -> dict[str, torch.Tensor]:
-    out = {}
-    for g, group in supernet.arch_groups.items():
-        w = torch.zeros(group.num_edges, len(group.candidates))
-        cell = genotype.cells.get(g)
-        if cell is not None:
-            rows = {e: i for i, e in enumerate(group.edges)}
-            for e in cell.edges:
-                if (e.src, e.dst) in rows and e.op in group.candidates:
-                    w[rows[(e.src, e.dst)], group.candidates.index(e.op)] = 1.0
-        out[g] = w
-    return out
-
-
 def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, measure: bool) -> list[tuple]:
     """Expected cost (table) of the soft weights and of the final genotype, and the measured latency of the model."""
-    note = ""
-    name = latency.name
-    unit = latency.table.unit
-    rows = []
-    logged = pl_module.trainer.callback_metrics.get(
-        f"arch/{name}_epoch", pl_module.trainer.callback_metrics.get(f"arch/{name}")
-    )
+    from dnas.latency.table import CostTableError
+
+    name, table = latency.name, latency.table
+    unit, note, rows = table.unit, "", []
+    metrics = pl_module.trainer.callback_metrics
+    logged = metrics.get(f"arch/{name}_epoch", metrics.get(f"arch/{name}"))
     if logged is not None:
         rows.append(
             [
@@ -165,25 +133,17 @@ def latency_parts(pl_module, supernet, genotype, latency, model, input_shape, me
                 f"{float(logged):.4g} {unit}",
             ]
         )
+    prediction = None
     try:
-        param = next(supernet.parameters())
-        one_hot = {k: v.to(param.device) for k, v in _one_hot(supernet, genotype).items()}
-        rows.append(
-            [
-                f"expected {name} of the final genotype (table)",
-                f"{float(latency.expected(supernet, one_hot)):.4g} {unit}",
-            ]
-        )
-    except Exception as err:  # noqa: BLE001
+        prediction = table.predict(table.choice(genotype, {g: grp.edges for g, grp in supernet.arch_groups.items()}))
+        rows.append([f"expected {name} of the final genotype (table)", f"{prediction.table_sum:.4g} {unit}"])
+    except CostTableError as err:
         rows.append([f"expected {name} of the final genotype", f"not computed: {err}"])
     record = genotype.meta.get("budget")
-    prediction = measured = None
-    if name == "latency":  # the table's whole-network prediction and error band (dnas lut --calibrate)
+    if name == "latency" and prediction is not None:  # the whole-network prediction and error band (--calibrate)
         from dnas.latency.measure import time_network
 
-        edges = {g: group.edges for g, group in supernet.arch_groups.items()}
-        prediction = latency.table.predict(latency.table.choice(genotype, edges))
-        meta = latency.table.meta
+        measured, meta = None, table.meta
         if measure and model is not None and input_shape:
             try:
                 measured = time_network(model, input_shape, meta)
@@ -248,7 +208,7 @@ def write_search_report(
         ["log directory", str(out)],
         ["finished", time.strftime("%Y-%m-%d %H:%M:%S")],
     ]
-    rows += [[k, _fmt(v)] for k, v in final_metrics(last).items()]
+    rows += [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in final_metrics(last).items()]
     ov.table(["", ""], rows)
     sections.append(ov)
 
