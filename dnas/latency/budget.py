@@ -225,9 +225,6 @@ class BudgetLoss(nn.Module, LatencyLoss):
     def extra_repr(self) -> str:
         return f"metric={self.name!r}, budget={self.budget:g}, dual_lr={self.dual_lr:g}"
 
-    def __repr__(self) -> str:
-        return nn.Module.__repr__(self)
-
 
 def describe(record: Mapping[str, Any]) -> str:
     """One line for logs and reports from a genotype's ``meta["budget"]``."""

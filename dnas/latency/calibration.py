@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dnas.safe_read import short
+from dnas.safe_read import is_finite_number, short
 
 MIN_ARCHS = 3
 """Fewest calibration architectures: a line plus one point to leave out."""
@@ -102,12 +102,8 @@ def check_record(record: Any, source: str, error: type[Exception]) -> dict[str, 
     where = f"{source}: field 'meta.calibration"
     if not isinstance(record, dict):
         raise error(f"{where}' must be an object, got {type(record).__name__}")
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
     for key in FLOAT_FIELDS:
-        if not number(record.get(key)):
+        if not is_finite_number(record.get(key)):
             raise error(f"{where}.{key}' must be a finite number, got {short(record.get(key))}")
     for key in INT_FIELDS:
         if not isinstance(record.get(key), int) or isinstance(record.get(key), bool):
@@ -119,7 +115,7 @@ def check_record(record: Any, source: str, error: type[Exception]) -> dict[str, 
         raise error(f"{where}.archs' must be >= {MIN_ARCHS}, got {record['archs']}")
     for key in LIST_FIELDS:
         v = record.get(key)
-        if not isinstance(v, list) or len(v) != record["archs"] or not all(number(x) and x >= 0 for x in v):
+        if not isinstance(v, list) or len(v) != record["archs"] or not all(is_finite_number(x) and x >= 0 for x in v):
             raise error(f"{where}.{key}' must be a list of {record['archs']} (archs) finite numbers >= 0")
     return record
 

@@ -29,8 +29,9 @@ from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.genotypes.sampling import random_genotype, rule_exclude
 from dnas.latency.calibration import make_record
-from dnas.latency.shapes import Site, candidate_sites, mixed_op_modules
+from dnas.latency.shapes import Site, candidate_sites
 from dnas.latency.table import METRICS, CostTable, Entry
+from dnas.ops.mixed import MixedOp
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -61,18 +62,17 @@ def time_module(
     """Median latency of ``module(x)`` in ms, plus IQR (ms) and the number of timed calls."""
     from torch.utils import benchmark  # imported here: it pulls in cpp_extension, which warns without CUDA
 
-    with torch.no_grad():
-        for _ in range(warmup):
-            module(x)
-        timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": x}, num_threads=threads)
-        m = timer.blocked_autorange(min_run_time=min_run_time)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the warm-up too; the Timer sets them for the timed blocks
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                module(x)
+            timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": x}, num_threads=threads)
+            m = timer.blocked_autorange(min_run_time=min_run_time)
+    finally:
+        torch.set_num_threads(old_threads)
     return {"median": m.median * 1e3, "iqr": m.iqr * 1e3, "calls": float(len(m.times) * m.number_per_run)}
-
-
-def count_flops(module: nn.Module, x: torch.Tensor) -> float:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(x)
-    return float(counter.get_total_flops())
 
 
 def measure_table(
@@ -123,15 +123,12 @@ def measure_table(
         raise RuntimeError("device 'cuda' requested but CUDA is not available here; measure on the target device")
     tdtype = DTYPES[dtype]
     sites = list(sites) if sites is not None else candidate_sites(supernet, example_input[:1])
-    modules = mixed_op_modules(supernet)
+    modules = {n: m for n, m in supernet.named_modules() if isinstance(m, MixedOp)}
     total = sum(len(s.ops) for s in sites)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=f"dnas lut ({metric})", unit="op", disable=not progress)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
     entries = []
-    try:
+    with tqdm(total=total, desc=f"dnas lut ({metric})", unit="op", disable=not progress) as bar:
         for site in sites:
             mixed = modules[site.module]
             x = torch.randn((batch_size, *site.input_shape[1:]), device=device, dtype=tdtype)
@@ -144,15 +141,14 @@ def measure_table(
                 else:
                     probe = copy.deepcopy(op).to(device=device, dtype=tdtype).eval()
                     if metric == "flops":
-                        costs[name] = count_flops(probe, x)
+                        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                            probe(x)
+                        costs[name] = float(counter.get_total_flops())
                     else:
                         stats[name] = time_module(probe, x, warmup, min_run_time, threads)
                         costs[name] = stats[name]["median"]
                 bar.update(1)
             entries.append(Entry(site.module, site.group, site.edge, (batch_size, *site.input_shape[1:]), costs, stats))
-    finally:
-        torch.set_num_threads(old_threads)
-        bar.close()
     meta = environment(device, tdtype, threads, batch_size)
     meta.update(
         {
@@ -243,12 +239,7 @@ def time_network(
         raise RuntimeError(f"the table was measured on {device}, which is not available here")
     if meta.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"the table's field 'meta.dtype' must be one of {sorted(DTYPES)}, got {meta.get('dtype')!r}")
-    dtype, threads = DTYPES[meta.get("dtype", "float32")], int(meta.get("threads", 1))
+    dtype = DTYPES[meta.get("dtype", "float32")]
     probe = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     x = torch.randn((int(meta.get("batch_size", 1)), *sample_shape), device=device, dtype=dtype)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return time_module(probe, x, warmup, run_time, threads)["median"]
-    finally:
-        torch.set_num_threads(old_threads)
+    return time_module(probe, x, warmup, run_time, int(meta.get("threads", 1)))["median"]

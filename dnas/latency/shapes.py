@@ -31,16 +31,6 @@ class Site:
     input_shape: tuple[int, ...]
 
 
-def probe_weights(supernet: Supernet, device=None, dtype=None) -> dict[str, torch.Tensor]:
-    """Uniform ``(E, K)`` weights per group, each a fresh contiguous tensor (its rows identify the edges)."""
-    out = {}
-    for name, group in supernet.arch_groups.items():
-        alpha = supernet.alpha(name)
-        K = len(group.candidates)
-        out[name] = torch.full((group.num_edges, K), 1.0 / K, device=device or alpha.device, dtype=dtype or alpha.dtype)
-    return out
-
-
 def candidate_sites(supernet: Supernet, example_input: torch.Tensor) -> list[Site]:
     """Run one forward of ``supernet`` on ``example_input`` and return every mixed op it called, in call order.
 
@@ -49,7 +39,10 @@ def candidate_sites(supernet: Supernet, example_input: torch.Tensor) -> list[Sit
             its weights before indexing them), or no mixed op ran.
     """
     names = {m: n for n, m in supernet.named_modules()}
-    weights = probe_weights(supernet, dtype=example_input.dtype, device=example_input.device)
+    weights = {  # uniform, each group a fresh contiguous tensor: its rows identify the edges
+        g: torch.full((grp.num_edges, len(grp.candidates)), 1.0 / len(grp.candidates)).to(example_input)
+        for g, grp in supernet.arch_groups.items()
+    }
     rows: dict[int, tuple[str, int]] = {}
     for group, w in weights.items():
         for i in range(w.shape[0]):
@@ -92,8 +85,3 @@ def candidate_shapes(supernet: Supernet, example_input: torch.Tensor) -> dict[tu
     for site in candidate_sites(supernet, example_input):
         out.setdefault((site.group, site.edge), []).append(site.input_shape)
     return out
-
-
-def mixed_op_modules(supernet: Supernet) -> dict[str, MixedOp]:
-    """Module path -> mixed op."""
-    return {n: m for n, m in supernet.named_modules() if isinstance(m, MixedOp)}

@@ -15,9 +15,8 @@ its instances), the form the expected-cost term needs.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +51,9 @@ class Entry:
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
-            "module": self.module,
-            "group": self.group,
-            "edge": self.edge,
-            "input_shape": list(self.input_shape),
-            "ops": dict(self.ops),
-        }
-        if self.stats:
-            out["stats"] = self.stats
+        out = {**asdict(self), "input_shape": list(self.input_shape)}
+        if not self.stats:
+            del out["stats"]
         return out
 
 
@@ -125,7 +118,7 @@ class CostTable:
                     f"{where}: field 'input_shape' must be a list of ints >= 0, got {short(e['input_shape'])}"
                 )
             for op, v in e["ops"].items():
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                if not is_finite_number(v) or v < 0:
                     raise CostTableError(
                         f"{where} ({short(e['module'])}): op {short(op)} has cost {short(v)}; need a finite value >= 0"
                     )
