@@ -15,6 +15,7 @@ The network is :func:`dnas.export.build_model` of the genotype, so a retrained c
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -189,11 +190,8 @@ class Retrain(pl.LightningModule):
         self.log("drop_path_prob", self.model.drop_path_prob, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        params = self.model.parameters()
-        if self.optimizer is not None:
-            opt = self.optimizer(params)
-        else:
-            opt = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+        darts_sgd = partial(torch.optim.SGD, lr=0.025, momentum=0.9, weight_decay=3e-4)
+        opt = (self.optimizer or darts_sgd)(self.model.parameters())
         if self.lr_scheduler is not None:
             sched = self.lr_scheduler(opt)
         else:

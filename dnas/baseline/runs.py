@@ -75,10 +75,8 @@ def retrain(genotype_path: Path, seed: int, configs: list[str], extra: list[str]
     metrics = cli.trainer.callback_metrics
     if "val/acc" not in metrics:
         raise RuntimeError(f"the retrain run of {genotype_path} logged no val/acc; does the config validate?")
-    summary_file = work / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    if not summary:
-        summary = cli.model.summary()
+    summary_file = work / "summary.json"  # Retrain's, unless its write_summary is off
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else cli.model.summary()
     result = {
         "accuracy": float(metrics["val/acc"]),
         "loss": float(metrics["val/loss"]) if "val/loss" in metrics else None,

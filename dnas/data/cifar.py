@@ -67,9 +67,6 @@ class CIFAR10DataModule(SearchDataModule):
     def _folder(self) -> Path:
         return Path(self.data_dir).resolve() / "cifar-10-batches-py"
 
-    def _present(self) -> bool:
-        return (self._folder() / "data_batch_1").is_file()
-
     def check_files(self) -> None:
         """Check every file of ``cifar-10-batches-py`` against the published archive's MD5 (once per datamodule).
 
@@ -134,7 +131,7 @@ class CIFAR10DataModule(SearchDataModule):
     def build_datasets(self):
         from torchvision.datasets import CIFAR10
 
-        if not self._present():
+        if not (self._folder() / "data_batch_1").is_file():
             self.prepare_data()
         self.check_files()  # on every rank (prepare_data runs on one per node), before torchvision unpickles a file
         aug, plain = self.transforms()

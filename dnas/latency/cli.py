@@ -86,17 +86,6 @@ def _merge(argv: list[str]) -> None:
     print(f"merged {len(args.tables)} tables ({len(merged.entries)} entries) into {args.out}")
 
 
-def build_from_config(rest: list[str]):
-    """``(supernet, datamodule)`` of a ``dnas fit`` config, without training or loading data."""
-    from dnas.cli import DnasCLI
-
-    cli = DnasCLI(args=rest, run=False, save_config_callback=None)
-    supernet = getattr(cli.model, "supernet", None)
-    if supernet is None:
-        raise SystemExit(f"dnas lut: the config's model ({type(cli.model).__name__}) has no `supernet` to measure")
-    return supernet, cli.datamodule
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dnas lut`` (``argv`` without the tool name)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -106,8 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     args, rest = _measure_parser().parse_known_args(argv)
     if not any(a == "--config" or a.startswith("--config=") or a.startswith("--model") for a in rest):
         _measure_parser().error("give the search config: --config CONFIG.yaml (the same file `dnas fit` reads)")
-    supernet, datamodule = build_from_config(rest)
-    shape = args.input_shape or list(getattr(datamodule, "input_size", None) or [])
+    from dnas.cli import DnasCLI
+
+    cli = DnasCLI(args=rest, run=False, save_config_callback=None)  # built as by dnas fit; nothing trained or loaded
+    supernet = getattr(cli.model, "supernet", None)
+    if supernet is None:
+        raise SystemExit(f"dnas lut: the config's model ({type(cli.model).__name__}) has no `supernet` to measure")
+    shape = args.input_shape or list(getattr(cli.datamodule, "input_size", None) or [])
     if not shape:
         raise SystemExit("dnas lut: the datamodule has no `input_size`; pass --input_shape C H W")
     example = torch.zeros((1, *shape))

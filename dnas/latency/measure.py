@@ -6,11 +6,9 @@ the recorded shape with ``batch_size`` samples; ``warmup`` untimed calls, then :
 the median per call in milliseconds (IQR and run count kept in ``stats``). FLOPs come from
 :class:`torch.utils.flop_counter.FlopCounterMode` (2 per multiply-add), parameters from ``numel``.
 
-With ``calibrate=N`` (latency only) the table also measures its own error (:mod:`dnas.latency.calibration`): N random
-architectures of the space (:func:`dnas.genotypes.sampling.random_genotype`), each built as ``dnas export`` builds it
-(:func:`dnas.export.build_model`: this is the one place the latency package uses export, imported on use; export
-never imports latency outside its CLI) and timed whole with :func:`time_module` at the table's device, dtype, batch
-and threads.
+With ``calibrate=N`` (latency only) the table also measures its own error (:mod:`dnas.latency.calibration`); the N
+random networks are built by :func:`dnas.export.build_model`, the one place the latency package uses export (imported
+on use; export never imports latency outside its CLI).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dnas.genotypes import Genotype
@@ -99,22 +100,12 @@ def plot_alpha_heatmaps(
             for e in genotype.cells[name].edges:
                 i, j = rows.get((e.src, e.dst)), cols.get(e.op)
                 if i is not None and j is not None:
-                    ax.add_patch(_box(j, i))
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.8))
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     if title:
         fig.suptitle(title + ("  (outlined: current genotype)" if genotype is not None else ""), fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def _box(x: float, y: float):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.8)
-
-
-def _epoch_label(x: float, _pos=None) -> str:
-    return "init" if round(x) == -1 else f"{x:g}"
 
 
 def plot_alpha_evolution(
@@ -155,7 +146,7 @@ def plot_alpha_evolution(
         ax.set_title(group.edge_labels()[e], fontsize=8)
         ax.set_ylim(max(0.0, lo - pad), hi + pad)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.xaxis.set_major_formatter(FuncFormatter(_epoch_label))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "init" if round(v) == -1 else f"{v:g}"))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if e // cols == rows - 1 or e + cols >= E:

@@ -36,11 +36,7 @@ def save_figure(
 ) -> list[Location]:
     """Save ``fig`` as ``path`` (path or fsspec URL) with each suffix in ``formats``, atomically; returns the files."""
     path = location(path)
-    out = []
-    for fmt in formats:
-        target = with_suffix(path, "." + fmt)
-        out.append(atomic_write_bytes(target, figure_bytes(fig, fmt, dpi, tight)))
-    return out
+    return [atomic_write_bytes(with_suffix(path, "." + fmt), figure_bytes(fig, fmt, dpi, tight)) for fmt in formats]
 
 
 def op_colors(ops: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:

@@ -157,24 +157,18 @@ def edge_verdict(row: np.ndarray, candidates: tuple[str, ...], op: str, src: int
     k = candidates.index(op)
     others = [j for j in range(len(candidates)) if j != k]
     j = max(others, key=lambda i: p[i]) if others else k
-    fixed = bool(np.count_nonzero(raw) == 1 and raw[k] > 0)
-    none_weight = None
-    if "none" in candidates and op != "none":
-        n = candidates.index("none")
-        real = [i for i in range(len(candidates)) if i != n]
-        if p[n] > max(p[i] for i in real):
-            none_weight = float(p[n])
+    n = candidates.index("none") if "none" in candidates and op != "none" else None
     return EdgeVerdict(
         src=src,
         dst=dst,
         op=op,
         weight=float(p[k]),
-        runner_up=candidates[j] if others else op,
+        runner_up=candidates[j],
         runner_up_weight=float(p[j]) if others else 0.0,
         num_ops=len(candidates),
         entropy=float(edge_entropy(raw[None])[0]),
-        fixed=fixed,
-        none_weight=none_weight,
+        fixed=bool(np.count_nonzero(raw) == 1 and raw[k] > 0),
+        none_weight=float(p[n]) if n is not None and p[n] > np.delete(p, n).max() else None,
     )
 
 
