@@ -26,21 +26,17 @@ class Section:
     title: str
     parts: list[tuple] = field(default_factory=list)
 
-    def text(self, value: str) -> Section:
+    def text(self, value: str) -> None:
         self.parts.append(("text", value))
-        return self
 
-    def table(self, header: list[str], rows: list[list[object]]) -> Section:
+    def table(self, header: list[str], rows: list[list[object]]) -> None:
         self.parts.append(("table", header, rows))
-        return self
 
-    def image(self, path: str, caption: str = "") -> Section:
+    def image(self, path: str, caption: str = "") -> None:
         self.parts.append(("image", path, caption))
-        return self
 
-    def code(self, value: str, language: str = "") -> Section:
+    def code(self, value: str, language: str = "") -> None:
         self.parts.append(("code", value, language))
-        return self
 
 
 def _md_cell(v: object) -> str:
