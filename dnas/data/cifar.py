@@ -78,19 +78,14 @@ class CIFAR10DataModule(SearchDataModule):
             DataNotFoundError: no ``cifar-10-batches-py`` there, or a file of it missing.
             DataError: a file whose content is not the published one (truncated, damaged or replaced).
         """
-        problem = self._first_problem()
-        if problem is not None:
-            raise problem
-
-    def _first_problem(self) -> DataError | None:
         if self._checked:
-            return None
+            return
         from torchvision.datasets import CIFAR10
         from torchvision.datasets.utils import check_md5
 
         folder = self._folder()
         if not folder.is_dir():
-            return DataNotFoundError(
+            raise DataNotFoundError(
                 f"CIFAR-10 not found at {folder}. Put the extracted 'cifar-10-batches-py' folder there, point "
                 f"data.init_args.data_dir at it, or set data.init_args.download: true to let torchvision fetch it."
             )
@@ -101,21 +96,21 @@ class CIFAR10DataModule(SearchDataModule):
         for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]:
             path = folder / name
             if not path.is_file():
-                return DataNotFoundError(f"CIFAR-10 file {path} is missing (incomplete copy); {refetch}")
+                raise DataNotFoundError(f"CIFAR-10 file {path} is missing (incomplete copy); {refetch}")
             if not check_md5(path, md5):
                 size = path.stat().st_size
-                return DataError(
+                raise DataError(
                     f"CIFAR-10 file {path} is corrupt ({size} bytes whose MD5 is not the published one); {refetch}"
                 )
         self._checked = True
-        return None
 
     def prepare_data(self) -> None:
-        problem = self._first_problem()
-        if problem is None:
+        try:
+            self.check_files()
             return
-        if not self.download:
-            raise problem
+        except DataError:
+            if not self.download:
+                raise
         from torchvision.datasets import CIFAR10
 
         try:  # torchvision checks every file and downloads and extracts the archive again if one is missing or bad
