@@ -129,10 +129,10 @@ class SearchDataModule(pl.LightningDataModule):
         return CombinedLoader({"train": weights, "arch": arch}, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
+        if not self.search:
+            return self.test_dataloader()
         self.setup()
-        if self.search:
-            return self._loader(self.arch_dataset(augment=False), self.eval_batch_size, shuffle=False)
-        return self._loader(self._test, self.eval_batch_size, shuffle=False)
+        return self._loader(self.arch_dataset(augment=False), self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         self.setup()
