@@ -1,12 +1,9 @@
 """Retrain (evaluate) a found architecture from scratch: the DARTS evaluation recipe as a LightningModule.
 
-Defaults are the DARTS CIFAR-10 recipe (reference quark0/darts ``cnn/train.py``): SGD lr 0.025 momentum 0.9
-weight decay 3e-4, cosine schedule to 0 over the run, auxiliary head weighted 0.4, drop-path 0.2 ramped linearly
-(``p · epoch / epochs``). Gradient clipping at norm 5 is the Trainer's own setting (``gradient_clip_val: 5``, set in
-the retrain configs; the module has no second one). Cutout 16 is a datamodule option:
-``CIFAR10DataModule(search=False, cutout=16)``. The ImageNet recipe (``train_imagenet.py``) is a configuration of the
-same module: ``label_smoothing=0.1``, SGD lr 0.1 weight decay 3e-5, ``StepLR(step_size=1, gamma=0.97)``,
-``drop_path_prob=0``, ``stem="imagenet"`` (see ``configs/retrain_imagenet.yaml``).
+Defaults are the DARTS CIFAR-10 recipe (reference quark0/darts ``cnn/train.py``; each argument names its value).
+Gradient clipping at norm 5 is the Trainer's own setting (``gradient_clip_val: 5``, set in the retrain configs; the
+module has no second one). Cutout 16 is a datamodule option: ``CIFAR10DataModule(search=False, cutout=16)``. The
+ImageNet recipe (``train_imagenet.py``) is a configuration of the same module: ``configs/retrain_imagenet.yaml``.
 
 The network is :func:`dnas.export.build_model` of the genotype, so a retrained checkpoint exports with
 ``dnas export --ckpt <checkpoint>`` (options and genotype are read from the checkpoint).

@@ -124,13 +124,7 @@ def check_record(record: Any, source: str, error: type[Exception]) -> dict[str, 
 class Prediction:
     """A network's latency by the table: the sum of its ops and, with a calibration, the whole network and its band.
 
-    Attributes:
-        table_sum: Σ of the table entries of the chosen ops.
-        intercept: the calibration's intercept (0 without one).
-        slope: the calibration's slope (1 without one).
-        rel_error: the calibration's maximum leave-one-out relative error; None without a calibration.
-        archs: how many architectures the calibration measured (0 = none).
-        unit: the table's unit.
+    Without a calibration: intercept 0, slope 1, ``rel_error`` None (``max_rel_error`` of the record), ``archs`` 0.
     """
 
     table_sum: float
