@@ -12,8 +12,10 @@ read them from the class or an instance:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +125,9 @@ def space_spec_of(obj: Any) -> SpaceSpec:
 
 def json_value(value: Any) -> Any:
     """``value`` as plain JSON (tuples become lists), or raise ``TypeError``."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise TypeError("non-finite float")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TypeError("non-finite float")
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
         return [json_value(v) for v in value]
@@ -137,7 +137,7 @@ def json_value(value: Any) -> Any:
 
 
 def recording_init(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a subclass ``__init__`` so the outermost call records its JSON-able arguments as ``space_options``."""
+    """Wrap a subclass ``__init__`` so the outermost call records its JSON-able arguments (the build options)."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -148,19 +148,15 @@ def recording_init(init: Callable[..., None]) -> Callable[..., None]:
             try:
                 bound = signature.bind(self, *args, **kwargs)
                 bound.apply_defaults()
-            except TypeError:
+            except TypeError:  # the call itself raises Python's own error below
                 bound = None
-            if bound is not None:
-                for name, value in list(bound.arguments.items())[1:]:
-                    kind = signature.parameters[name].kind
-                    items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
-                    if kind is inspect.Parameter.VAR_POSITIONAL:
-                        continue
-                    for key, v in items:
-                        try:
-                            options[key] = json_value(v)
-                        except TypeError:
-                            pass  # modules, callables...: not recorded; pass them again at export
+            for name, value in list(bound.arguments.items())[1:] if bound is not None else []:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    continue
+                for key, v in value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]:
+                    with contextlib.suppress(TypeError):  # modules, callables...: not recorded; pass them at export
+                        options[key] = json_value(v)
             self.__dict__["_space_options"] = options
         init(self, *args, **kwargs)
         if outermost and self._discrete is None:
