@@ -77,7 +77,9 @@ def _no_cell_weights(self, weights=None):
 class CellSupernet(Supernet):
     """Base class of user-declared cell search spaces (see the module docstring for a complete example).
 
-    Attributes (class attributes; a subclass may also set them on ``self`` before its first :meth:`make_cell`):
+    The attributes are class attributes; a subclass may also set them on ``self`` before its first :meth:`make_cell`.
+
+    Attributes:
         space_name: the space's name (genotype ``space`` field, registered spec and export builder). Required.
         candidates: candidate op names in α column order; an entry may be ``(name, factory)`` with
             ``factory(C_in, C_out, stride, affine) -> nn.Module``, registered under ``name`` at class definition.

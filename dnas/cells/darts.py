@@ -199,11 +199,7 @@ class DartsSupernet(CellSupernet):
 
     @classmethod
     def from_genotype(cls, genotype: Genotype | str, *, affine: bool = True, **options: Any) -> CellSupernet:
-        """Not here: the discrete network of a DARTS genotype is ``dnas.export.darts.DartsEvalNetwork``.
-
-        Raises:
-            TypeError: always, naming the builder (``dnas.export.build_model(genotype, **options)``).
-        """
+        """Raises ``TypeError`` naming the builder: a DARTS genotype's network is ``DartsEvalNetwork``."""
         raise TypeError(
             "the DARTS evaluation network is dnas.export.darts.DartsEvalNetwork: build it with "
             "dnas.export.build_model(genotype, **options), not DartsSupernet.from_genotype"
@@ -222,8 +218,7 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
 
     PC-DARTS (yuhuixu1993/PC-DARTS ``model_search.py``) saves the same layout; with partial channels
     (``edge_options.partial_channels > 1``) edges map to ``cells.<i>.dag.edges.<edge>.op._ops.<op>...`` (the wrapped
-    mixed op), and
-    ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to the groups' β.
+    mixed op), and ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to the groups' β.
 
     Raises:
         KeyError: a key is missing or unexpected (with ``strict``), naming it.

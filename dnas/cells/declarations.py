@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dnas.cells.edges import check_edges
-from dnas.genotypes import CellSpec, SpaceSpec
+from dnas.genotypes.spec import CellSpec, SpaceSpec, dense_edges
 from dnas.ops.registry import OpFactory, get_op, is_registered, register_op
 
 if TYPE_CHECKING:
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 GENOTYPE_RULES = ("argmax", "topk")
 
 _SPACE_CLASSES: dict[str, type[CellSupernet]] = {}
-
-
-def dense_edges(num_inputs: int, num_nodes: int) -> tuple[tuple[int, int], ...]:
-    """Every ``(src, dst)`` with ``src < dst`` into each intermediate node, in α row order (as DARTS/NAS-Bench-201)."""
-    return tuple((src, dst) for dst in range(num_inputs, num_inputs + num_nodes) for src in range(dst))
 
 
 def candidate_names(obj: Any) -> tuple[str, ...]:
@@ -113,7 +108,7 @@ def space_spec_of(obj: Any) -> SpaceSpec:
     num_inputs, num_nodes = obj.num_inputs, obj.num_nodes
     edges = declared_edges(obj)
     dense = sorted(edges) == sorted(dense_edges(num_inputs, num_nodes))
-    chain = num_inputs == 1 and sorted(edges) == [(i, i + 1) for i in range(num_nodes)]
+    chain = num_inputs == 1 and sorted(edges) == list(dense_edges(1, num_nodes, chain=True))
     if obj.genotype_rule == "argmax":
         cell = CellSpec(names, num_inputs, num_nodes, all_edges=dense or chain, chain=chain and num_nodes > 1)
     else:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnas.genotypes.spec import GenotypeError, SpaceSpec, get_space_spec
+from dnas.genotypes.spec import GenotypeError, SpaceSpec, dense_edges, get_space_spec
 from dnas.safe_read import parse_json, read_user_file, short
 
 SCHEMA_VERSION = 1
@@ -271,7 +271,7 @@ class Genotype:
                 if cs.chain and e.src != e.dst - 1:
                     raise GenotypeError(f"{where}.edges[{i}]: a chain edge must go from node l to l+1, got {e}")
             if cs.all_edges:
-                want = sorted(cs.all_edge_pairs())
+                want = sorted(dense_edges(cs.num_inputs, cs.num_nodes, cs.chain))
                 got = sorted((e.src, e.dst) for e in cell.edges)
                 if got != want:
                     raise GenotypeError(f"{where}: expected exactly one edge for each of {want}, got {got}")

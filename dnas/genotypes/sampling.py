@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from dnas.genotypes.build import BUILD_KEY
 from dnas.genotypes.core import CellGenotype, Edge, Genotype
-from dnas.genotypes.spec import CellSpec, GenotypeError, SpaceSpec
+from dnas.genotypes.spec import CellSpec, GenotypeError, SpaceSpec, dense_edges
 
 
 def rule_exclude(cell: CellSpec) -> tuple[str, ...]:
@@ -37,7 +37,7 @@ def _cell(
         raise GenotypeError(f"cell {name!r}: every op of the space is excluded ({list(exclude)}); nothing to draw")
     nodes = cs.nodes
     if cs.all_edges:
-        pairs = cs.all_edge_pairs()
+        pairs = dense_edges(cs.num_inputs, cs.num_nodes, cs.chain)
     elif cs.edges_per_node is not None:
         k = cs.edges_per_node
         if any(d < k for d in nodes):

@@ -45,9 +45,10 @@ class CellSpec:
         """The intermediate nodes."""
         return range(self.num_inputs, self.num_inputs + self.num_nodes)
 
-    def all_edge_pairs(self) -> list[tuple[int, int]]:
-        """The ``(src, dst)`` pairs of an ``all_edges`` cell: each earlier node (a chain: the previous one) per node."""
-        return [(s, d) for d in self.nodes for s in range(d) if not self.chain or s == d - 1]
+
+def dense_edges(num_inputs: int, num_nodes: int, chain: bool = False) -> tuple[tuple[int, int], ...]:
+    """Each ``(src, dst)``, ``src < dst`` (a chain: ``src = dst - 1``), per intermediate node, in α row order."""
+    return tuple((s, d) for d in range(num_inputs, num_inputs + num_nodes) for s in range(d) if not chain or s == d - 1)
 
 
 @dataclass(frozen=True)
