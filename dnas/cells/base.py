@@ -155,7 +155,7 @@ class Supernet(nn.Module):
     """Base class of all search spaces (see module docstring).
 
     Subclasses call :meth:`add_arch_group` in ``__init__``, implement :meth:`forward` and :meth:`genotype`, and set
-    :attr:`space_spec`. The groups live in ``self.arch`` (an ``nn.ModuleDict`` of :class:`ArchGroup`).
+    :attr:`space_spec`.
     """
 
     space_spec: SpaceSpec

@@ -217,30 +217,27 @@ class CellSupernet(Supernet):
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
         self._used_groups.add(group)
-        if self._discrete is not None:
-            cell_genotype = self._discrete.genotype.cells[group]
-            empty = sorted(
-                set(range(self.num_inputs, self.num_inputs + self.num_nodes)) - {e.dst for e in cell_genotype.edges}
-            )
-            if empty:
-                raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
-            chosen = iter(cell_genotype.edges)
+        if self._discrete is None:
+            if self._constructed:  # a cell added after construction
+                self.add_arch_groups()
 
-            def discrete_edge(src: int, dst: int) -> nn.Module:
-                op = next(chosen).op
-                return self.make_discrete_edge(group, src, dst, op, channels, self._edge_stride(src, stride))
+            def edge(src: int, dst: int) -> nn.Module:
+                return self.make_edge(group, src, dst, channels, stride if src < self.num_inputs else 1)
 
-            edges = [(e.src, e.dst) for e in cell_genotype.edges]
-            dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
-            return DiscreteCell(group, dag, [e.op for e in cell_genotype.edges], preprocess)
-        if self._constructed:  # a cell added after construction
-            self.add_arch_groups()
+            dag = DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output)
+            return SearchCell(group, dag, preprocess)
+        cell = self._discrete.genotype.cells[group]
+        empty = sorted(set(range(self.num_inputs, self.num_inputs + self.num_nodes)) - {e.dst for e in cell.edges})
+        if empty:
+            raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
+        ops = iter(cell.ops())
 
-        def edge(src: int, dst: int) -> nn.Module:
-            return self.make_edge(group, src, dst, channels, self._edge_stride(src, stride))
+        def discrete_edge(src: int, dst: int) -> nn.Module:
+            return self.make_discrete_edge(group, src, dst, next(ops), channels, stride if src < self.num_inputs else 1)
 
-        dag = DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output)
-        return SearchCell(group, dag, preprocess)
+        edges = [(e.src, e.dst) for e in cell.edges]
+        dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
+        return DiscreteCell(group, dag, cell.ops(), preprocess)
 
     def add_arch_groups(self) -> None:
         """Create α of every cell type the cells use (``cell_types`` order), then β of each with edge normalisation.
@@ -258,9 +255,6 @@ class CellSupernet(Supernet):
             for group in new:
                 group.add_beta()
         self._constructed = True
-
-    def _edge_stride(self, src: int, stride: int) -> int:
-        return stride if src < self.num_inputs else 1
 
     def make_edge(self, group: str, src: int, dst: int, channels: int, stride: int) -> nn.Module:
         """One search edge, ``edge(x, weights_row)``; override to build edges differently (e.g. other channels)."""

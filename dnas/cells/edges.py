@@ -1,11 +1,9 @@
 """Cell edges and the DAG that sums them: the engine under every space's cells.
 
-* :class:`EdgeOptions` says how a supernet's search edges compute (mixed-op implementation, PC-DARTS partial channels
-  and edge normalisation). Every space takes this one object as its ``edge_options`` argument, and
-  :meth:`EdgeOptions.make_edge` is the only place a search edge (a mixed op, partial-channel wrapped or not) is built.
-* :class:`DagCell` is every cell's forward, search or discrete: node ``dst`` = Σ of its incoming edges' outputs.
-  Its node loop, :func:`run_nodes`, is also the loop of the DARTS evaluation cell (:mod:`dnas.export.darts`), which
-  keeps the reference's module names and adds drop-path.
+* :class:`EdgeOptions` says how a supernet's search edges compute; every space takes it as ``edge_options``, and
+  :meth:`EdgeOptions.make_edge` is the only place a search edge is built.
+* :class:`DagCell` is every cell's forward, search or discrete. Its node loop, :func:`run_nodes`, is also the loop
+  of the DARTS evaluation cell (:mod:`dnas.export.darts`), which keeps the reference's module names.
 """
 
 from __future__ import annotations
