@@ -1,21 +1,16 @@
-"""The search-space base classes: a DAG cell engine and the supernet contract every tool relies on.
+"""The supernet contract every tool relies on, and the architecture groups it owns.
 
-A :class:`Supernet` owns
-
-* one or more **architecture groups** (e.g. DARTS' ``normal`` and ``reduce``) in ``self.arch``, an ``nn.ModuleDict``
-  of :class:`ArchGroup`: each holds its α table ``(num_edges, num_candidates)`` (an ``nn.Parameter``), β with edge
-  normalisation, and the selection buffers (``mask``, ``fixed``, ``override``) with the operations on them. Buffers
-  travel in checkpoints, so selection progress resumes.
-* a forward ``forward(x, weights=None)``: ``weights`` maps group -> ``(E, K)`` edge weights. When omitted the supernet
-  uses :meth:`edge_weights` (softmax of α, masks applied). Search modules pass their own (Gumbel samples, ...).
-* a selection rule :meth:`genotype` and a :class:`~dnas.genotypes.SpaceSpec`.
-
-Everything else (search modules, selection callbacks, plots, latency tables) talks to a space only through these.
+A :class:`Supernet` owns its architecture groups (:class:`ArchGroup`: α, β, the selection buffers and the operations
+on them) in ``self.arch``; its ``forward(x, weights=None)`` takes group -> ``(E, K)`` edge weights (default
+:meth:`~Supernet.edge_weights`: softmax α, selection applied; search modules pass their own, e.g. Gumbel samples); a
+selection rule :meth:`~Supernet.genotype` and a :class:`~dnas.genotypes.SpaceSpec`. Search modules, selection
+callbacks, plots and latency tables talk to a space only through these.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -31,15 +26,10 @@ from dnas.genotypes.build import BUILD_KEY
 class ArchGroup(nn.Module):
     """One architecture group: α over ``candidates`` for each of ``edges``, optional β, and the selection state.
 
-    Owns (in the state dict under ``arch.<name>.``):
-
-    * ``alpha`` — ``(E, K)`` parameter, init ``init_std·N(0,1)`` as the DARTS code;
-    * ``beta`` — ``(E,)`` parameter with PC-DARTS edge normalisation (per node, the softmax of β over the incoming
-      edges scales each edge's output), else None;
-    * ``mask`` (multiplies the weights; 0 removes an op or an edge), ``fixed`` (discretised edges) and ``override``
-      (their one-hot weights) — buffers, so checkpoints carry selection progress.
-
-    Everything that reads or changes this state goes through the methods below; nothing outside composes names.
+    State (under ``arch.<name>.``): ``alpha`` ``(E, K)``, init ``init_std·N(0,1)`` as the DARTS code; ``beta``
+    ``(E,)`` with PC-DARTS edge normalisation, else None; buffers ``mask`` (multiplies the weights; 0 removes an op or
+    an edge), ``fixed`` (discretised edges) and ``override`` (their one-hot weights), so checkpoints carry selection
+    progress. Everything that reads or changes this state goes through the methods below.
 
     Args:
         name: the group's name (a cell type such as ``normal``; the genotype's cell name).
@@ -83,9 +73,6 @@ class ArchGroup(nn.Module):
     @property
     def num_edges(self) -> int:
         return len(self.edges)
-
-    def parameter_names(self) -> tuple[str, ...]:
-        return ("alpha", "beta") if self.beta is not None else ("alpha",)
 
     # ------------------------------------------------------------------ weights
     def weights(self, sampler: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
@@ -168,12 +155,11 @@ class Supernet(nn.Module):
     """Base class of all search spaces (see module docstring).
 
     Subclasses call :meth:`add_arch_group` in ``__init__``, implement :meth:`forward` and :meth:`genotype`, and set
-    :attr:`space_spec`. The groups live in ``self.arch`` (an ``nn.ModuleDict`` of :class:`ArchGroup`).
+    :attr:`space_spec`.
     """
 
     space_spec: SpaceSpec
     edge_options: EdgeOptions = EdgeOptions()
-    """How the search edges compute (mixed-op implementation, partial channels, edge normalisation)."""
     default_mixed_op_impl: str = "naive"
     """The mixed-op implementation of edge options that leave it None."""
 
@@ -182,7 +168,9 @@ class Supernet(nn.Module):
         edge_options = self.edge_options if edge_options is None else edge_options
         if not isinstance(edge_options, EdgeOptions):
             raise TypeError(f"edge_options must be a dnas.cells.EdgeOptions, got {type(edge_options).__name__}")
-        self.edge_options = edge_options.with_default_impl(self.default_mixed_op_impl)
+        if edge_options.mixed_op_impl is None:  # the space's default
+            edge_options = dataclasses.replace(edge_options, mixed_op_impl=self.default_mixed_op_impl)
+        self.edge_options = edge_options
         self.arch = nn.ModuleDict()
         self.register_load_state_dict_pre_hook(_rename_legacy_arch_keys)
 
@@ -218,8 +206,9 @@ class Supernet(nn.Module):
     def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """Architecture parameters (every group's α, and β with edge normalisation) with their state-dict names."""
         for name, group in self.arch.items():
-            for pname in group.parameter_names():
-                yield f"arch.{name}.{pname}", getattr(group, pname)
+            yield f"arch.{name}.alpha", group.alpha
+            if group.beta is not None:
+                yield f"arch.{name}.beta", group.beta
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_arch_parameters()]
@@ -240,9 +229,6 @@ class Supernet(nn.Module):
     def edge_weights(self, sampler: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Per-group edge weights: ``sampler(α)`` (softmax by default), then discretised edges and masks applied."""
         return {name: group.weights(sampler) for name, group in self.arch.items()}
-
-    def apply_selection(self, group: str, weights: torch.Tensor) -> torch.Tensor:
-        return self.arch[group].apply_selection(weights)
 
     def edge_scales(self, group: str) -> list[torch.Tensor] | None:
         """Per-node weights of incoming edges (PC-DARTS edge normalisation); None when the group has no β."""
@@ -322,15 +308,10 @@ def topk_cell(
         raise ValueError(f"every candidate of group {group.name!r} is excluded")
     nodes = sorted({dst for _, dst in group.edges})
     edges = []
-    for node in nodes:
-        rows = [i for i, (_, dst) in enumerate(group.edges) if dst == node]
+    for node, rows in zip(nodes, group.node_rows):
         live = [i for i in rows if float(weights[i].abs().sum()) > 0]  # removed edges (all-zero rows) never win
         scored = [(i, max(float(weights[i, j]) for j in keep)) for i in (live or rows)]
-        chosen = sorted(scored, key=lambda t: -t[1])[:k]
-        for i, _ in chosen:
-            best = keep[0]
-            for j in keep:
-                if float(weights[i, j]) > float(weights[i, best]):
-                    best = j
+        for i, _ in sorted(scored, key=lambda t: -t[1])[:k]:
+            best = max(keep, key=lambda j: float(weights[i, j]))  # the first maximum, as the reference's strict >
             edges.append(Edge(group.candidates[best], group.edges[i][0], node))
     return CellGenotype(tuple(edges), tuple(concat if concat is not None else nodes))

@@ -53,21 +53,14 @@ class SearchCell(_Cell):
 
 
 class DiscreteCell(_Cell):
-    """A found cell: a :class:`~dnas.cells.edges.DagCell` over the genotype's edges, each the chosen op.
-
-    Args:
-        group: the cell type (genotype cell name).
-        dag: the cell, its edges in the genotype's order.
-        op_names: the chosen op of each edge.
-        preprocess: per-input modules, as :class:`SearchCell`'s.
-    """
+    """A found cell: a :class:`~dnas.cells.edges.DagCell` over the genotype's edges (its order), ``op_names`` each."""
 
     def __init__(self, group: str, dag: DagCell, op_names: Sequence[str], preprocess: Sequence[nn.Module] = ()):
         super().__init__(group, dag, preprocess)
         self.op_names = tuple(op_names)
 
     def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor], weights: Any = None) -> torch.Tensor:
-        """``inputs``: the cell's input tensor(s); ``weights`` is ignored (the search cell's call convention)."""
+        """As :class:`SearchCell`'s; ``weights`` is ignored."""
         return self.dag(self.inputs(inputs))
 
     def extra_repr(self) -> str:

@@ -26,10 +26,8 @@ class Conv1dSupernet(CellSupernet):
         stages: number of stages (``stages - 1`` reductions).
         num_classes: classifier outputs.
         in_channels: input channels of the sequence ``(B, in_channels, L)``.
-        primitives: candidate ops in α column order, a subset of the space's (DARTS-PT's "s5" space drops
-            ``none``, Wang et al. 2021).
-        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
-            partial channels and edge normalisation).
+        primitives: candidate ops in α column order, a subset of the space's (:class:`CellSupernet`).
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`).
     """
 
     space_name = "conv1d"
@@ -46,10 +44,7 @@ class Conv1dSupernet(CellSupernet):
         primitives: Sequence[str] = CONV1D_PRIMITIVES,
         edge_options: EdgeOptions | None = None,
     ):
-        super().__init__(edge_options)
-        # a subset of the space's ops (DARTS-PT's "s5" drops ``none``); the rule skips ``none`` only if present
-        self.candidates = tuple(primitives)
-        self.genotype_exclude = ("none",) if "none" in self.candidates else ()
+        super().__init__(edge_options, primitives)
         if stages < 1 or cells_per_stage < 1:
             raise ValueError(f"stages and cells_per_stage must be >= 1, got {stages}, {cells_per_stage}")
         self.num_classes = num_classes

@@ -1,16 +1,8 @@
 """User-defined cell search spaces: subclass :class:`CellSupernet`, declare the cell, get search and export for free.
 
-A new domain (signals, tables, graphs, ...) is one subclass that declares
-
-* ``space_name`` — the genotypes' ``space`` field and the export builder's key;
-* ``candidates`` — candidate op names from :func:`dnas.ops.register_op` (or ``(name, factory)`` pairs, registered
-  when the class is defined, so genotypes stay plain JSON);
-* the cell DAG — ``num_inputs``, ``num_nodes``, ``edges`` (default: every ``src < dst``) and ``cell_output``
-  (``"last"`` node, ``"sum"`` or ``"concat"`` of the intermediate nodes);
-* optionally the genotype rule — ``genotype_rule = "argmax"`` (per edge, the default) or ``"topk"`` (DARTS: per node
-  the ``topk_edges`` strongest incoming edges), or an override of :meth:`CellSupernet.cell_genotype`;
-
-and builds its stem, cells and head in ``__init__`` with :meth:`CellSupernet.make_cell`::
+A new domain (signals, tables, graphs, ...) is one subclass that declares its space name, candidate ops, cell DAG
+and genotype rule as class attributes (:class:`CellSupernet`) and builds its stem, cells and head in ``__init__`` with
+:meth:`CellSupernet.make_cell`::
 
     class SignalSpace(CellSupernet):
         space_name = "signal"
@@ -30,18 +22,12 @@ and builds its stem, cells and head in ``__init__`` with :meth:`CellSupernet.mak
                 h = cell(h, w)
             return self.head(h)
 
-Everything else comes from the base class: one architecture group per cell type (an :class:`~dnas.cells.base.ArchGroup`:
-α and the selection buffers of :class:`~dnas.cells.base.Supernet`, so every search module and selection callback works),
-search edges with PC-DARTS partial channels and edge normalisation (``edge_options``, the
-:class:`~dnas.cells.edges.EdgeOptions` every space takes), a registered :class:`~dnas.genotypes.SpaceSpec`, and an
-export builder: ``dnas.export.build_model(genotype)`` (or ``SignalSpace.from_genotype(genotype)``) constructs the
-*same* class with the same stem and head, each cell reduced to the chosen op per edge (``affine=True`` norms).
-
-The supernet's constructor arguments (JSON-able ones) are recorded in every genotype's ``meta["build"]``, so
-the exported network has the searched skeleton unless options say otherwise.
-
-The declarations are checked and registered by :mod:`dnas.cells.declarations`; the cells :meth:`make_cell` returns
-are :mod:`dnas.cells.cell`'s, around the DAG of :mod:`dnas.cells.edges`.
+Everything else comes from the base class: one :class:`~dnas.cells.base.ArchGroup` per cell type (so every search
+module and selection callback works), search edges from ``edge_options``, a registered
+:class:`~dnas.genotypes.SpaceSpec`, and the discrete network: ``dnas.export.build_model(genotype)`` (or
+``SignalSpace.from_genotype(genotype)``) builds the *same* class, each cell reduced to the chosen op per edge
+(``affine=True`` norms), at the sizes recorded in the genotype's ``meta["build"]`` (the JSON-able constructor
+arguments) unless options say otherwise. Declarations are checked by :mod:`dnas.cells.declarations`.
 """
 
 from __future__ import annotations
@@ -70,7 +56,7 @@ from dnas.cells.declarations import (
     space_spec_of,
 )
 from dnas.cells.edges import DagCell, EdgeOptions
-from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, SpaceSpec, register_space
+from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, SpaceSpec, load, register_space
 from dnas.genotypes.build import build_options
 from dnas.ops.registry import OpFactory, build_op
 
@@ -91,8 +77,7 @@ def _no_cell_weights(self, weights=None):
 class CellSupernet(Supernet):
     """Base class of user-declared cell search spaces (see the module docstring for a complete example).
 
-    Class attributes (a subclass may also set them on ``self`` in ``__init__`` before the first :meth:`make_cell`,
-    e.g. from constructor arguments):
+    The attributes are class attributes; a subclass may also set them on ``self`` before its first :meth:`make_cell`.
 
     Attributes:
         space_name: the space's name (genotype ``space`` field, registered spec and export builder). Required.
@@ -109,9 +94,12 @@ class CellSupernet(Supernet):
         genotype_exclude: candidates the rule never picks (``"topk"`` excludes ``"none"`` when this is None).
         search_affine: affine flag of the candidates' norms during search (False as DARTS / NAS-Bench-201).
         pool_bn: append ``BatchNorm2d(affine=False)`` to 2-D pooling candidates, as the DARTS search MixedOp does.
+
+    Args:
         edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
-            partial channels and edge normalisation); a space passes its ``edge_options`` argument to
-            ``super().__init__``.
+            partial channels and edge normalisation); a space passes its ``edge_options`` argument on.
+        candidates: this instance's candidates, a subset of the class's (DARTS-PT's "s5" space drops ``none``, Wang
+            et al. 2021); ``genotype_exclude`` keeps those of its entries that are among them.
     """
 
     space_name: ClassVar[str]
@@ -148,8 +136,12 @@ class CellSupernet(Supernet):
             elif cls.candidates:  # else declared per instance: the spec is registered at the first make_cell
                 register_space(space_spec_of(cls))
 
-    def __init__(self, edge_options: EdgeOptions | None = None) -> None:
+    def __init__(self, edge_options: EdgeOptions | None = None, candidates: Sequence[str] | None = None) -> None:
         super().__init__(edge_options)
+        if candidates is not None:
+            self.candidates = tuple(candidates)
+            if self.genotype_exclude is not None:
+                self.genotype_exclude = tuple(n for n in self.genotype_exclude if n in self.candidates)
         if not isinstance(getattr(type(self), "space_name", None), str) or not type(self).space_name:
             raise TypeError(f"{type(self).__name__} must set the class attribute space_name (a non-empty string)")
         if "_discrete" not in self.__dict__:  # from_genotype sets it on the instance before __init__ runs
@@ -177,11 +169,6 @@ class CellSupernet(Supernet):
     def is_discrete(self) -> bool:
         """True for a network built by :meth:`from_genotype` (no α, fixed ops)."""
         return self._discrete is not None
-
-    @property
-    def space_options(self) -> dict[str, Any]:
-        """The JSON-able constructor arguments this instance was built with (recorded in genotypes)."""
-        return dict(self._space_options)
 
     def _finalize_declarations(self) -> None:
         """Check the declarations once (first :meth:`make_cell`) and register the space's spec."""
@@ -219,11 +206,9 @@ class CellSupernet(Supernet):
     ) -> nn.Module:
         """A cell of ``channels`` channels weighted by α group ``group`` (default: the first of ``cell_types``).
 
-        ``stride`` applies to edges leaving the input nodes (DARTS reduction cells). ``preprocess``: one module per
-        input node, applied to that input first (registered as ``preprocess<i>``, before the edges: DARTS cells).
-        Every cell of one group shares its α, created after every module of the network (see
-        :meth:`add_arch_groups`). In a network built by :meth:`from_genotype` this returns the discrete cell of the
-        genotype instead.
+        ``stride`` applies to edges leaving the input nodes (DARTS reduction cells); ``preprocess``: one module per
+        input node (DARTS cells). The cells of one group share its α (:meth:`add_arch_groups`). A network built by
+        :meth:`from_genotype` gets the genotype's discrete cell instead.
         """
         self._finalize_declarations()
         group = self.cell_types[0] if group is None else group
@@ -232,30 +217,27 @@ class CellSupernet(Supernet):
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
         self._used_groups.add(group)
-        if self._discrete is not None:
-            cell_genotype = self._discrete.genotype.cells[group]
-            empty = sorted(
-                set(range(self.num_inputs, self.num_inputs + self.num_nodes)) - {e.dst for e in cell_genotype.edges}
-            )
-            if empty:
-                raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
-            chosen = iter(cell_genotype.edges)
+        if self._discrete is None:
+            if self._constructed:  # a cell added after construction
+                self.add_arch_groups()
 
-            def discrete_edge(src: int, dst: int) -> nn.Module:
-                op = next(chosen).op
-                return self.make_discrete_edge(group, src, dst, op, channels, self._edge_stride(src, stride))
+            def edge(src: int, dst: int) -> nn.Module:
+                return self.make_edge(group, src, dst, channels, stride if src < self.num_inputs else 1)
 
-            edges = [(e.src, e.dst) for e in cell_genotype.edges]
-            dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
-            return DiscreteCell(group, dag, [e.op for e in cell_genotype.edges], preprocess)
-        if self._constructed:  # a cell added after construction
-            self.add_arch_groups()
+            dag = DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output)
+            return SearchCell(group, dag, preprocess)
+        cell = self._discrete.genotype.cells[group]
+        empty = sorted(set(range(self.num_inputs, self.num_inputs + self.num_nodes)) - {e.dst for e in cell.edges})
+        if empty:
+            raise GenotypeError(f"genotype cell {group!r} leaves node(s) {empty} without an input edge")
+        ops = iter(cell.ops())
 
-        def edge(src: int, dst: int) -> nn.Module:
-            return self.make_edge(group, src, dst, channels, self._edge_stride(src, stride))
+        def discrete_edge(src: int, dst: int) -> nn.Module:
+            return self.make_discrete_edge(group, src, dst, next(ops), channels, stride if src < self.num_inputs else 1)
 
-        dag = DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output)
-        return SearchCell(group, dag, preprocess)
+        edges = [(e.src, e.dst) for e in cell.edges]
+        dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
+        return DiscreteCell(group, dag, cell.ops(), preprocess)
 
     def add_arch_groups(self) -> None:
         """Create α of every cell type the cells use (``cell_types`` order), then β of each with edge normalisation.
@@ -274,14 +256,8 @@ class CellSupernet(Supernet):
                 group.add_beta()
         self._constructed = True
 
-    def _edge_stride(self, src: int, stride: int) -> int:
-        return stride if src < self.num_inputs else 1
-
     def make_edge(self, group: str, src: int, dst: int, channels: int, stride: int) -> nn.Module:
-        """One search edge, called as ``edge(x, weights_row)``: :meth:`EdgeOptions.make_edge` over the candidates.
-
-        Override to build edges differently (e.g. other channels per edge); keep the call convention.
-        """
+        """One search edge, ``edge(x, weights_row)``; override to build edges differently (e.g. other channels)."""
         return self.edge_options.make_edge(
             channels, stride, self.candidate_names, affine=self.search_affine, pool_bn=self.pool_bn
         )
@@ -295,10 +271,7 @@ class CellSupernet(Supernet):
     """What the python export copies instead of a search-side method (see :mod:`dnas.export.source`)."""
 
     def cell_weights(self, weights: Mapping[str, torch.Tensor] | None = None) -> CellWeights | None:
-        """What each cell's forward takes: ``weights`` (default :meth:`edge_weights`) plus edge scales, per group.
-
-        Returns None for a discrete network, whose cells ignore weights.
-        """
+        """Per group, ``weights`` (default :meth:`edge_weights`) and the edge scales; None in a discrete network."""
         if self._discrete is not None:
             return None
         weights = self.edge_weights() if weights is None else weights
@@ -315,22 +288,16 @@ class CellSupernet(Supernet):
         exclude = excluded_candidates(self)
         if self.genotype_rule == "topk":
             return topk_cell(weights, group, k=self.topk_edges, exclude=exclude, concat=concat)
-        cell = argmax_cell(weights, group, exclude=exclude)
-        fixed = group.fixed_ops()
-        if fixed:
-            # an edge a selection callback fixed keeps its op, even one the rule would exclude
-            edges = list(cell.edges)
-            for i, op in fixed.items():
-                edges[i] = Edge(group.candidates[op], edges[i].src, edges[i].dst)
-            cell = CellGenotype(tuple(edges), cell.concat)
+        edges = list(argmax_cell(weights, group, exclude=exclude).edges)
+        # an edge a selection callback fixed keeps its op, even one the rule would exclude
+        for i, op in group.fixed_ops().items():
+            edges[i] = Edge(group.candidates[op], edges[i].src, edges[i].dst)
         if "none" in group.candidates and "none" not in exclude:
             # an edge removed by selection (all-zero row) is "none", not whatever argmax of zeros picks first
-            removed = [i for i, row in enumerate(weights) if not bool(row.abs().sum() > 0)]
-            edges = list(cell.edges)
-            for i in removed:
-                edges[i] = Edge("none", edges[i].src, edges[i].dst)
-            cell = CellGenotype(tuple(edges), cell.concat)
-        return CellGenotype(cell.edges, concat)
+            for i, row in enumerate(weights):
+                if not bool(row.abs().sum() > 0):
+                    edges[i] = Edge("none", edges[i].src, edges[i].dst)
+        return CellGenotype(tuple(edges), concat)
 
     def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
         """The discrete architecture by this space's rule; a discrete network returns the genotype it was built from."""
@@ -344,7 +311,7 @@ class CellSupernet(Supernet):
 
     def build_options(self) -> dict[str, Any]:
         """The constructor arguments this supernet was built with (JSON-able ones): :meth:`from_genotype` options."""
-        return self.space_options
+        return dict(self._space_options)
 
     # ------------------------------------------------------------------ export
     @classmethod
@@ -361,8 +328,6 @@ class CellSupernet(Supernet):
             GenotypeError: the genotype belongs to another space, or names ops/edges/cells this space lacks.
         """
         if isinstance(genotype, str):
-            from dnas.genotypes import load
-
             genotype = load(genotype)
         if genotype.space != cls.space_name:
             raise GenotypeError(

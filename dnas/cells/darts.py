@@ -124,9 +124,8 @@ class DartsSupernet(CellSupernet):
         edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`). The mixed ops default to
             ``"fused"`` here: the same outputs (bitwise) and gradients as ``"naive"``, 23× less saved activation
             memory, 10× lower peak RSS and 1.2× faster steps on the CPU benchmark (docs/benchmarks.md). PC-DARTS:
-            ``partial_channels=4`` (must
-            divide ``init_channels``) and ``edge_normalization=True`` (β of groups ``normal`` / ``reduce``, drawn
-            after both α as the PC-DARTS reference does; the genotype selects edges by α·β).
+            ``partial_channels=4`` (must divide ``init_channels``) and ``edge_normalization=True`` (β drawn after
+            both α as the PC-DARTS reference does; the genotype selects edges by α·β).
     """
 
     space_name = "darts"
@@ -149,29 +148,20 @@ class DartsSupernet(CellSupernet):
         stem_multiplier: int = 3,
         edge_options: EdgeOptions | None = None,
     ):
-        super().__init__(edge_options)
+        super().__init__(edge_options, primitives)
         k = self.edge_options.partial_channels
         if init_channels % k:
             raise ValueError(f"edge_options.partial_channels ({k}) must divide init_channels ({init_channels})")
-        if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
         if init_channels < 2 or init_channels % 2:
             raise ValueError(f"init_channels must be even and >= 2 (FactorizedReduce halves it), got {init_channels}")
-        for name, value in (("steps", steps), ("in_channels", in_channels), ("num_classes", num_classes)):
+        self.in_channels = in_channels
+        self._build = dict(init_channels=init_channels, layers=layers, num_classes=num_classes, in_channels=in_channels)
+        for name, value in (*self._build.items(), ("steps", steps), ("stem_multiplier", stem_multiplier)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}; set model.init_args.supernet.init_args.{name}")
-        if stem_multiplier < 1:
-            raise ValueError(f"stem_multiplier must be >= 1, got {stem_multiplier}")
-        # this supernet's own rules (its candidates, its node count); the registered ``darts`` spec that genotype
-        # files are read with never changes (it takes any registered op, DARTS_SPACE)
-        self.candidates, self.num_nodes = tuple(primitives), steps
-        self.in_channels = in_channels
-        self._build = {
-            "init_channels": init_channels,
-            "layers": layers,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-        }
+        # this supernet's own node count; the registered ``darts`` spec that genotype files are read with never
+        # changes (it takes any registered op, DARTS_SPACE)
+        self.num_nodes = steps
         C_stem = stem_multiplier * init_channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
@@ -209,11 +199,7 @@ class DartsSupernet(CellSupernet):
 
     @classmethod
     def from_genotype(cls, genotype: Genotype | str, *, affine: bool = True, **options: Any) -> CellSupernet:
-        """Not here: the discrete network of a DARTS genotype is ``dnas.export.darts.DartsEvalNetwork``.
-
-        Raises:
-            TypeError: always, naming the builder (``dnas.export.build_model(genotype, **options)``).
-        """
+        """Raises ``TypeError`` naming the builder: a DARTS genotype's network is ``DartsEvalNetwork``."""
         raise TypeError(
             "the DARTS evaluation network is dnas.export.darts.DartsEvalNetwork: build it with "
             "dnas.export.build_model(genotype, **options), not DartsSupernet.from_genotype"
@@ -232,8 +218,7 @@ def import_reference_state(supernet: DartsSupernet, state: Mapping[str, torch.Te
 
     PC-DARTS (yuhuixu1993/PC-DARTS ``model_search.py``) saves the same layout; with partial channels
     (``edge_options.partial_channels > 1``) edges map to ``cells.<i>.dag.edges.<edge>.op._ops.<op>...`` (the wrapped
-    mixed op), and
-    ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to the groups' β.
+    mixed op), and ``betas_normal`` / ``betas_reduce`` (put in beside the α) map to the groups' β.
 
     Raises:
         KeyError: a key is missing or unexpected (with ``strict``), naming it.

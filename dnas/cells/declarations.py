@@ -12,13 +12,15 @@ read them from the class or an instance:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dnas.cells.edges import check_edges
-from dnas.genotypes import CellSpec, SpaceSpec
+from dnas.genotypes.spec import CellSpec, SpaceSpec, dense_edges
 from dnas.ops.registry import OpFactory, get_op, is_registered, register_op
 
 if TYPE_CHECKING:
@@ -27,11 +29,6 @@ if TYPE_CHECKING:
 GENOTYPE_RULES = ("argmax", "topk")
 
 _SPACE_CLASSES: dict[str, type[CellSupernet]] = {}
-
-
-def dense_edges(num_inputs: int, num_nodes: int) -> tuple[tuple[int, int], ...]:
-    """Every ``(src, dst)`` with ``src < dst`` into each intermediate node, in α row order (as DARTS/NAS-Bench-201)."""
-    return tuple((src, dst) for dst in range(num_inputs, num_inputs + num_nodes) for src in range(dst))
 
 
 def candidate_names(obj: Any) -> tuple[str, ...]:
@@ -111,7 +108,7 @@ def space_spec_of(obj: Any) -> SpaceSpec:
     num_inputs, num_nodes = obj.num_inputs, obj.num_nodes
     edges = declared_edges(obj)
     dense = sorted(edges) == sorted(dense_edges(num_inputs, num_nodes))
-    chain = num_inputs == 1 and sorted(edges) == [(i, i + 1) for i in range(num_nodes)]
+    chain = num_inputs == 1 and sorted(edges) == list(dense_edges(1, num_nodes, chain=True))
     if obj.genotype_rule == "argmax":
         cell = CellSpec(names, num_inputs, num_nodes, all_edges=dense or chain, chain=chain and num_nodes > 1)
     else:
@@ -123,11 +120,9 @@ def space_spec_of(obj: Any) -> SpaceSpec:
 
 def json_value(value: Any) -> Any:
     """``value`` as plain JSON (tuples become lists), or raise ``TypeError``."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise TypeError("non-finite float")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TypeError("non-finite float")
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
         return [json_value(v) for v in value]
@@ -137,7 +132,7 @@ def json_value(value: Any) -> Any:
 
 
 def recording_init(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a subclass ``__init__`` so the outermost call records its JSON-able arguments as ``space_options``."""
+    """Wrap a subclass ``__init__`` so the outermost call records its JSON-able arguments (the build options)."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -148,19 +143,15 @@ def recording_init(init: Callable[..., None]) -> Callable[..., None]:
             try:
                 bound = signature.bind(self, *args, **kwargs)
                 bound.apply_defaults()
-            except TypeError:
+            except TypeError:  # the call itself raises Python's own error below
                 bound = None
-            if bound is not None:
-                for name, value in list(bound.arguments.items())[1:]:
-                    kind = signature.parameters[name].kind
-                    items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
-                    if kind is inspect.Parameter.VAR_POSITIONAL:
-                        continue
-                    for key, v in items:
-                        try:
-                            options[key] = json_value(v)
-                        except TypeError:
-                            pass  # modules, callables...: not recorded; pass them again at export
+            for name, value in list(bound.arguments.items())[1:] if bound is not None else []:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    continue
+                for key, v in value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]:
+                    with contextlib.suppress(TypeError):  # modules, callables...: not recorded; pass them at export
+                        options[key] = json_value(v)
             self.__dict__["_space_options"] = options
         init(self, *args, **kwargs)
         if outermost and self._discrete is None:

@@ -1,17 +1,15 @@
 """Cell edges and the DAG that sums them: the engine under every space's cells.
 
-* :class:`EdgeOptions` says how a supernet's search edges compute (mixed-op implementation, PC-DARTS partial channels
-  and edge normalisation). Every space takes this one object as its ``edge_options`` argument, and
-  :meth:`EdgeOptions.make_edge` is the only place a search edge (a mixed op, partial-channel wrapped or not) is built.
-* :class:`DagCell` is every cell's forward, search or discrete: node ``dst`` = Σ of its incoming edges' outputs.
-  Its node loop, :func:`run_nodes`, is also the loop of the DARTS evaluation cell (:mod:`dnas.export.darts`), which
-  keeps the reference's module names and adds drop-path.
+* :class:`EdgeOptions` says how a supernet's search edges compute; every space takes it as ``edge_options``, and
+  :meth:`EdgeOptions.make_edge` is the only place a search edge is built.
+* :class:`DagCell` is every cell's forward, search or discrete. Its node loop, :func:`run_nodes`, is also the loop
+  of the DARTS evaluation cell (:mod:`dnas.export.darts`), which keeps the reference's module names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,10 +48,6 @@ class EdgeOptions:
         if self.partial_channels < 1:
             raise ValueError(f"partial_channels must be >= 1, got {self.partial_channels}")
 
-    def with_default_impl(self, impl: str) -> EdgeOptions:
-        """These options with ``mixed_op_impl`` set to ``impl`` when it is None (the space's default)."""
-        return self if self.mixed_op_impl is not None else replace(self, mixed_op_impl=impl)
-
     def make_edge(
         self,
         channels: int,
@@ -65,13 +59,7 @@ class EdgeOptions:
     ) -> nn.Module:
         """One search edge, called as ``edge(x, weights_row)``: a mixed op, partial-channel wrapped when K > 1.
 
-        Args:
-            channels: the edge's input channels (axis 1).
-            stride: stride of every candidate.
-            primitives: candidate op names in α column order.
-            affine: affine flag of the candidates' norms.
-            pool_bn: append ``BatchNorm2d(affine=False)`` to pooling candidates (the DARTS search mixed op).
-            C_out: output channels when they differ from ``channels``.
+        ``channels`` are the input channels (axis 1); the other arguments are :class:`~dnas.ops.mixed.MixedOp`'s.
         """
         if self.mixed_op_impl is None:
             raise ValueError("EdgeOptions.mixed_op_impl is None; the supernet resolves it (Supernet.edge_options)")
@@ -91,16 +79,14 @@ class EdgeOptions:
 class DagCell(nn.Module):
     """A cell as a DAG: node ``dst`` = Σ over its incoming edges of the edge's output on ``state[src]``.
 
-    A search cell's edges are mixed ops called as ``edge(x, weights_row)``; a discrete cell's edges (the chosen op of
-    each genotype edge) are called as ``edge(x)`` and the cell is called without weights.
+    Search edges (mixed ops) are called as ``edge(x, weights_row)``, discrete edges (chosen ops) as ``edge(x)``.
 
     Args:
         num_inputs: input states (DARTS: 2, NAS-Bench-201: 1).
         num_nodes: intermediate nodes, numbered after the inputs.
         edges: ``(src, dst)`` per edge, in α row order (a discrete cell: the genotype's order).
         make_edge: ``(src, dst) -> module``.
-        output: ``"concat"`` (channel concat of the intermediate nodes), ``"last"`` (the last node), or ``"sum"``.
-        concat_dim: the channel axis for ``"concat"``.
+        output: ``"concat"`` (of the intermediate nodes on the channel axis 1), ``"last"`` (the last node) or ``"sum"``.
     """
 
     def __init__(
@@ -110,7 +96,6 @@ class DagCell(nn.Module):
         edges: Sequence[tuple[int, int]],
         make_edge: Callable[[int, int], nn.Module],
         output: str = "concat",
-        concat_dim: int = 1,
     ):
         super().__init__()
         if output not in ("concat", "last", "sum"):
@@ -118,7 +103,7 @@ class DagCell(nn.Module):
         check_edges(edges, num_inputs, num_nodes)
         self.num_inputs, self.num_nodes = num_inputs, num_nodes
         self.edge_index = tuple(tuple(e) for e in edges)
-        self.output, self.concat_dim = output, concat_dim
+        self.output = output
         self.edges = nn.ModuleList(make_edge(src, dst) for src, dst in self.edge_index)
         self._incoming = incoming_edges(self.edge_index, num_inputs, num_nodes)
 
@@ -128,16 +113,12 @@ class DagCell(nn.Module):
         weights: torch.Tensor | None = None,
         edge_scale: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Run the cell on its input states; the output is the ``output`` combination of the intermediate nodes.
-
-        ``weights``: ``(E, K)`` edge weights (None for discrete edges); ``edge_scale``: optional per-node weights of
-        the incoming edges (edge normalisation).
-        """
+        """The ``output`` combination of the nodes; ``weights``, ``edge_scale``: as :func:`run_nodes`."""
         if len(inputs) != self.num_inputs:
             raise ValueError(f"this cell takes {self.num_inputs} input(s), got {len(inputs)}")
         states = run_nodes(list(inputs), self.edges, self.edge_index, self._incoming, weights, edge_scale)
         if self.output == "concat":
-            return torch.cat(states[self.num_inputs :], dim=self.concat_dim)
+            return torch.cat(states[self.num_inputs :], dim=1)
         if self.output == "last":
             return states[-1]
         return sum(states[self.num_inputs :])
@@ -165,12 +146,12 @@ def run_nodes(
         states: the cell's input states (after any preprocessing); returned with the nodes appended.
         edges: one module per edge, called as ``edge(x)`` or, with ``weights``, ``edge(x, weights[i])``.
         edge_index: ``(src, dst)`` per edge.
-        incoming: per node, its edges' indices (:func:`incoming_edges`); the sum follows this order.
+        incoming: per node, its edges' indices (:func:`incoming_edges`), in summation order.
         weights: ``(E, K)`` edge weights of search edges; None for discrete edges.
         edge_scale: per node, a weight per incoming edge (edge normalisation).
-        drop_prob: drop-path probability (:func:`drop_path`) for the edges marked in ``droppable``; the caller passes
-            0 outside training.
-        droppable: per edge, whether drop-path applies (the DARTS evaluation network: every op but identities).
+        drop_prob: drop-path probability (:func:`drop_path`, 0 outside training) of the edges marked ``droppable``
+            (the DARTS evaluation network: every op but identities).
+        droppable: per edge, whether drop-path applies.
     """
     for n, rows in enumerate(incoming):
         scale = edge_scale[n] if edge_scale is not None else None

@@ -107,10 +107,6 @@ class FBNetStemHead(nn.Module):
 class FBNetSupernet(CellSupernet):
     """The FBNet network: the stochastic supernet, or with :meth:`from_genotype` the discrete network of a genotype.
 
-    Stem conv3×3-BN-ReLU, the 22 layers, head (:class:`FBNetStemHead`). Each layer is one edge of a
-    chain cell: a mixed op over the candidate blocks while searching, the chosen block in the discrete network
-    (``dnas.export.build_model`` of an ``fbnet`` genotype), with the same stem, head and layer plan.
-
     Args:
         num_classes: classifier outputs (ImageNet: 1000; the FBNet search used ImageNet-100).
         in_channels: image channels.
@@ -129,12 +125,9 @@ class FBNetSupernet(CellSupernet):
 
     space_name = "fbnet"
     candidates = FBNET_PRIMITIVES
-    num_inputs = 1
     num_nodes = NUM_LAYERS
     edges = tuple((i, i + 1) for i in range(NUM_LAYERS))
-    cell_output = "last"
     cell_types = ("layers",)
-    genotype_rule = "argmax"
 
     def __init__(
         self,
@@ -151,16 +144,15 @@ class FBNetSupernet(CellSupernet):
         dropout: float = 0.0,
         edge_options: EdgeOptions | None = None,
     ):
-        super().__init__(edge_options)
+        super().__init__(edge_options, primitives)
         unknown = [p for p in primitives if p not in FBNET_PRIMITIVES]
         if unknown or not primitives:
             raise ValueError(f"primitives {unknown or list(primitives)}: not FBNet blocks; allowed {FBNET_PRIMITIVES}")
-        self.candidates, self.search_affine = tuple(primitives), affine
+        self.search_affine = affine
         self.num_classes, self.in_channels = num_classes, in_channels
         C_stem, s_stem, self.plan = layer_plan(input_size, width_mult, stem_channels, stem_stride, stage_strides)
         self.body = FBNetStemHead(in_channels, C_stem, s_stem, self.plan[-1][1], head_channels, num_classes, dropout)
-        # the chain itself, so layers are named ``layers.edges.<l>`` (the module paths cost tables are keyed by);
-        # each layer's channels and stride come from the plan (make_edge)
+        # the chain itself, so layers are named ``layers.edges.<l>`` (the module paths cost tables are keyed by)
         self.layers = self.make_cell(C_stem).dag
 
     def make_edge(self, group: str, src: int, dst: int, channels: int, stride: int) -> nn.Module:

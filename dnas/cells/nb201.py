@@ -22,7 +22,7 @@ from torch import nn
 
 from dnas.cells.cell import DiscreteCell, SearchCell
 from dnas.cells.custom import CellSupernet
-from dnas.cells.declarations import dense_edges
+from dnas.cells.declarations import dense_edges, space_spec_of
 from dnas.cells.edges import EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError
 from dnas.ops.nb201 import NB201_PRIMITIVES, ResNetBasicBlock
@@ -37,23 +37,19 @@ NB201_CELL = "cell"
 class NB201Supernet(CellSupernet):
     """The NAS-Bench-201 network (search supernet, or the evaluation network via :meth:`from_genotype`).
 
+    The cell (module docstring) and the rule (per-edge argmax, ``none`` allowed) are :class:`CellSupernet`'s defaults.
+
     Args:
         init_channels: C of the first stage (benchmark: 16); stages have C, 2C, 4C channels.
         cells_per_stage: N, cells per stage (benchmark: 5, so 15 cells and 2 reduction blocks).
         num_classes: classifier outputs (CIFAR-10: 10, CIFAR-100: 100, ImageNet16-120: 120).
         in_channels: image channels of the stem (3).
-        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
-            partial channels and edge normalisation).
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`).
     """
 
     space_name = "nb201"
     candidates = NB201_PRIMITIVES
-    num_inputs = 1
-    num_nodes = 3
-    edges = NB201_EDGES
-    cell_output = "last"
     cell_types = (NB201_CELL,)
-    genotype_rule = "argmax"  # per edge, "none" allowed, as the benchmark
 
     def __init__(
         self,
@@ -104,10 +100,7 @@ def genotype_to_nb201_str(genotype: Genotype) -> str:
     Raises:
         GenotypeError: the genotype is not a complete NAS-Bench-201 cell.
     """
-    from dnas.genotypes import get_space_spec
-
-    spec = get_space_spec(NB201Supernet.space_name)
-    genotype.validate(spec, source="NAS-Bench-201 genotype")
+    genotype.validate(space_spec_of(NB201Supernet), source="NAS-Bench-201 genotype")
     cell = genotype.cells[NB201_CELL]
     nodes = []
     for dst in (1, 2, 3):

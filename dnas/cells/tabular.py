@@ -25,10 +25,8 @@ class TabularSupernet(CellSupernet):
         hidden: width of the cells.
         num_cells: searched cells (all share one α).
         dropout: dropout before the classifier.
-        primitives: candidate ops in α column order, a subset of the space's (DARTS-PT's "s5" space drops
-            ``none``, Wang et al. 2021).
-        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`: mixed-op implementation, PC-DARTS
-            partial channels and edge normalisation).
+        primitives: candidate ops in α column order, a subset of the space's (:class:`CellSupernet`).
+        edge_options: the search edges (:class:`~dnas.cells.edges.EdgeOptions`).
     """
 
     space_name = "tabular"
@@ -45,10 +43,7 @@ class TabularSupernet(CellSupernet):
         primitives: Sequence[str] = TABULAR_PRIMITIVES,
         edge_options: EdgeOptions | None = None,
     ):
-        super().__init__(edge_options)
-        # a subset of the space's ops (DARTS-PT's "s5" drops ``none``); the rule skips ``none`` only if present
-        self.candidates = tuple(primitives)
-        self.genotype_exclude = ("none",) if "none" in self.candidates else ()
+        super().__init__(edge_options, primitives)
         if in_features < 1 or hidden < 1 or num_cells < 1:
             raise ValueError(f"in_features, hidden, num_cells must be >= 1, got {in_features}, {hidden}, {num_cells}")
         self.num_classes, self.in_features = num_classes, in_features

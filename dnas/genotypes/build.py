@@ -1,8 +1,7 @@
-"""Build options recorded in a genotype: what a space needs to rebuild the discrete network of a genotype.
+"""Build options recorded in a genotype (:data:`BUILD_KEY`), one key with one schema for every space.
 
-A supernet records its sizes (the keyword arguments of its space's builder) and the input shape in
-``genotype.meta["build"]`` (:data:`BUILD_KEY`), one key with one schema for every space; export, retrain and the
-search report read them back with :func:`recorded_build` / :func:`build_options`, never from module shapes.
+Export, retrain and the search report read them back with :func:`recorded_build` / :func:`build_options`, never from
+module shapes.
 """
 
 from __future__ import annotations

@@ -19,10 +19,8 @@ A genotype is checked against the :class:`~dnas.genotypes.spec.SpaceSpec` its sp
 checked for registered ops and the limits below only. The build options a supernet records in ``meta`` are
 :mod:`dnas.genotypes.build`'s.
 
-Limits (a genotype file is untrusted input): the file is a regular file of at most 4 MB; at most
-:data:`MAX_CELLS` cells, :data:`MAX_EDGES` edges per cell, node indices ``0..MAX_NODE``; space, cell and op names
-match :data:`NAME_PATTERN`; ``meta`` is plain JSON nested at most :data:`MAX_META_DEPTH` deep with at most
-:data:`MAX_META_ITEMS` values.
+Limits (a genotype file is untrusted input): a regular file of at most 4 MB, and the ``MAX_*`` constants and
+:data:`NAME_PATTERN` below; ``meta`` is plain JSON.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnas.genotypes.spec import GenotypeError, SpaceSpec, get_space_spec
+from dnas.genotypes.spec import GenotypeError, SpaceSpec, dense_edges, get_space_spec
 from dnas.safe_read import parse_json, read_user_file, short
 
 SCHEMA_VERSION = 1
@@ -205,9 +203,16 @@ class Genotype:
         genotype = cls(space, cells, meta)
         spec = get_space_spec(space)
         if spec is not None:
-            genotype.validate(spec, source=source)
-        else:
-            genotype._check_ops_registered(source)
+            return genotype.validate(spec, source=source)
+        from dnas.ops.registry import is_registered, registered_ops
+
+        for name, cell in cells.items():
+            for i, e in enumerate(cell.edges):
+                if not is_registered(e.op):
+                    raise GenotypeError(
+                        f"{source}: cells.{name}.edges[{i}] names unknown op {e.op!r}; "
+                        f"registered ops: {list(registered_ops())}"
+                    )
         return genotype
 
     @classmethod
@@ -229,17 +234,6 @@ class Genotype:
         return cls.from_json(raw, source=str(path))
 
     # ------------------------------------------------------------------ validation
-    def _check_ops_registered(self, source: str) -> None:
-        from dnas.ops.registry import is_registered, registered_ops
-
-        for name, cell in self.cells.items():
-            for i, e in enumerate(cell.edges):
-                if not is_registered(e.op):
-                    raise GenotypeError(
-                        f"{source}: cells.{name}.edges[{i}] names unknown op {e.op!r}; "
-                        f"registered ops: {list(registered_ops())}"
-                    )
-
     def validate(self, spec: SpaceSpec, source: str = "genotype") -> Genotype:
         """Check this genotype against ``spec``; raise :class:`GenotypeError` naming the first problem."""
         from dnas.ops.registry import is_registered
@@ -277,14 +271,12 @@ class Genotype:
                 if cs.chain and e.src != e.dst - 1:
                     raise GenotypeError(f"{where}.edges[{i}]: a chain edge must go from node l to l+1, got {e}")
             if cs.all_edges:
-                want = sorted(
-                    (s, d) for d in range(cs.num_inputs, last + 1) for s in range(d) if not cs.chain or s == d - 1
-                )
+                want = sorted(dense_edges(cs.num_inputs, cs.num_nodes, cs.chain))
                 got = sorted((e.src, e.dst) for e in cell.edges)
                 if got != want:
                     raise GenotypeError(f"{where}: expected exactly one edge for each of {want}, got {got}")
             elif cs.edges_per_node is not None:
-                for node in range(cs.num_inputs, last + 1):
+                for node in cs.nodes:
                     n = len(cell.inputs_of(node))
                     if n != cs.edges_per_node:
                         raise GenotypeError(f"{where}: node {node} has {n} input edges, expected {cs.edges_per_node}")

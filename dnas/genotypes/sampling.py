@@ -11,9 +11,7 @@ Random search with the same evaluation recipe is the baseline differentiable NAS
 * cells whose spec fixes neither (a user's cell with a sparse edge list): the edges of ``template`` (the found
   genotype) with new ops, or, without a template, a non-empty random set of incoming edges per node.
 
-Ops the space's rule never picks (``none`` under the DARTS rule) are left out with ``exclude``. The result carries the
-template's ``meta["build"]``, so it builds at the searched sizes, and is validated against the spec before it is
-returned.
+Ops the space's rule never picks (``none`` under the DARTS rule) are left out with ``exclude``.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from collections.abc import Sequence
 
 from dnas.genotypes.build import BUILD_KEY
 from dnas.genotypes.core import CellGenotype, Edge, Genotype
-from dnas.genotypes.spec import CellSpec, GenotypeError, SpaceSpec
+from dnas.genotypes.spec import CellSpec, GenotypeError, SpaceSpec, dense_edges
 
 
 def rule_exclude(cell: CellSpec) -> tuple[str, ...]:
@@ -37,10 +35,9 @@ def _cell(
     ops = [op for op in cs.ops if op not in exclude]
     if not ops:
         raise GenotypeError(f"cell {name!r}: every op of the space is excluded ({list(exclude)}); nothing to draw")
-    last = cs.num_inputs + cs.num_nodes - 1
-    nodes = range(cs.num_inputs, last + 1)
+    nodes = cs.nodes
     if cs.all_edges:
-        pairs = [(s, d) for d in nodes for s in range(d) if not cs.chain or s == d - 1]
+        pairs = dense_edges(cs.num_inputs, cs.num_nodes, cs.chain)
     elif cs.edges_per_node is not None:
         k = cs.edges_per_node
         if any(d < k for d in nodes):
@@ -57,7 +54,7 @@ def _cell(
     if template is not None:
         concat = template.concat
     elif cs.all_edges or cs.chain:
-        concat = (last,)
+        concat = (nodes.stop - 1,)
     else:
         concat = tuple(nodes)
     return CellGenotype(edges, tuple(concat))

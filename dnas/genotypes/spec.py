@@ -1,15 +1,14 @@
 """Space specs: what each search space allows in a genotype, registered by name.
 
-A :class:`SpaceSpec` describes what a space allows; spaces register theirs with :func:`register_space` so that
-:meth:`Genotype.from_json <dnas.genotypes.Genotype.from_json>` can check a file against the space it names. Every
-built-in space is registered by ``import dnas`` (:mod:`dnas.spaces`), so validation never depends on what was
-imported before; tools that need a genotype's space (``dnas plot``, ``dnas export``) call :func:`require_space_spec`.
+Spaces register theirs with :func:`register_space`, so that :meth:`Genotype.from_json
+<dnas.genotypes.Genotype.from_json>` checks a file against the space it names. ``import dnas`` registers every
+built-in space (:mod:`dnas.spaces`), so validation never depends on what was imported before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dnas.safe_read import short
 
@@ -40,6 +39,16 @@ class CellSpec:
     all_edges: bool = False
     chain: bool = False
     any_registered_op: bool = False
+
+    @property
+    def nodes(self) -> range:
+        """The intermediate nodes."""
+        return range(self.num_inputs, self.num_inputs + self.num_nodes)
+
+
+def dense_edges(num_inputs: int, num_nodes: int, chain: bool = False) -> tuple[tuple[int, int], ...]:
+    """Each ``(src, dst)``, ``src < dst`` (a chain: ``src = dst - 1``), per intermediate node, in α row order."""
+    return tuple((s, d) for d in range(num_inputs, num_inputs + num_nodes) for s in range(d) if not chain or s == d - 1)
 
 
 @dataclass(frozen=True)
@@ -85,18 +94,11 @@ def _widens(base: SpaceSpec, spec: SpaceSpec) -> bool:
     """True when ``spec`` is ``base`` with the same cells and rules and a superset of its ops."""
     if set(base.cells) != set(spec.cells):
         return False
-    for name, old in base.cells.items():
-        new = spec.cells[name]
-        same = (old.num_inputs, old.num_nodes, old.edges_per_node, old.all_edges, old.chain) == (
-            new.num_inputs,
-            new.num_nodes,
-            new.edges_per_node,
-            new.all_edges,
-            new.chain,
-        )
-        if not same or not set(old.ops) <= set(new.ops):
-            return False
-    return True
+    return all(
+        replace(spec.cells[name], ops=old.ops, any_registered_op=old.any_registered_op) == old
+        and set(old.ops) <= set(spec.cells[name].ops)
+        for name, old in base.cells.items()
+    )
 
 
 def get_space_spec(name: str) -> SpaceSpec | None:

@@ -7,10 +7,10 @@ Names carry the domain: ``conv1d_k<k>`` (ReLU -> Conv1d -> BN), ``conv1d_k<k>_d<
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from dnas.ops.registry import register_op
+from dnas.ops.darts import pool_factory
+from dnas.ops.registry import SequentialOp, register_op
 
 CONV1D_PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -25,7 +25,7 @@ CONV1D_PRIMITIVES: tuple[str, ...] = (
 """Candidates of the shipped 1-D space: zero, identity, two poolings, two kernel sizes, each plain and dilated."""
 
 
-class ReLUConv1dBN(nn.Module):
+class ReLUConv1dBN(SequentialOp):
     """ReLU -> Conv1d(kernel, dilation, "same" padding, no bias) -> BatchNorm1d."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, dilation: int = 1, affine: bool = True):
@@ -38,27 +38,13 @@ class ReLUConv1dBN(nn.Module):
             nn.BatchNorm1d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
 
 def _conv(k: int, d: int = 1):
     return lambda C_in, C_out, stride, affine: ReLUConv1dBN(C_in, C_out, k, stride, d, affine)
 
 
-def _pool(kind: str):
-    def factory(C_in: int, C_out: int, stride: int, affine: bool) -> nn.Module:
-        if C_in != C_out:
-            raise ValueError(f"op '{kind}_pool1d_3' keeps the channel count; got C_in={C_in}, C_out={C_out}")
-        if kind == "max":
-            return nn.MaxPool1d(3, stride=stride, padding=1)
-        return nn.AvgPool1d(3, stride=stride, padding=1, count_include_pad=False)
-
-    return factory
-
-
 for _k in (3, 5):
     register_op(f"conv1d_k{_k}", _conv(_k))
     register_op(f"conv1d_k{_k}_d2", _conv(_k, 2))
-register_op("max_pool1d_3", _pool("max"))
-register_op("avg_pool1d_3", _pool("avg"))
+for _name in ("max_pool1d_3", "avg_pool1d_3"):
+    register_op(_name, pool_factory(_name, 3, dims=1))

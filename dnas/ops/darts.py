@@ -1,6 +1,8 @@
 """The DARTS CNN operations (Liu et al. 2019, `cnn/operations.py` of the reference), plus the NASNet/AmoebaNet extras.
 
 Every conv has ``bias=False``; blocks are ReLU -> conv -> BN. ``affine`` is False in search and True in evaluation.
+A block whose ``forward`` is exactly ``self.op(x)`` says so with ``sequential_forward = "op"``, so the fused mixed op
+may split ``self.op`` into stages (:func:`dnas.ops.stages.compile_chain`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from dnas.ops.registry import register_op
+from dnas.ops.registry import SequentialOp, register_op
 
 DARTS_PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -29,11 +31,10 @@ PARAMETER_FREE_OPS: frozenset[str] = frozenset(
 )
 
 
-class ReLUConvBN(nn.Module):
+class ReLUConvBN(SequentialOp):
     """ReLU -> conv k×k -> BN (module names mirror the reference so its state dicts map key for key)."""
 
     sequential_forward: ClassVar[str] = "op"
-    """``forward`` is exactly ``self.op(x)``: the fused mixed op may split ``self.op`` into stages."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
         super().__init__()
@@ -43,15 +44,11 @@ class ReLUConvBN(nn.Module):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
-
-class DilConv(nn.Module):
+class DilConv(SequentialOp):
     """ReLU -> depthwise dilated conv -> 1×1 conv -> BN."""
 
     sequential_forward: ClassVar[str] = "op"
-    """``forward`` is exactly ``self.op(x)``: the fused mixed op may split ``self.op`` into stages."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, dilation: int, affine=True):
         super().__init__()
@@ -62,15 +59,11 @@ class DilConv(nn.Module):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
-
-class SepConv(nn.Module):
+class SepConv(SequentialOp):
     """The separable block applied twice; only the first depthwise conv has the stride."""
 
     sequential_forward: ClassVar[str] = "op"
-    """``forward`` is exactly ``self.op(x)``: the fused mixed op may split ``self.op`` into stages."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
         super().__init__()
@@ -84,9 +77,6 @@ class SepConv(nn.Module):
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
 
 class Zero(nn.Module):
@@ -134,24 +124,26 @@ class FactorizedReduce(nn.Module):
         return [ReLUStage(), FactorizedReduceStage(self), BatchNormStage(self.bn)]
 
 
-def _same_channels(name: str, C_in: int, C_out: int) -> None:
-    if C_in != C_out:
-        raise ValueError(f"op {name!r} keeps the channel count; got C_in={C_in}, C_out={C_out}")
+_POOLS = {1: (nn.MaxPool1d, nn.AvgPool1d), 2: (nn.MaxPool2d, nn.AvgPool2d)}
 
 
-def _pool(kind: str, k: int):
+def pool_factory(name: str, k: int, dims: int = 2):
+    """Op ``name``'s factory: a ``k``-wide "same" max pool (``name`` starts with ``max``) or avg pool, ``dims``-D."""
+
     def factory(C_in: int, C_out: int, stride: int, affine: bool) -> nn.Module:
-        _same_channels(f"{kind}_pool_{k}x{k}", C_in, C_out)
-        if kind == "max":
-            return nn.MaxPool2d(k, stride=stride, padding=k // 2)
-        return nn.AvgPool2d(k, stride=stride, padding=k // 2, count_include_pad=False)
+        if C_in != C_out:
+            raise ValueError(f"op {name!r} keeps the channel count; got C_in={C_in}, C_out={C_out}")
+        max_pool, avg_pool = _POOLS[dims]
+        if name.startswith("max"):
+            return max_pool(k, stride=stride, padding=k // 2)
+        return avg_pool(k, stride=stride, padding=k // 2, count_include_pad=False)
 
     return factory
 
 
 register_op("none", lambda C_in, C_out, stride, affine: Zero(stride))
-register_op("max_pool_3x3", _pool("max", 3))
-register_op("avg_pool_3x3", _pool("avg", 3))
+register_op("max_pool_3x3", pool_factory("max_pool_3x3", 3))
+register_op("avg_pool_3x3", pool_factory("avg_pool_3x3", 3))
 
 
 @register_op("skip_connect")

@@ -16,20 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dnas.ops.partial import channel_shuffle
 from dnas.ops.registry import register_op
-
-FBNET_PRIMITIVES: tuple[str, ...] = (
-    "k3_e1",
-    "k3_e1_g2",
-    "k3_e3",
-    "k3_e6",
-    "k5_e1",
-    "k5_e1_g2",
-    "k5_e3",
-    "k5_e6",
-    "skip",
-)
-"""The 9 candidate blocks of the FBNet space in α column order (paper Table 2)."""
 
 FBNET_BLOCK_ARGS: dict[str, tuple[int, int, int]] = {
     "k3_e1": (3, 1, 1),
@@ -41,7 +29,10 @@ FBNET_BLOCK_ARGS: dict[str, tuple[int, int, int]] = {
     "k5_e3": (5, 3, 1),
     "k5_e6": (5, 6, 1),
 }
-"""``name -> (kernel, expansion, groups)``."""
+"""``name -> (kernel, expansion, groups)`` of the blocks."""
+
+FBNET_PRIMITIVES: tuple[str, ...] = (*FBNET_BLOCK_ARGS, "skip")
+"""The 9 candidate blocks of the FBNet space in α column order (paper Table 2)."""
 
 
 def conv_bn(C_in: int, C_out: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True, affine=True):
@@ -63,8 +54,7 @@ class ChannelShuffle(nn.Module):
         self.groups = groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        return x.view(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+        return channel_shuffle(x, self.groups)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"

@@ -16,13 +16,9 @@ intermediates (≈25 input-sized tensors per DARTS edge). :class:`FusedMixedFunc
 * policy ``"save"`` (``impl="fused_save"``) keeps the candidates' graphs from the forward (minus the shared ReLU
   copies and ``none``): more memory, no recomputation.
 
-Backward is first-order only: a double backward (``create_graph=True``) raises a clear error. DARTS' second-order
-architect uses finite differences (:mod:`dnas.search.architect`), so ``DARTS(unrolled=True)`` works with it.
-
-Zero weights: an op whose weight is exactly 0 is skipped only where that is exact: the weights need no gradient (its
-``⟨g, op_k(x)⟩`` is not asked for) and the op has no buffers to update in this mode (e.g. BatchNorm in eval). With
-``skip_zero_weights=True`` (DARTS-PT / hard-Gumbel behaviour) such ops are skipped even when BatchNorm is training:
-outputs and gradients stay exact, only the skipped ops' running statistics are not updated.
+Backward is first-order only (a double backward raises :data:`_DOUBLE_BACKWARD`). An op whose weight is exactly 0 is
+skipped where that is exact: the weights need no gradient and the op has no buffers to update in this mode (e.g.
+BatchNorm in eval); ``skip_zero_weights`` (:class:`~dnas.ops.mixed.MixedOp`) skips it even when BatchNorm trains.
 """
 
 from __future__ import annotations
@@ -203,11 +199,6 @@ def _inner(grad: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     return weighted_inner(grad, [o])[0]
 
 
-def _zeros_out(mixed: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
-    k = plan.zero.index(True)
-    return mixed._ops[k](x)
-
-
 class FusedMixedFunction(torch.autograd.Function):
     """``Σ_k w_k · op_k(x)``, explicit backward; ``apply(mixed, policy, skip_zero, record, x, weights, *params)``."""
 
@@ -247,8 +238,8 @@ class FusedMixedFunction(torch.autograd.Function):
                 if save and chain is None:
                     outs.append(o)
                 del o
-        if out is None:
-            out = _zeros_out(mixed, plan, x.detach())
+        if out is None:  # only `none` ops ran: it gives the output shape
+            out = ops[plan.zero.index(True)](x.detach())
         # parameters go through save_for_backward so an in-place change before backward raises, as with naive
         ctx.num_params = len(params)
         # the chains' tensors (BN statistics; with `save` also stage inputs and outputs) go through save_for_backward

@@ -1,30 +1,26 @@
 """Mixed ops: one supernet edge computing ``Σ_k w_k · op_k(x)``.
 
-The mixed op does not know where its weights come from (softmax, Gumbel, a one-hot projection): the supernet passes
-them in. Its implementation is a policy chosen by ``impl``; ``"naive"`` is the plain sum every reference uses and stays
-the test oracle for faster implementations; ``"fused"`` / ``"fused_save"`` are the exact custom-autograd
-implementations of :mod:`dnas.ops.fused` (policies ``recompute`` / ``save``).
+The supernet passes the weights in (softmax, Gumbel, a one-hot projection). ``impl`` picks the implementation:
+``"naive"``, the plain sum every reference uses and the test oracle, or the exact custom-autograd ``"fused"`` /
+``"fused_save"`` of :mod:`dnas.ops.fused` (policies ``recompute`` / ``save``).
 
 **Sampled execution** (``sampled=True``, or :func:`set_sampled_execution` on a whole supernet) is the single-path
 mode of GDAS (Dong & Yang, CVPR 2019) and of hard Gumbel sampling: ops whose weight is exactly 0 are neither run nor
-allocated, so a one-hot (straight-through) row costs one candidate, forward and backward. Each skipped op still adds its
-weight (0 in value) to the output, as the GDAS reference does (D-X-Y/AutoDL-Projects, ``forward_gdas``:
+allocated, so a one-hot row costs one candidate, forward and backward. Each skipped op still adds its weight (0 in
+value) to the output, as the GDAS reference does (D-X-Y/AutoDL-Projects, ``forward_gdas``:
 ``sum(w[i] * op(x) if i == index else w[i])``), so every α entry keeps a straight-through gradient. A row without
-zeros (softmax weights: validation, selection callbacks) takes the ``impl`` path unchanged. Sampled rows never go
-through :mod:`dnas.ops.fused`: with straight-through weights (which require grad) it would run every candidate, and
-plain autograd on the one op is 6.7× faster on the DARTS supernet step (``benchmarks/gdas_step.py``,
-``docs/benchmarks.md``), though it keeps that op's intermediates where the fused recompute policy keeps only the input.
+zeros (softmax weights) takes the ``impl`` path. Sampled rows never go through :mod:`dnas.ops.fused`: with
+straight-through weights (which require grad) it would run every candidate, and plain autograd on the one op is 6.7×
+faster on the DARTS supernet step (``benchmarks/gdas_step.py``, ``docs/benchmarks.md``).
 
-Sampled execution has two modes (:data:`SAMPLED_MODES`), both reading the same weight row:
+The two modes (:data:`SAMPLED_MODES`) read the same weight row:
 
 * ``"straight_through"`` (``sampled=True``; GDAS, FBNet's ``single_path``): as above.
-* ``"binary_gate"`` (ProxylessNAS, Cai et al., ICLR 2019, §3.2; :class:`dnas.ProxylessNAS`): a row holds *binary
-  gates*. A positive entry ``w`` is an open gate: ``w · op(x)`` (ProxylessNAS passes exactly 1, with the gate's
-  gradient attached). A negative entry ``−p`` is a *closed gate* of a sampled path whose gate probability is ``p``: the
-  op runs without autograd (as the reference's ``oi.detach()``: its weights get no gradient, nothing of its graph is
-  kept), adds 0 to the value, and passes ``∂L/∂g = ⟨∂L/∂out, op(x)⟩`` to ``p``. Zero entries are paths that were not
-  sampled: not run, and (unlike the straight-through mode) no gradient at all, "as if they do not exist" (paper, §3.2).
-  A row without negative entries and without zeros (softmax weights) takes the ``impl`` path.
+* ``"binary_gate"`` (ProxylessNAS, Cai et al., ICLR 2019, §3.2; :class:`dnas.ProxylessNAS`): a positive entry ``w``
+  is an open gate, ``w · op(x)``; a negative entry ``−p`` is the closed gate of a sampled path of gate probability
+  ``p``: the op runs without autograd (the reference's ``oi.detach()``), adds 0 to the value and passes
+  ``∂L/∂g = ⟨∂L/∂out, op(x)⟩`` to ``p``. Zero entries (paths not sampled) are not run and get no gradient at all,
+  "as if they do not exist" (paper, §3.2).
 """
 
 from __future__ import annotations
@@ -35,7 +31,7 @@ import torch
 from torch import nn
 
 from dnas.ops.darts import DARTS_PRIMITIVES
-from dnas.ops.registry import build_op, get_op
+from dnas.ops.registry import build_op
 
 MIXED_OP_IMPLS: tuple[str, ...] = ("naive", "fused", "fused_save")
 """Implementations :class:`MixedOp` accepts: ``naive`` (the oracle), ``fused`` (policy ``recompute``: saves only the
@@ -84,8 +80,6 @@ class MixedOp(nn.Module):
         super().__init__()
         if impl not in MIXED_OP_IMPLS:
             raise ValueError(f"mixed_op_impl must be one of {MIXED_OP_IMPLS}, got {impl!r}")
-        for name in primitives:
-            get_op(name)  # raises UnknownOpError naming the registered ops
         C_out = C if C_out is None else C_out
         self.primitives = tuple(primitives)
         self.impl = impl

@@ -12,13 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dnas.ops.registry import register_op
+from dnas.ops.registry import SequentialOp, register_op
 
 NB201_PRIMITIVES: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 """The α column order of NAS-Bench-201 (the benchmark's ``search_space``)."""
 
 
-class NorConv(nn.Module):
+class NorConv(SequentialOp):
     """ReLU -> conv k×k (padding k//2) -> BN, with the reference's ``bias=not affine`` quirk.
 
     The reference builds the conv with ``bias=not affine``, so search cells (``affine=False``) carry a conv bias and
@@ -32,9 +32,6 @@ class NorConv(nn.Module):
             nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=not affine),
             nn.BatchNorm2d(C_out, affine=affine, track_running_stats=True),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
 
 class ResNetBasicBlock(nn.Module):
@@ -59,7 +56,6 @@ class ResNetBasicBlock(nn.Module):
             self.downsample = NorConv(C_in, C_out, 1, 1, affine=True)
         else:
             self.downsample = None
-        self.in_dim, self.out_dim, self.stride = C_in, C_out, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` channel groups (PC-DARTS' view→transpose→view); any rank, channels on axis 1."""
-    return rearrange(x, "b (g c) ... -> b (c g) ...", g=groups)
+    """Interleave ``groups`` channel groups (ShuffleNet's, PC-DARTS' view→transpose→view); any rank, channels on axis 1.
+
+    Plain torch: exported FBNet networks (:class:`~dnas.ops.fbnet.ChannelShuffle`) run it with torch alone.
+    """
+    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
 
 
 class PartialChannelEdge(nn.Module):

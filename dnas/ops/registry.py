@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import torch
 from torch import nn
 
 OpFactory = Callable[[int, int, int, bool], nn.Module]
 
 _OPS: dict[str, OpFactory] = {}
+
+
+class SequentialOp(nn.Module):
+    """Base of the ops whose forward is exactly their ``op`` layers (module names mirror the reference code)."""
+
+    op: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
 
 
 class UnknownOpError(KeyError):

@@ -314,7 +314,6 @@ def compile_chain(op: nn.Module) -> list[Stage] | None:
             return [MaxPoolStage(op)]
         if type(op) is nn.AvgPool2d and not op.count_include_pad and op.divisor_override is None:
             return [AvgPoolStage(op)]
-        return None
     return None
 
 

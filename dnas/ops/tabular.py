@@ -7,10 +7,9 @@ so every op here requires stride 1.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from dnas.ops.registry import register_op
+from dnas.ops.registry import SequentialOp, register_op
 
 TABULAR_PRIMITIVES: tuple[str, ...] = ("none", "skip_connect", "linear", "mlp", "layer_norm")
 """Candidates of the shipped tabular space."""
@@ -23,7 +22,7 @@ def _check(name: str, C_in: int, C_out: int, stride: int, same: bool = False) ->
         raise ValueError(f"op {name!r} keeps the feature count; got C_in={C_in}, C_out={C_out}")
 
 
-class LinearBN(nn.Module):
+class LinearBN(SequentialOp):
     """ReLU -> Linear (no bias: BN follows) -> BatchNorm1d; ``hidden`` set makes it a two-layer MLP."""
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True, hidden: int | None = None):
@@ -34,9 +33,6 @@ class LinearBN(nn.Module):
             C_in = hidden
         layers += [nn.Linear(C_in, C_out, bias=False), nn.BatchNorm1d(C_out, affine=affine)]
         self.op = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
 
 @register_op("linear")
