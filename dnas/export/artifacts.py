@@ -18,7 +18,7 @@ import stat
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -217,44 +217,32 @@ def _example(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     return torch.randn(*input_shape, device=p.device, dtype=p.dtype)
 
 
-def _dynamic_batch(example: torch.Tensor):
-    return {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+def _dynamic_batch() -> tuple[dict[int, Any]]:
+    """The input's batch dimension stays dynamic (positional, so the network's ``forward`` may name it anything)."""
+    return ({0: torch.export.Dim("batch", min=1, max=4096)},)
 
 
 def _write_pt2(model, folder: Path, input_shape) -> None:
-    example = _example(model, input_shape)
-    program = torch.export.export(_Logits(model), (example,), dynamic_shapes=_dynamic_batch(example))
+    program = torch.export.export(model, (_example(model, input_shape),), dynamic_shapes=_dynamic_batch())
     torch.export.save(program, str(folder / "model.pt2"))
 
 
 def _write_onnx(model, folder: Path, input_shape) -> None:
     import warnings
 
-    example = _example(model, input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Logits(model),
-            (example,),
+            model,
+            (_example(model, input_shape),),
             str(folder / "model.onnx"),
             input_names=["x"],
             output_names=["logits"],
-            dynamic_shapes=_dynamic_batch(example),
+            dynamic_shapes=_dynamic_batch(),
             dynamo=True,
             external_data=False,
             verbose=False,
         )
-
-
-class _Logits(nn.Module):
-    """Exports trace ``forward(x) -> logits`` of the wrapped network (eval mode)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 def export_model(
@@ -294,15 +282,12 @@ def export_model(
         ExportError: unknown format, optional package missing, ``out_dir`` exists without ``overwrite`` or is not
             a previous export (see :func:`replaceable`), or cannot be created.
     """
-    from dnas.export.remote import check_url_output, upload_export
+    from dnas.export.remote import upload_export
 
     _check_format(fmt)
     out = location(out_dir)
     remote = isinstance(out, str)
-    if remote:
-        check_url_output(out, overwrite)
-    else:
-        _check_output(out, overwrite)
+    _check_output(out, overwrite)
     if input_shape is not None:
         input_shape = (1, *(int(d) for d in input_shape))
     else:
@@ -446,39 +431,45 @@ def replaceable(folder: str | Path) -> str | None:
     the files export writes. Anything else may be a user's data, and export never deletes that.
     """
     folder = Path(folder)
-    entries = sorted(folder.iterdir())
-    if not entries:
+    names = sorted(p.name for p in folder.iterdir())
+    return verdict(names, lambda: _is_export_summary(folder / "summary.json"), lambda n: _is_our_entry(folder / n))
+
+
+def verdict(names: list[str], marked: Callable[[], bool], ours: Callable[[str], bool]) -> str | None:
+    """:func:`replaceable`'s answer for a folder holding ``names``, marked as an export or not, ``ours`` per name."""
+    if not names:
         return None
-    if not _is_export_summary(folder / "summary.json"):
+    if not marked():
         return f'is not a dnas export (no summary.json with "{EXPORT_MARKER}")'
-    foreign = [p.name for p in entries if not _is_our_entry(p)]
+    foreign = [n for n in names if not ours(n)]
     if foreign:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         return f"holds files dnas export did not write: {foreign[:5]}{more}"
     return None
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def _check_output(out: Location, overwrite: bool) -> None:
     """Refuse an existing ``out`` unless ``overwrite`` and it is replaceable; name the path and the way out."""
+    from dnas.export.remote import url_output
+
     try:
-        if not out.exists() and not out.is_symlink():
-            return
-        if not out.is_dir():
-            raise ExportError(
-                f"output {str(out)!r} exists and is not a directory; refusing to replace it: choose another --out"
-            )
-        why = replaceable(out)
+        exists, why = url_output(out) if isinstance(out, str) else _local_output(out)
     except OSError as err:
-        raise ExportError(
-            f"cannot read output {str(out)!r}: {err.strerror or type(err).__name__}; choose another --out"
-        ) from None
+        raise ExportError(f"cannot read output {str(out)!r}: {err.strerror or err}; choose another --out") from None
     if why is not None:
         raise ExportError(
             f"output {str(out)!r} already exists and {why}; dnas export replaces only a directory it wrote, even "
             f"with --overwrite: choose a new or empty --out"
         )
-    if not overwrite:
+    if exists and not overwrite:
         raise ExportError(f"output {str(out)!r} already exists; choose another --out or pass --overwrite")
+
+
+def _local_output(out: Path) -> tuple[bool, str | None]:
+    """``(out exists, why it may not be replaced or None)``."""
+    if not out.exists() and not out.is_symlink():
+        return False, None
+    return True, replaceable(out) if out.is_dir() else "is not a directory"
 
 
 def _os_problem(err: OSError, path: Path) -> str:
