@@ -45,7 +45,7 @@ def _builder(genotype: Genotype, options: dict[str, Any], weights: Path | None) 
 
     def create(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         from dnas.export import build_model
-        from dnas.export.artifacts import load_weights, weights_from_checkpoint
+        from dnas.export.checkpoints import load_weights, weights_from_checkpoint
         from dnas.io import load_checkpoint
 
         kwargs = {k: v for k, v in kwargs.items() if v is not None}

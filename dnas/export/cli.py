@@ -95,15 +95,15 @@ def run(argv: list[str]) -> Path | str:
     if args.measure and not args.table:
         build_parser().error("--measure needs --table LUT.json (the measurement uses the table's settings)")
     from dnas.export import build_model, builder_options, resolved_options
-    from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
+    from dnas.export.artifacts import ExportError
+    from dnas.export.checkpoints import load_weights, read_checkpoint, refuse_search_checkpoint, weights_from_checkpoint
     from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
 
     ckpt: dict[str, Any] = {}
     if args.ckpt:
         ckpt = read_checkpoint(args.ckpt)
+        refuse_search_checkpoint(ckpt, args.ckpt)  # before the genotype: the message names the search's genotype
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt.get("hyper_parameters"), dict) else {}
-    if args.ckpt:
-        _refuse_search_checkpoint(ckpt, hparams, args.ckpt)
 
     if args.genotype:
         _refuse_special_file(Path(args.genotype))
@@ -224,35 +224,6 @@ def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any
     return default_input_shape(genotype, options)
 
 
-SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS", "dnas.FBNet")
-"""Class paths of the search modules (``dnas.search.*`` paths count too)."""
-
-
-def _refuse_search_checkpoint(ckpt: dict[str, Any], hparams: dict[str, Any], path: str) -> None:
-    """Raise a one-line error if ``ckpt`` is a search checkpoint: its weights are a supernet's, not a network's."""
-    from dnas.export.artifacts import CheckpointMismatchError
-
-    state = ckpt.get("state_dict")
-    supernet = isinstance(state, dict) and any(str(k).startswith("supernet.") for k in state)
-    module = hparams.get("_class_path")
-    search_module = isinstance(module, str) and (module in SEARCH_MODULES or module.startswith("dnas.search."))
-    if not (supernet or search_module):
-        return
-    what = "state_dict keys 'supernet.*'" if supernet else ""
-    if search_module:
-        what += (" and " if what else "") + f"hyper-parameters of {module}"
-    from dnas.storage import join, parent
-
-    folder = parent(path)
-    folder_name = folder.name if isinstance(folder, Path) else folder.rsplit("/", 1)[-1]
-    log_dir = parent(folder) if folder_name == "checkpoints" else "<log dir>"
-    raise CheckpointMismatchError(
-        f"{path!r} is a search checkpoint ({what}): its weights are the supernet's and fit no discrete "
-        f"network. Export the architecture it found with --genotype {join(log_dir, 'genotype.json')} (untrained "
-        f"weights), or retrain it with dnas.Retrain (configs/quickstart_retrain.yaml) and pass that checkpoint"
-    )
-
-
 def _refuse_special_file(path: Path) -> None:
     """Refuse a ``--genotype`` path that exists but is no regular file or directory (a FIFO or device never ends)."""
     from dnas.genotypes import GenotypeError
@@ -267,7 +238,8 @@ def _refuse_special_file(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dnas export``: clear one-line errors, exit status 2 on bad input."""
-    from dnas.export.artifacts import CheckpointMismatchError, ExportError
+    from dnas.export.artifacts import ExportError
+    from dnas.export.checkpoints import CheckpointMismatchError
     from dnas.genotypes import GenotypeError
 
     try:
