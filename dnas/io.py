@@ -34,9 +34,8 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Location:
     would make it 0600). The temporary is named ``.<name>.dnas-tmp-<host>-<pid>-<random>.tmp``; the first write of
     this process into a folder deletes such temporaries that a killed process left there (:func:`_sweep_temporaries`).
 
-    A URL (:func:`dnas.storage.is_url`) is built in memory, then stored by :func:`dnas.storage.put_url`: one upload
-    on an object store (the object appears whole or not at all, as with Lightning's ``TorchCheckpointIO``), a
-    temporary file and ``fs.mv`` elsewhere. The URL comes back as a string.
+    A URL (:func:`dnas.storage.is_url`) is built in memory, then stored whole by :func:`dnas.storage.put_url`; the URL
+    comes back as a string.
     """
     path = location(path)
     if isinstance(path, str):
@@ -166,10 +165,7 @@ def append_line(path: str | Path, line: str) -> None:
 
 
 class CheckpointError(ValueError):
-    """A checkpoint dnas does not load: missing, not a regular file, empty, truncated, corrupt or holding pickled code.
-
-    The message names the file and the problem; the ``dnas`` CLI prints it as one ``dnas: error:`` line.
-    """
+    """A checkpoint dnas does not load; the message names the file and the problem (``dnas: error:``, one line)."""
 
 
 _PICKLED_CODE = r"GLOBAL ([\w.]+)|(reduce for unrecognized function|Unsupported class)"
@@ -246,8 +242,7 @@ def load_checkpoint(
             :func:`check_checkpoint`).
 
     Raises:
-        CheckpointError: the file is missing, not a regular file, empty, truncated, corrupt or holds pickled code;
-            the message names the file and the problem.
+        CheckpointError: the file is not a checkpoint dnas loads; the message names the file and the problem.
     """
     from fsspec.implementations.local import LocalFileSystem
 
@@ -309,8 +304,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Tensors load on the CPU by default, as with Lightning's ``TorchCheckpointIO``.
 
         Raises:
-            CheckpointError: the file is missing, empty, truncated, corrupt or holds pickled code, or
-                ``weights_only=False`` was asked for.
+            CheckpointError: as :func:`load_checkpoint`, or ``weights_only=False`` was asked for.
         """
         if weights_only is False:
             raise CheckpointError(
