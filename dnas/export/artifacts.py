@@ -28,8 +28,8 @@ from dnas.io import atomic_torch_save, atomic_write_text
 from dnas.storage import Location, location
 
 Format = Literal["python", "pt2", "onnx"]
-FORMATS: tuple[str, ...] = ("python", "pt2", "onnx")
 ARTIFACT_FILES = {"python": "model.py", "pt2": "model.pt2", "onnx": "model.onnx"}
+FORMATS = tuple(ARTIFACT_FILES)
 
 
 class ExportError(RuntimeError):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dnas.errors import one_line
+from dnas.export.artifacts import FORMATS
 
 OPTION_KEYS = ("init_channels", "layers", "num_classes", "in_channels", "stem", "auxiliary")
 """Options with a flag of their own (the DARTS evaluation network's, and the common num_classes / in_channels)."""
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--genotype", help="published name (e.g. DARTS_V2) or genotype JSON path; default: the checkpoint's")
     p.add_argument("--ckpt", help="trained weights: a dnas.Retrain checkpoint or a weights.pt state dict")
-    p.add_argument("--format", default="python", choices=["python", "pt2", "onnx"], dest="fmt")
+    p.add_argument("--format", default="python", choices=FORMATS, dest="fmt")
     p.add_argument("--out", required=True, help="output directory (created; must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     g = p.add_argument_group("network options (default: from --ckpt, else the genotype's recorded ones)")
@@ -106,7 +107,6 @@ def run(argv: list[str]) -> Path | str:
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt.get("hyper_parameters"), dict) else {}
 
     if args.genotype:
-        _refuse_special_file(Path(args.genotype))
         genotype = load(args.genotype)
         name = args.genotype if Path(args.genotype).suffix != ".json" else Path(args.genotype).stem
     elif isinstance(ckpt.get("dnas_genotype"), dict):
@@ -222,18 +222,6 @@ def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any
     if args.input_size:
         return (int(build_options(genotype, options).get("in_channels") or 3), *args.input_size)
     return default_input_shape(genotype, options)
-
-
-def _refuse_special_file(path: Path) -> None:
-    """Refuse a ``--genotype`` path that exists but is no regular file or directory (a FIFO or device never ends)."""
-    from dnas.genotypes import GenotypeError
-
-    try:
-        special = path.exists() and not path.is_file() and not path.is_dir()
-    except OSError:
-        return  # load() reports it
-    if special:
-        raise GenotypeError(f"genotype path {str(path)!r} is not a regular file; pass a genotype JSON file")
 
 
 def main(argv: list[str] | None = None) -> None:
