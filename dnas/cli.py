@@ -71,9 +71,10 @@ class DnasCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         """Link the data's ``num_classes``/``in_channels`` into the model (:mod:`dnas.cli_links`)."""
-        from dnas.cli_links import add_links
+        from dnas.cli_links import LINKS
 
-        add_links(parser)
+        for attr, target in LINKS:
+            parser.link_arguments(f"data.{attr}", target, apply_on="instantiate")
 
     def parse_arguments(self, parser: Any, args: ArgsType) -> None:
         """Parse as LightningCLI does, then once more without defaults: what the user wrote (for the linked values)."""

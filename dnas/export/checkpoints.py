@@ -43,22 +43,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             obj = load_checkpoint(path)
         except CheckpointError as err:
             raise CheckpointMismatchError(str(err)) from None
-        if not isinstance(obj, dict):
-            raise CheckpointMismatchError(f"checkpoint {path!r} holds a {type(obj).__name__}, not a dict")
-        return obj
-    with _open_regular_file(path) as f:
-        zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; older files are a pickle stream
-        f.seek(0)
-        if zipped and not zipfile.is_zipfile(f):
-            raise CheckpointMismatchError(
-                f"checkpoint {str(path)!r} is truncated (a zip archive without its end: the copy or the save did not "
-                f"finish); copy it again or pass another checkpoint"
-            )
-        f.seek(0)
-        try:
-            obj = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors come in many types
-            raise CheckpointMismatchError(_load_problem(path, err)) from None
+    else:
+        with _open_regular_file(path) as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; older files are a pickle stream
+            f.seek(0)
+            if zipped and not zipfile.is_zipfile(f):
+                raise CheckpointMismatchError(
+                    f"checkpoint {str(path)!r} is truncated (a zip archive without its end: the copy or the save did "
+                    f"not finish); copy it again or pass another checkpoint"
+                )
+            f.seek(0)
+            try:
+                obj = torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as err:  # unpickling errors come in many types
+                raise CheckpointMismatchError(_load_problem(path, err)) from None
     if not isinstance(obj, dict):
         raise CheckpointMismatchError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a dict")
     return obj

@@ -262,13 +262,3 @@ build_darts_network.signature = _DARTS_SIGNATURE  # the options it takes (dnas.e
 
 register_builder("darts", build_darts_network)
 register_builder("nasnet", build_darts_network)
-
-__all__ = [
-    "NASNET_SPACE",
-    "AuxiliaryHead",
-    "DartsEvalNetwork",
-    "EvalCell",
-    "build_darts_network",
-    "check_genotype",
-    "drop_path",
-]
