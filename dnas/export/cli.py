@@ -19,12 +19,26 @@ space's usual image size.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from dnas.errors import one_line
-from dnas.export.artifacts import FORMATS
+from dnas.export import build_model, builder_options, resolved_options
+from dnas.export.artifacts import FORMATS, ExportError, export_model
+from dnas.export.builders import default_input_shape
+from dnas.export.checkpoints import (
+    CheckpointMismatchError,
+    load_weights,
+    read_checkpoint,
+    refuse_search_checkpoint,
+    weights_from_checkpoint,
+)
+from dnas.export.summary import format_summary
+from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
+from dnas.genotypes.build import build_options
+from dnas.storage import join, read_bytes
 
 OPTION_KEYS = ("init_channels", "layers", "num_classes", "in_channels", "stem", "auxiliary")
 """Options with a flag of their own (the DARTS evaluation network's, and the common num_classes / in_channels)."""
@@ -95,10 +109,6 @@ def run(argv: list[str]) -> Path | str:
     args = build_parser().parse_args(argv)
     if args.measure and not args.table:
         build_parser().error("--measure needs --table LUT.json (the measurement uses the table's settings)")
-    from dnas.export import build_model, builder_options, resolved_options
-    from dnas.export.artifacts import ExportError
-    from dnas.export.checkpoints import load_weights, read_checkpoint, refuse_search_checkpoint, weights_from_checkpoint
-    from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
 
     ckpt: dict[str, Any] = {}
     if args.ckpt:
@@ -140,9 +150,6 @@ def run(argv: list[str]) -> Path | str:
     if args.ckpt:
         load_weights(model, weights_from_checkpoint(ckpt, source=args.ckpt), source=args.ckpt)
         extra["weights"] = f"from {args.ckpt}"
-    from dnas.export.artifacts import export_model
-    from dnas.export.summary import format_summary
-
     out = export_model(
         model,
         genotype,
@@ -155,10 +162,6 @@ def run(argv: list[str]) -> Path | str:
         extra_summary=extra,
         flops=not args.no_flops,
     )
-    import json
-
-    from dnas.storage import join, read_bytes
-
     summary = json.loads(read_bytes(join(out, "summary.json")))
     shown = name if name.isprintable() else repr(name)
     print(f"dnas export: wrote {out}/ ({args.fmt}): {shown}, {format_summary(summary)}")
@@ -176,7 +179,6 @@ def _print_cost(path: str, genotype: Any, model: Any, shape: tuple[int, ...], me
 
     With the calibrated whole-network latency ± error, the genotype's budget and, with ``measure``, the measurement.
     """
-    from dnas.export.artifacts import ExportError
     from dnas.latency.measure import time_network
     from dnas.latency.table import CostTable
 
@@ -196,10 +198,6 @@ def _print_cost(path: str, genotype: Any, model: Any, shape: tuple[int, ...], me
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
     """``--option KEY=VALUE`` pairs; VALUE is JSON (a bare word is a string)."""
-    import json
-
-    from dnas.export.artifacts import ExportError
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -214,9 +212,6 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any]) -> tuple[int, ...]:
     """The example input's shape without the batch (see the module docstring for the order)."""
-    from dnas.export.builders import default_input_shape
-    from dnas.genotypes.build import build_options
-
     if args.input_shape:
         return tuple(args.input_shape)
     if args.input_size:
@@ -226,10 +221,6 @@ def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dnas export``: clear one-line errors, exit status 2 on bad input."""
-    from dnas.export.artifacts import ExportError
-    from dnas.export.checkpoints import CheckpointMismatchError
-    from dnas.genotypes import GenotypeError
-
     try:
         run(list(sys.argv[1:] if argv is None else argv))
     except (GenotypeError, ExportError, CheckpointMismatchError, FileNotFoundError, ValueError) as err:
