@@ -14,15 +14,14 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
+from dnas.export.artifacts import _MAX_SUMMARY_BYTES, EXPORT_FILES, ExportError, is_export_marker, verdict
 from dnas.storage import join, put_url
 
 
 def _fs(url: str) -> tuple[Any, str]:
-    from dnas.export.artifacts import ExportError
+    from fsspec.core import url_to_fs
 
     try:
-        from fsspec.core import url_to_fs
-
         return url_to_fs(url)
     except (ImportError, ValueError) as err:  # no backend for the protocol, or an unknown protocol
         raise ExportError(f"cannot write output {url!r}: {err}") from None
@@ -30,8 +29,6 @@ def _fs(url: str) -> tuple[Any, str]:
 
 def url_replaceable(fs: Any, path: str) -> str | None:
     """As :func:`dnas.export.artifacts.replaceable`, for the existing folder ``path`` of ``fs``."""
-    from dnas.export.artifacts import _MAX_SUMMARY_BYTES, EXPORT_FILES, is_export_marker, verdict
-
     names = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
     summary = posixpath.join(path, "summary.json")
 
@@ -56,8 +53,6 @@ def upload_export(local: Path, url: str) -> None:
 
     Files of a previous export that the new one does not have (another format's artifact) are deleted.
     """
-    from dnas.export.artifacts import ExportError
-
     fs, path = _fs(url)
     files = sorted(p.name for p in local.iterdir() if p.is_file())
     try:
