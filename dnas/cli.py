@@ -15,7 +15,6 @@ import stat
 import sys
 import types
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +39,6 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 """Extra subcommands: name -> (``"module:function"``, one-line help); the function takes the remaining argv list."""
 
-HELP = "dnas: differentiable architecture search on PyTorch Lightning (a LightningCLI plus dnas' tools)."
-"""What ``dnas --help`` says above the command list."""
-
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 """Largest ``--config`` file read (configs are a few KB; this bounds what a wrong path can make the CLI read)."""
 
@@ -65,18 +61,20 @@ class DnasCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # exit_on_error=False: a bad argument raises ArgumentError, which main() prints as one line
+        about = "dnas: differentiable architecture search on PyTorch Lightning (a LightningCLI plus dnas' tools)."
         kwargs.setdefault(
             "parser_kwargs",
-            {"default_env": True, "env_prefix": "DNAS", "exit_on_error": False, "prog": "dnas", "description": HELP},
+            {"default_env": True, "env_prefix": "DNAS", "exit_on_error": False, "prog": "dnas", "description": about},
         )
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         """Link the data's ``num_classes``/``in_channels`` into the model (:mod:`dnas.cli_links`)."""
-        from dnas.cli_links import add_links
+        from dnas.cli_links import LINKS
 
-        add_links(parser)
+        for attr, target in LINKS:
+            parser.link_arguments(f"data.{attr}", target, apply_on="instantiate")
 
     def parse_arguments(self, parser: Any, args: ArgsType) -> None:
         """Parse as LightningCLI does, then once more without defaults: what the user wrote (for the linked values)."""
@@ -146,14 +144,14 @@ class DnasCLI(LightningCLI):
         """Instantiate model, data and trainer; a bad value gets one clear line, not a traceback from deep inside."""
         from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-        from dnas.errors import ConfigError
+        from dnas.errors import ConfigError, constructor_error, is_validation_error
         from dnas.genotypes import GenotypeError
 
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError, FileNotFoundError, MisconfigurationException) as err:
-            cause = _raised_by_constructor(err)
-            if not _is_validation_error(cause, (ConfigError, GenotypeError)):
+            cause = constructor_error(err)
+            if not is_validation_error(cause, (ConfigError, GenotypeError, MisconfigurationException)):
                 # a bug in a user's (or a library's) constructor: its own error and traceback, not jsonargparse's
                 # "does not validate against any of the Union subtypes" wrapper around it
                 raise cause from None
@@ -202,12 +200,10 @@ class DnasCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         """Run ``fit``/``validate``/...; dnas' own checks in ``prepare_data``/``setup`` end with one line, too.
 
-        Only :class:`dnas.errors.ConfigError` (raised by dnas for a value or input file the user fixes) is turned into
-        a message; every other exception keeps its traceback. A URL ``--ckpt_path`` that a user's CheckpointIO plugin
-        will read is checked first: dnas' own :class:`dnas.io.AtomicCheckpointIO` loads with ``weights_only=True``,
-        another plugin loads as it likes, so the checkpoint is downloaded and checked here before; the plugin
-        downloads it again (a server may then send other bytes): such a plugin should load with ``weights_only=True``
-        itself.
+        Only :class:`dnas.errors.ConfigError` (a value or input file the user fixes) becomes a message; every other
+        exception keeps its traceback. A URL ``--ckpt_path`` that a user's CheckpointIO plugin (not dnas'
+        :class:`dnas.io.AtomicCheckpointIO`) will read is downloaded and checked here first; the plugin downloads it
+        again (a server may then send other bytes), so such a plugin should load with ``weights_only=True`` itself.
         """
         from dnas.errors import ConfigError
         from dnas.io import AtomicCheckpointIO, check_checkpoint
@@ -260,26 +256,6 @@ class DnasCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
-def _raised_by_constructor(err: BaseException) -> BaseException:
-    """The error a constructor raised, not jsonargparse's multi-line wrapper around it.
-
-    jsonargparse re-raises a constructor's ``ValueError("steps must be >= 1, got 0")`` inside "Does not validate
-    against any of the Union subtypes ... Given value: Namespace(...)"; the first exception of the chain that was not
-    raised in jsonargparse is the one that names the problem. Without one, ``err`` itself.
-    """
-    seen: list[BaseException] = []
-    current: BaseException | None = err
-    while current is not None and all(current is not e for e in seen):
-        seen.append(current)
-        tb = current.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None and "jsonargparse" not in Path(tb.tb_frame.f_code.co_filename).parts:
-            return current
-        current = current.__cause__ or current.__context__
-    return err
-
-
 PRE_RUN_FILES = frozenset({"config.yaml", "hparams.yaml"})
 """What a run writes into its version directory before the first batch (LightningCLI's config, the logger's hparams)."""
 
@@ -306,36 +282,6 @@ def _remove_unstarted_run_dir(trainer: pl.Trainer) -> None:
         run.rmdir()
         if run.parent != Path(logger.save_dir) and not any(run.parent.iterdir()):
             run.parent.rmdir()  # the logger's name folder, created for this run only
-
-
-_DNAS_DIR = Path(__file__).resolve().parent
-
-
-def _is_validation_error(err: BaseException, own_types: tuple[type[BaseException], ...]) -> bool:
-    """Whether a constructor's error is a check that names a bad value (one line) rather than a bug (traceback).
-
-    Validation errors are dnas' own error types (``own_types``), Lightning's ``MisconfigurationException``, an
-    argument jsonargparse refused (raised in jsonargparse), and an error raised by a ``raise`` statement in dnas' own
-    code (its argument checks: "steps must be >= 1, got 0"). Anything else — an error raised in a user's module, or
-    one that is no deliberate check (a failed unpacking, a ``KeyError`` from a lookup) — is not, and keeps its
-    traceback.
-    """
-    import linecache
-
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    if isinstance(err, (*own_types, MisconfigurationException)):
-        return True
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return False
-    filename = Path(tb.tb_frame.f_code.co_filename).resolve()
-    if "jsonargparse" in filename.parts:
-        return True
-    line = linecache.getline(str(filename), tb.tb_lineno).strip()
-    return filename.is_relative_to(_DNAS_DIR) and line.startswith("raise ")
 
 
 def _check_output_dirs(trainer: pl.Trainer) -> None:
@@ -373,11 +319,6 @@ def _close_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _tool(name: str) -> Callable[[list[str]], object]:
-    module, func = TOOLS[name][0].split(":")
-    return getattr(importlib.import_module(module), func)
 
 
 def _check_config_files(argv: list[str]) -> None:
@@ -434,8 +375,9 @@ def main(args: ArgsType = None) -> None:
     from dnas.console import console
 
     if isinstance(argv, list) and argv and argv[0] in TOOLS:
+        module, func = TOOLS[argv[0]][0].split(":")
         with console():  # `dnas lut` builds a DnasCLI too
-            _tool(argv[0])(argv[1:])
+            getattr(importlib.import_module(module), func)(argv[1:])
         return
     if isinstance(argv, list):
         _check_config_files(argv)

@@ -25,12 +25,6 @@ LINKS: tuple[tuple[str, str], ...] = (
 """Datamodule attribute -> the model argument it sets."""
 
 
-def add_links(parser: Any) -> None:
-    """Add :data:`LINKS` to a subcommand's parser."""
-    for attr, target in LINKS:
-        parser.link_arguments(f"data.{attr}", target, apply_on="instantiate")
-
-
 def contradiction(given: Namespace, datamodule: Any) -> str | None:
     """What is wrong when the user wrote a linked argument (``given``: parsed without defaults) the data contradicts.
 

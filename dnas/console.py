@@ -27,15 +27,6 @@ NOISE_LOGS = {
 """Log lines that say nothing to a dnas user: logger name -> start of the message; hidden while the CLI runs."""
 
 
-class _DropPrefix(logging.Filter):
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
-
-
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Print a warning on its own line, above a progress bar rather than glued to it.
 
@@ -61,7 +52,10 @@ def console() -> Iterator[None]:
     """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    filters = [(logging.getLogger(name), _DropPrefix(prefix)) for name, prefix in NOISE_LOGS.items()]
+    filters = [
+        (logging.getLogger(name), lambda record, p=prefix: not str(record.msg).startswith(p))  # any callable
+        for name, prefix in NOISE_LOGS.items()
+    ]
     for logger, drop in filters:
         logger.addFilter(drop)
     try:

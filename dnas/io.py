@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import re
 import secrets
 import socket
 import time
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import IO, Any
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
+from dnas.safe_read import file_info, reason
 from dnas.storage import Location, location, put_url
 
 
@@ -31,14 +34,11 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Location:
     would make it 0600). The temporary is named ``.<name>.dnas-tmp-<host>-<pid>-<random>.tmp``; the first write of
     this process into a folder deletes such temporaries that a killed process left there (:func:`_sweep_temporaries`).
 
-    A URL (:func:`dnas.storage.is_url`) is built in memory, then stored by :func:`dnas.storage.put_url`: one upload
-    on an object store (the object appears whole or not at all, as with Lightning's ``TorchCheckpointIO``), a
-    temporary file and ``fs.mv`` elsewhere. The URL comes back as a string.
+    A URL (:func:`dnas.storage.is_url`) is built in memory, then stored whole by :func:`dnas.storage.put_url`; the URL
+    comes back as a string.
     """
     path = location(path)
     if isinstance(path, str):
-        import io
-
         buffer = io.BytesIO()
         write(buffer)
         put_url(path, buffer.getvalue())
@@ -153,9 +153,9 @@ def append_line(path: str | Path, line: str) -> None:
     """
     path = location(path)
     if isinstance(path, str):
-        from dnas.storage import filesystem
+        from fsspec.core import url_to_fs
 
-        fs, fs_path = filesystem(path)
+        fs, fs_path = url_to_fs(path)
         old = fs.cat_file(fs_path) if fs.exists(fs_path) else b""
         atomic_write_bytes(path, old + (line.rstrip("\n") + "\n").encode("utf-8"))
         return
@@ -165,25 +165,15 @@ def append_line(path: str | Path, line: str) -> None:
 
 
 class CheckpointError(ValueError):
-    """A checkpoint dnas does not load: missing, not a regular file, empty, truncated, corrupt or holding pickled code.
-
-    The message names the file and the problem; the ``dnas`` CLI prints it as one ``dnas: error:`` line.
-    """
+    """A checkpoint dnas does not load; the message names the file and the problem (``dnas: error:``, one line)."""
 
 
 _PICKLED_CODE = r"GLOBAL ([\w.]+)|(reduce for unrecognized function|Unsupported class)"
 """What the weights-only unpickler says when a pickle calls or builds something (names the global)."""
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _load_error(err: Exception, name: str) -> CheckpointError:
     """Turn an exception of ``torch.load(weights_only=True)`` into a one-line :class:`CheckpointError`."""
-    import re
-
     text = str(err)
     code = re.search(_PICKLED_CODE, text)
     if code:
@@ -198,7 +188,7 @@ def _load_error(err: Exception, name: str) -> CheckpointError:
             f"{name} is not a torch checkpoint that torch.load(weights_only=True) can read ({detail}): it is corrupt, "
             "or a pickle of objects or code, which dnas never loads"
         )
-    detail = _first_line(err).split(". ")[0]
+    detail = reason(err).split(". ")[0]
     return CheckpointError(
         f"{name} is truncated, corrupt or not a torch checkpoint (torch.load: {type(err).__name__}: {detail})"
     )
@@ -206,22 +196,9 @@ def _load_error(err: Exception, name: str) -> CheckpointError:
 
 def _checkpoint_file(path: str | Path, what: str) -> tuple[Any, str, str]:
     """``(filesystem, path in it, name for messages)`` of an existing, non-empty regular file, else CheckpointError."""
-    from fsspec.core import url_to_fs
-
     name = f"{what} {str(path)!r}"
-    try:
-        fs, fs_path = url_to_fs(str(path))  # what lightning_fabric's get_filesystem uses
-        info = fs.info(fs_path)
-    except FileNotFoundError as err:
-        cause = err.__cause__  # fsspec's HTTP filesystem reports a refused connection as "not found" too
-        if cause is not None and not isinstance(cause, FileNotFoundError) and getattr(cause, "status", 0) != 404:
-            raise CheckpointError(f"cannot read {name}: {_first_line(cause)}") from None
-        raise CheckpointError(f"{name} does not exist") from None
-    except Exception as err:  # unknown protocol, missing fsspec backend, connection refused, HTTP errors, ...
-        raise CheckpointError(f"cannot read {name}: {_first_line(err)}") from None
-    if info.get("type") != "file":
-        kind = "a directory" if info.get("type") == "directory" else "not a regular file"
-        raise CheckpointError(f"{name} is {kind}; a checkpoint is a single file written by torch.save")
+    hint = "; a checkpoint is a single file written by torch.save"
+    fs, fs_path, info = file_info(str(path), name, CheckpointError, hint=hint)
     if info.get("size") == 0:
         raise CheckpointError(f"{name} is empty (0 bytes); it was not written completely, use another checkpoint")
     return fs, fs_path, name
@@ -229,9 +206,6 @@ def _checkpoint_file(path: str | Path, what: str) -> tuple[Any, str, str]:
 
 def _verify_zip(source: str | IO[bytes], name: str) -> bool:
     """Check the CRC of every record of a ``torch.save`` zip file; False when ``source`` is not a zip file."""
-    import io
-    import zipfile
-
     if not zipfile.is_zipfile(source):
         if isinstance(source, io.BytesIO):
             head = source.getvalue()[:4]
@@ -245,7 +219,7 @@ def _verify_zip(source: str | IO[bytes], name: str) -> bool:
         with zipfile.ZipFile(source) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise CheckpointError(f"{name} is truncated or corrupt ({_first_line(err)})") from None
+        raise CheckpointError(f"{name} is truncated or corrupt ({reason(err)})") from None
     if bad is not None:
         raise CheckpointError(f"{name} is corrupt: the CRC of its record {bad!r} does not match its content")
     return True
@@ -268,11 +242,8 @@ def load_checkpoint(
             :func:`check_checkpoint`).
 
     Raises:
-        CheckpointError: the file is missing, not a regular file, empty, truncated, corrupt or holds pickled code;
-            the message names the file and the problem.
+        CheckpointError: the file is not a checkpoint dnas loads; the message names the file and the problem.
     """
-    import io
-
     from fsspec.implementations.local import LocalFileSystem
 
     fs, fs_path, name = _checkpoint_file(path, what)
@@ -283,7 +254,7 @@ def load_checkpoint(
         try:
             data = io.BytesIO(fs.cat_file(fs_path))
         except Exception as err:  # network errors come in many types
-            raise CheckpointError(f"cannot read {name}: {_first_line(err)}") from None
+            raise CheckpointError(f"cannot read {name}: {reason(err)}") from None
         if not data.getbuffer().nbytes:
             raise CheckpointError(f"{name} is empty (0 bytes); it was not written completely, use another checkpoint")
         _verify_zip(data, name)
@@ -304,11 +275,10 @@ def check_checkpoint(path: str | Path, *, what: str = "checkpoint", read_remote:
     Raises:
         CheckpointError: as :func:`load_checkpoint`.
     """
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs, _, _ = _checkpoint_file(path, what)
-    if isinstance(fs, LocalFileSystem) or read_remote:
+    if read_remote or isinstance(location(path), Path):
         load_checkpoint(path, map_location="cpu", what=what, mmap=True)
+    else:
+        _checkpoint_file(path, what)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -334,8 +304,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Tensors load on the CPU by default, as with Lightning's ``TorchCheckpointIO``.
 
         Raises:
-            CheckpointError: the file is missing, empty, truncated, corrupt or holds pickled code, or
-                ``weights_only=False`` was asked for.
+            CheckpointError: as :func:`load_checkpoint`, or ``weights_only=False`` was asked for.
         """
         if weights_only is False:
             raise CheckpointError(

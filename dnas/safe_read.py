@@ -67,7 +67,7 @@ def read_user_file(
     except FileNotFoundError:
         raise error(f"{what} {shown} does not exist{missing_hint}") from None
     except (OSError, ValueError) as err:
-        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+        raise error(f"cannot read {what} {shown}: {reason(err)}") from None
     if not stat.S_ISREG(info.st_mode):
         raise error(f"{what} {shown} is {_kind(info.st_mode)}, not a regular file; pass a JSON file")
     _check_size(info.st_size, limit, what, shown, error)
@@ -75,7 +75,7 @@ def read_user_file(
     try:
         fd = os.open(path, flags)
     except (OSError, ValueError) as err:
-        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+        raise error(f"cannot read {what} {shown}: {reason(err)}") from None
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):  # replaced between the check and the open
@@ -89,7 +89,7 @@ def read_user_file(
             chunks.append(chunk)
             size += len(chunk)
     except OSError as err:
-        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+        raise error(f"cannot read {what} {shown}: {reason(err)}") from None
     finally:
         os.close(fd)
     _check_size(size, limit, what, shown, error)  # grew while being read
@@ -98,27 +98,43 @@ def read_user_file(
 
 def _read_url(url: str, limit: int, what: str, error: type[Exception], missing_hint: str, shown: str) -> bytes:
     """:func:`read_user_file` for an fsspec URL: type and size from ``fs.info``, then at most ``limit + 1`` bytes."""
-    from dnas.storage import filesystem
-
-    try:
-        fs, fs_path = filesystem(url)
-        info = fs.info(fs_path)
-    except FileNotFoundError:
-        raise error(f"{what} {shown} does not exist{missing_hint}") from None
-    except Exception as err:  # unknown protocol, missing fsspec backend, refused connection, HTTP errors, ...
-        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
-    if info.get("type") != "file":
-        kind = "a directory" if info.get("type") == "directory" else "not a regular file"
-        raise error(f"{what} {shown} is {kind}, not a regular file; pass a JSON file")
+    name = f"{what} {shown}"
+    fs, fs_path, info = file_info(url, name, error, missing_hint=missing_hint, hint="; pass a JSON file")
     if info.get("size") is not None:  # an HTTP server may not say; the bounded read below still holds
         _check_size(int(info["size"]), limit, what, shown, error)
     try:
         with fs.open(fs_path, "rb") as f:
             data = f.read(limit + 1)
     except Exception as err:  # network errors come in many types
-        raise error(f"cannot read {what} {shown}: {_reason(err)}") from None
+        raise error(f"cannot read {name}: {reason(err)}") from None
     _check_size(len(data), limit, what, shown, error)
     return data
+
+
+def file_info(
+    path: str, name: str, error: type[Exception], *, missing_hint: str = "", hint: str = ""
+) -> tuple[Any, str, dict[str, Any]]:
+    """``(fsspec filesystem, path in it, fs.info)`` of the regular file ``path`` (a local path or any fsspec URL).
+
+    Anything else raises ``error`` naming ``name``: a missing file (``missing_hint`` appended), one that is no regular
+    file (``hint`` appended), an unknown protocol, a missing fsspec backend, a refused connection, HTTP errors.
+    """
+    from fsspec.core import url_to_fs  # what lightning_fabric's get_filesystem uses
+
+    try:
+        fs, fs_path = url_to_fs(path)
+        info = fs.info(fs_path)
+    except FileNotFoundError as err:
+        cause = err.__cause__  # fsspec's HTTP filesystem reports a refused connection as "not found" too
+        if cause is not None and not isinstance(cause, FileNotFoundError) and getattr(cause, "status", 0) != 404:
+            raise error(f"cannot read {name}: {reason(cause)}") from None
+        raise error(f"{name} does not exist{missing_hint}") from None
+    except Exception as err:
+        raise error(f"cannot read {name}: {reason(err)}") from None
+    if info.get("type") != "file":
+        kind = "a directory" if info.get("type") == "directory" else _kind(info.get("mode") or 0)
+        raise error(f"{name} is {kind}, not a regular file{hint}")
+    return fs, fs_path, info
 
 
 def _check_size(size: int, limit: int, what: str, shown: str, error: type[Exception]) -> None:
@@ -126,7 +142,8 @@ def _check_size(size: int, limit: int, what: str, shown: str, error: type[Except
         raise error(f"{what} {shown} is larger than the {limit}-byte limit")
 
 
-def _reason(err: BaseException) -> str:
+def reason(err: BaseException) -> str:
+    """The first line of ``err``'s message (an ``OSError``'s ``strerror``), lower-cased: ``cannot read X: <reason>``."""
     text = (err.strerror if isinstance(err, OSError) else None) or str(err).strip() or type(err).__name__
     text = text.splitlines()[0]  # one line, whatever a remote filesystem's error holds
     return text[:1].lower() + text[1:]

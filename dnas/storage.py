@@ -63,28 +63,23 @@ def with_suffix(path: Location, suffix: str) -> Location:
     return f"{head}/{stem}{suffix}"
 
 
-def filesystem(url: str) -> tuple[Any, str]:
-    """``(fsspec filesystem, path inside it)`` of ``url``."""
+def _remote(url: str, method: str) -> Any:
+    """``fs.<method>(path)`` on ``url``'s fsspec filesystem."""
     from fsspec.core import url_to_fs
 
-    return url_to_fs(url)
+    fs, fs_path = url_to_fs(url)
+    return getattr(fs, method)(fs_path)
 
 
 def is_file(path: Location) -> bool:
     path = location(path)
-    if isinstance(path, Path):
-        return path.is_file()
-    fs, fs_path = filesystem(path)
-    return fs.isfile(fs_path)
+    return path.is_file() if isinstance(path, Path) else _remote(path, "isfile")
 
 
 def read_bytes(path: Location) -> bytes:
     """The content of a file of a run (one the run wrote itself; user-named files go through :mod:`dnas.safe_read`)."""
     path = location(path)
-    if isinstance(path, Path):
-        return path.read_bytes()
-    fs, fs_path = filesystem(path)
-    return fs.cat_file(fs_path)
+    return path.read_bytes() if isinstance(path, Path) else _remote(path, "cat_file")
 
 
 def whole_object_puts(fs: Any) -> bool:
@@ -107,7 +102,9 @@ def put_url(url: str, data: bytes) -> None:
     renames over it: atomic where the filesystem renames atomically (SFTP ``posix-rename``, HDFS); a failed write
     removes its temporary.
     """
-    fs, fs_path = filesystem(url)
+    from fsspec.core import url_to_fs
+
+    fs, fs_path = url_to_fs(url)
     parent = fs._parent(fs_path)
     fs.makedirs(parent, exist_ok=True)
     if whole_object_puts(fs):

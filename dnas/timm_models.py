@@ -36,16 +36,12 @@ from dnas.genotypes import Genotype, load, published
 PREFIX = "dnas_"
 
 
-def _timm_name(name: str) -> str:
-    return PREFIX + re.sub(r"[^0-9a-z_]+", "_", name.lower()).strip("_")
-
-
 def _builder(genotype: Genotype, options: dict[str, Any], weights: Path | None) -> Callable[..., nn.Module]:
     """A timm model function building ``genotype`` (``pretrained`` loads ``weights``, a ``dnas export`` weights.pt)."""
 
     def create(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         from dnas.export import build_model
-        from dnas.export.artifacts import load_weights, weights_from_checkpoint
+        from dnas.export.checkpoints import load_weights, weights_from_checkpoint
         from dnas.io import load_checkpoint
 
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -97,7 +93,7 @@ def register(source: str | Path | Genotype, name: str | None = None, **options: 
     else:
         genotype = load(source)
         default = str(source) if str(source).upper() in {n.upper() for n in published()} else Path(source).stem
-    model_name = _timm_name(name or default)
+    model_name = PREFIX + re.sub(r"[^0-9a-z_]+", "_", (name or default).lower()).strip("_")
     if model_name in timm.list_models(model_name):
         raise ConfigError(f"timm already has a model named {model_name!r}; register this one with another name=")
     create = _builder(genotype, dict(options), weights)

@@ -12,178 +12,28 @@ import importlib.util
 import json
 import os
 import posixpath
-import re
 import shutil
 import stat
 import tempfile
 import uuid
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from dnas.genotypes import Genotype
-from dnas.io import atomic_torch_save, atomic_write_text, load_checkpoint
+from dnas.io import atomic_torch_save, atomic_write_text
 from dnas.storage import Location, location
 
 Format = Literal["python", "pt2", "onnx"]
-FORMATS: tuple[str, ...] = ("python", "pt2", "onnx")
 ARTIFACT_FILES = {"python": "model.py", "pt2": "model.pt2", "onnx": "model.onnx"}
+FORMATS = tuple(ARTIFACT_FILES)
 
 
 class ExportError(RuntimeError):
     """An export that cannot be done (missing optional package, existing output, unsupported op)."""
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint whose tensors do not fit the network built from the genotype and options."""
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``torch.load(weights_only=True)``: tensors and plain containers only).
-
-    Only a regular file is opened for reading (a directory, FIFO or device is refused before any byte is read), and
-    an empty, truncated or corrupt file gets an error that says so.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        CheckpointMismatchError: ``path`` is not a regular file, is empty, truncated, corrupt, holds pickled objects
-            other than tensors and plain containers, or does not hold a dict.
-    """
-    path = location(path)
-    if isinstance(path, str):  # an fsspec URL: dnas.io's checks (regular file, size, CRCs, weights_only=True)
-        from dnas.io import CheckpointError
-
-        try:
-            obj = load_checkpoint(path)
-        except CheckpointError as err:
-            raise CheckpointMismatchError(str(err)) from None
-        if not isinstance(obj, dict):
-            raise CheckpointMismatchError(f"checkpoint {path!r} holds a {type(obj).__name__}, not a dict")
-        return obj
-    with _open_regular_file(path) as f:
-        zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; older files are a pickle stream
-        f.seek(0)
-        if zipped and not zipfile.is_zipfile(f):
-            raise CheckpointMismatchError(
-                f"checkpoint {str(path)!r} is truncated (a zip archive without its end: the copy or the save did not "
-                f"finish); copy it again or pass another checkpoint"
-            )
-        f.seek(0)
-        try:
-            obj = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors come in many types
-            raise CheckpointMismatchError(_load_problem(path, err)) from None
-    if not isinstance(obj, dict):
-        raise CheckpointMismatchError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a dict")
-    return obj
-
-
-def _open_regular_file(path: Path) -> BinaryIO:
-    """Open ``path`` for reading if it is a non-empty regular file; refuse anything else without reading from it.
-
-    The file is opened without blocking (a FIFO would otherwise wait for a writer) and checked with ``fstat`` on the
-    open descriptor, so what is checked is what is read.
-    """
-    hint = "pass a checkpoint file written by dnas.Retrain (<log dir>/checkpoints/last.ckpt) or an exported weights.pt"
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; {hint}") from None
-    except IsADirectoryError:  # Windows; POSIX opens directories and fstat tells below
-        raise CheckpointMismatchError(f"checkpoint {str(path)!r} is a directory, not a file; {hint}") from None
-    except OSError as err:
-        raise CheckpointMismatchError(f"cannot open checkpoint {str(path)!r}: {err.strerror or err}; {hint}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a device"}
-            kinds[stat.S_ISBLK] = "a device"
-            kind = next((k for test, k in kinds.items() if test(st.st_mode)), "not a regular file")
-            raise CheckpointMismatchError(f"checkpoint {str(path)!r} is {kind}, not a regular file; {hint}")
-        if st.st_size == 0:
-            raise CheckpointMismatchError(
-                f"checkpoint {str(path)!r} is empty (0 bytes: it was never written completely); {hint}"
-            )
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _load_problem(path: Path, err: Exception) -> str:
-    """One line saying why ``torch.load(weights_only=True)`` could not read the checkpoint ``path``."""
-    text = str(err)
-    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if unsafe:
-        return (
-            f"cannot read checkpoint {str(path)!r} with torch.load(weights_only=True): it holds a pickled "
-            f"{unsafe.group(1)}, and only tensors and plain containers are accepted, never arbitrary pickled objects "
-            f"(they can run code); save the state dict and plain values instead"
-        )
-    if isinstance(err, EOFError) or "central directory" in text:
-        return f"checkpoint {str(path)!r} is truncated (it ends early); copy it again or pass another checkpoint"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if "WeightsUnpickler error:" in text:  # the detail after torch's generic advice
-        after = text.split("WeightsUnpickler error:", 1)[1]
-        lines = [line.strip() for line in after.splitlines() if line.strip()] or lines
-    detail = f"{type(err).__name__}: {lines[0]}"[:200] if lines else type(err).__name__
-    return (
-        f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint (torch.load: {detail}); pass a .ckpt "
-        f"written by dnas.Retrain or an exported weights.pt, or copy it again"
-    )
-
-
-def weights_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The network's state dict inside a checkpoint.
-
-    Accepts a :class:`dnas.Retrain` Lightning checkpoint (``state_dict`` with keys ``model.*``), or a plain state
-    dict (``weights.pt`` of the python format). A search checkpoint (``supernet.*``) is refused: supernet weights do
-    not fit the discrete network.
-    """
-    state = ckpt.get("state_dict", ckpt)
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointMismatchError(f"{source}: no state dict of tensors found")
-    keys = list(state)
-    if any(k.startswith("supernet.") for k in keys):
-        raise CheckpointMismatchError(
-            f"{source} is a search checkpoint (keys 'supernet.*'): the supernet's weights do not fit the discrete "
-            f"network. Export its genotype without --ckpt, or retrain it (dnas.Retrain) and export that checkpoint"
-        )
-    if keys and all(k.startswith("model.") for k in keys):
-        state = {k[len("model.") :]: v for k, v in state.items()}
-    return dict(state)
-
-
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load ``state`` into ``model`` strictly; a mismatch raises :class:`CheckpointMismatchError` naming the keys."""
-    ours = model.state_dict()
-    missing = [k for k in ours if k not in state]
-    unexpected = [k for k in state if k not in ours]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(v.shape)}"
-        for k, v in ours.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:3]}")
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-        raise CheckpointMismatchError(
-            f"{source} does not fit the network built from this genotype and these options: "
-            + "; ".join(parts)
-            + ". Check --genotype, --init_channels, --layers, --num_classes, --in_channels, --stem and --auxiliary"
-        )
-    model.load_state_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -217,44 +67,32 @@ def _example(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     return torch.randn(*input_shape, device=p.device, dtype=p.dtype)
 
 
-def _dynamic_batch(example: torch.Tensor):
-    return {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+def _dynamic_batch() -> tuple[dict[int, Any]]:
+    """The input's batch dimension stays dynamic (positional, so the network's ``forward`` may name it anything)."""
+    return ({0: torch.export.Dim("batch", min=1, max=4096)},)
 
 
 def _write_pt2(model, folder: Path, input_shape) -> None:
-    example = _example(model, input_shape)
-    program = torch.export.export(_Logits(model), (example,), dynamic_shapes=_dynamic_batch(example))
+    program = torch.export.export(model, (_example(model, input_shape),), dynamic_shapes=_dynamic_batch())
     torch.export.save(program, str(folder / "model.pt2"))
 
 
 def _write_onnx(model, folder: Path, input_shape) -> None:
     import warnings
 
-    example = _example(model, input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Logits(model),
-            (example,),
+            model,
+            (_example(model, input_shape),),
             str(folder / "model.onnx"),
             input_names=["x"],
             output_names=["logits"],
-            dynamic_shapes=_dynamic_batch(example),
+            dynamic_shapes=_dynamic_batch(),
             dynamo=True,
             external_data=False,
             verbose=False,
         )
-
-
-class _Logits(nn.Module):
-    """Exports trace ``forward(x) -> logits`` of the wrapped network (eval mode)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 def export_model(
@@ -294,15 +132,12 @@ def export_model(
         ExportError: unknown format, optional package missing, ``out_dir`` exists without ``overwrite`` or is not
             a previous export (see :func:`replaceable`), or cannot be created.
     """
-    from dnas.export.remote import check_url_output, upload_export
+    from dnas.export.remote import upload_export
 
     _check_format(fmt)
     out = location(out_dir)
     remote = isinstance(out, str)
-    if remote:
-        check_url_output(out, overwrite)
-    else:
-        _check_output(out, overwrite)
+    _check_output(out, overwrite)
     if input_shape is not None:
         input_shape = (1, *(int(d) for d in input_shape))
     else:
@@ -446,39 +281,45 @@ def replaceable(folder: str | Path) -> str | None:
     the files export writes. Anything else may be a user's data, and export never deletes that.
     """
     folder = Path(folder)
-    entries = sorted(folder.iterdir())
-    if not entries:
+    names = sorted(p.name for p in folder.iterdir())
+    return verdict(names, lambda: _is_export_summary(folder / "summary.json"), lambda n: _is_our_entry(folder / n))
+
+
+def verdict(names: list[str], marked: Callable[[], bool], ours: Callable[[str], bool]) -> str | None:
+    """:func:`replaceable`'s answer for a folder holding ``names``, marked as an export or not, ``ours`` per name."""
+    if not names:
         return None
-    if not _is_export_summary(folder / "summary.json"):
+    if not marked():
         return f'is not a dnas export (no summary.json with "{EXPORT_MARKER}")'
-    foreign = [p.name for p in entries if not _is_our_entry(p)]
+    foreign = [n for n in names if not ours(n)]
     if foreign:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         return f"holds files dnas export did not write: {foreign[:5]}{more}"
     return None
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def _check_output(out: Location, overwrite: bool) -> None:
     """Refuse an existing ``out`` unless ``overwrite`` and it is replaceable; name the path and the way out."""
+    from dnas.export.remote import url_output
+
     try:
-        if not out.exists() and not out.is_symlink():
-            return
-        if not out.is_dir():
-            raise ExportError(
-                f"output {str(out)!r} exists and is not a directory; refusing to replace it: choose another --out"
-            )
-        why = replaceable(out)
+        exists, why = url_output(out) if isinstance(out, str) else _local_output(out)
     except OSError as err:
-        raise ExportError(
-            f"cannot read output {str(out)!r}: {err.strerror or type(err).__name__}; choose another --out"
-        ) from None
+        raise ExportError(f"cannot read output {str(out)!r}: {err.strerror or err}; choose another --out") from None
     if why is not None:
         raise ExportError(
             f"output {str(out)!r} already exists and {why}; dnas export replaces only a directory it wrote, even "
             f"with --overwrite: choose a new or empty --out"
         )
-    if not overwrite:
+    if exists and not overwrite:
         raise ExportError(f"output {str(out)!r} already exists; choose another --out or pass --overwrite")
+
+
+def _local_output(out: Path) -> tuple[bool, str | None]:
+    """``(out exists, why it may not be replaced or None)``."""
+    if not out.exists() and not out.is_symlink():
+        return False, None
+    return True, replaceable(out) if out.is_dir() else "is not a directory"
 
 
 def _os_problem(err: OSError, path: Path) -> str:

@@ -19,20 +19,12 @@ _BUILDERS: dict[str, Builder] = {}
 _LAZY: dict[str, str] = {}
 
 
-def register_builder(space: str, builder: Builder | None = None, *, lazy_module: str | None = None):
-    """Register ``builder(genotype, **options) -> nn.Module`` for ``space`` (usable as a decorator).
-
-    ``lazy_module`` instead names a module that registers the builder when imported.
-    """
+def register_builder(space: str, builder: Builder | None = None, *, lazy_module: str | None = None) -> None:
+    """Register ``builder(genotype, **options) -> nn.Module`` for ``space`` (or a ``lazy_module`` registering it)."""
     if lazy_module is not None:
         _LAZY[space] = lazy_module
-        return None
-
-    def _register(fn: Builder) -> Builder:
-        _BUILDERS[space] = fn
-        return fn
-
-    return _register(builder) if builder is not None else _register
+    elif builder is not None:
+        _BUILDERS[space] = builder
 
 
 def registered_builders() -> list[str]:

@@ -19,11 +19,26 @@ space's usual image size.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from dnas.errors import one_line
+from dnas.export import build_model, builder_options, resolved_options
+from dnas.export.artifacts import FORMATS, ExportError, export_model
+from dnas.export.builders import default_input_shape
+from dnas.export.checkpoints import (
+    CheckpointMismatchError,
+    load_weights,
+    read_checkpoint,
+    refuse_search_checkpoint,
+    weights_from_checkpoint,
+)
+from dnas.export.summary import format_summary
+from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
+from dnas.genotypes.build import build_options
+from dnas.storage import join, read_bytes
 
 OPTION_KEYS = ("init_channels", "layers", "num_classes", "in_channels", "stem", "auxiliary")
 """Options with a flag of their own (the DARTS evaluation network's, and the common num_classes / in_channels)."""
@@ -41,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--genotype", help="published name (e.g. DARTS_V2) or genotype JSON path; default: the checkpoint's")
     p.add_argument("--ckpt", help="trained weights: a dnas.Retrain checkpoint or a weights.pt state dict")
-    p.add_argument("--format", default="python", choices=["python", "pt2", "onnx"], dest="fmt")
+    p.add_argument("--format", default="python", choices=FORMATS, dest="fmt")
     p.add_argument("--out", required=True, help="output directory (created; must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     g = p.add_argument_group("network options (default: from --ckpt, else the genotype's recorded ones)")
@@ -94,19 +109,14 @@ def run(argv: list[str]) -> Path | str:
     args = build_parser().parse_args(argv)
     if args.measure and not args.table:
         build_parser().error("--measure needs --table LUT.json (the measurement uses the table's settings)")
-    from dnas.export import build_model, builder_options, resolved_options
-    from dnas.export.artifacts import ExportError, load_weights, read_checkpoint, weights_from_checkpoint
-    from dnas.genotypes import Genotype, GenotypeError, load, require_space_spec
 
     ckpt: dict[str, Any] = {}
     if args.ckpt:
         ckpt = read_checkpoint(args.ckpt)
+        refuse_search_checkpoint(ckpt, args.ckpt)  # before the genotype: the message names the search's genotype
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt.get("hyper_parameters"), dict) else {}
-    if args.ckpt:
-        _refuse_search_checkpoint(ckpt, hparams, args.ckpt)
 
     if args.genotype:
-        _refuse_special_file(Path(args.genotype))
         genotype = load(args.genotype)
         name = args.genotype if Path(args.genotype).suffix != ".json" else Path(args.genotype).stem
     elif isinstance(ckpt.get("dnas_genotype"), dict):
@@ -140,9 +150,6 @@ def run(argv: list[str]) -> Path | str:
     if args.ckpt:
         load_weights(model, weights_from_checkpoint(ckpt, source=args.ckpt), source=args.ckpt)
         extra["weights"] = f"from {args.ckpt}"
-    from dnas.export.artifacts import export_model
-    from dnas.export.summary import format_summary
-
     out = export_model(
         model,
         genotype,
@@ -155,10 +162,6 @@ def run(argv: list[str]) -> Path | str:
         extra_summary=extra,
         flops=not args.no_flops,
     )
-    import json
-
-    from dnas.storage import join, read_bytes
-
     summary = json.loads(read_bytes(join(out, "summary.json")))
     shown = name if name.isprintable() else repr(name)
     print(f"dnas export: wrote {out}/ ({args.fmt}): {shown}, {format_summary(summary)}")
@@ -176,7 +179,6 @@ def _print_cost(path: str, genotype: Any, model: Any, shape: tuple[int, ...], me
 
     With the calibrated whole-network latency ± error, the genotype's budget and, with ``measure``, the measurement.
     """
-    from dnas.export.artifacts import ExportError
     from dnas.latency.measure import time_network
     from dnas.latency.table import CostTable
 
@@ -196,10 +198,6 @@ def _print_cost(path: str, genotype: Any, model: Any, shape: tuple[int, ...], me
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
     """``--option KEY=VALUE`` pairs; VALUE is JSON (a bare word is a string)."""
-    import json
-
-    from dnas.export.artifacts import ExportError
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -214,9 +212,6 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any]) -> tuple[int, ...]:
     """The example input's shape without the batch (see the module docstring for the order)."""
-    from dnas.export.builders import default_input_shape
-    from dnas.genotypes.build import build_options
-
     if args.input_shape:
         return tuple(args.input_shape)
     if args.input_size:
@@ -224,52 +219,8 @@ def _input_shape(args: argparse.Namespace, genotype: Any, options: dict[str, Any
     return default_input_shape(genotype, options)
 
 
-SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS", "dnas.FBNet")
-"""Class paths of the search modules (``dnas.search.*`` paths count too)."""
-
-
-def _refuse_search_checkpoint(ckpt: dict[str, Any], hparams: dict[str, Any], path: str) -> None:
-    """Raise a one-line error if ``ckpt`` is a search checkpoint: its weights are a supernet's, not a network's."""
-    from dnas.export.artifacts import CheckpointMismatchError
-
-    state = ckpt.get("state_dict")
-    supernet = isinstance(state, dict) and any(str(k).startswith("supernet.") for k in state)
-    module = hparams.get("_class_path")
-    search_module = isinstance(module, str) and (module in SEARCH_MODULES or module.startswith("dnas.search."))
-    if not (supernet or search_module):
-        return
-    what = "state_dict keys 'supernet.*'" if supernet else ""
-    if search_module:
-        what += (" and " if what else "") + f"hyper-parameters of {module}"
-    from dnas.storage import join, parent
-
-    folder = parent(path)
-    folder_name = folder.name if isinstance(folder, Path) else folder.rsplit("/", 1)[-1]
-    log_dir = parent(folder) if folder_name == "checkpoints" else "<log dir>"
-    raise CheckpointMismatchError(
-        f"{path!r} is a search checkpoint ({what}): its weights are the supernet's and fit no discrete "
-        f"network. Export the architecture it found with --genotype {join(log_dir, 'genotype.json')} (untrained "
-        f"weights), or retrain it with dnas.Retrain (configs/quickstart_retrain.yaml) and pass that checkpoint"
-    )
-
-
-def _refuse_special_file(path: Path) -> None:
-    """Refuse a ``--genotype`` path that exists but is no regular file or directory (a FIFO or device never ends)."""
-    from dnas.genotypes import GenotypeError
-
-    try:
-        special = path.exists() and not path.is_file() and not path.is_dir()
-    except OSError:
-        return  # load() reports it
-    if special:
-        raise GenotypeError(f"genotype path {str(path)!r} is not a regular file; pass a genotype JSON file")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dnas export``: clear one-line errors, exit status 2 on bad input."""
-    from dnas.export.artifacts import CheckpointMismatchError, ExportError
-    from dnas.genotypes import GenotypeError
-
     try:
         run(list(sys.argv[1:] if argv is None else argv))
     except (GenotypeError, ExportError, CheckpointMismatchError, FileNotFoundError, ValueError) as err:

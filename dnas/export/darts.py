@@ -31,6 +31,7 @@ from dnas.cells.darts import NASNET_OPS as NASNET_OPS  # the nasnet space is reg
 from dnas.cells.darts import NASNET_SPACE as NASNET_SPACE
 from dnas.cells.edges import drop_path as drop_path  # the reference name's home (quark0/darts utils.drop_path)
 from dnas.cells.edges import incoming_edges, run_nodes
+from dnas.export.builders import register_builder
 from dnas.genotypes import CellGenotype, CellSpec, Genotype, GenotypeError, SpaceSpec
 from dnas.genotypes.build import build_options
 from dnas.ops.registry import build_op
@@ -259,21 +260,5 @@ _DARTS_SIGNATURE = _DARTS_SIGNATURE.replace(parameters=list(_DARTS_SIGNATURE.par
 build_darts_network.signature = _DARTS_SIGNATURE  # the options it takes (dnas.export.builder_signature)
 
 
-def _register() -> None:
-    from dnas.export.builders import register_builder
-
-    register_builder("darts", build_darts_network)
-    register_builder("nasnet", build_darts_network)
-
-
-_register()
-
-__all__ = [
-    "NASNET_SPACE",
-    "AuxiliaryHead",
-    "DartsEvalNetwork",
-    "EvalCell",
-    "build_darts_network",
-    "check_genotype",
-    "drop_path",
-]
+register_builder("darts", build_darts_network)
+register_builder("nasnet", build_darts_network)

@@ -175,20 +175,11 @@ def check_structure(text: str, skeleton: str, doc: str, data: Mapping[str, Any])
                 value = ast.literal_eval(got.value)
             except ValueError:
                 raise refuse(f"assigns {target} something that is not a literal") from None
-            if _normal(value) != _normal(data[target]):
+            if value != data[target]:  # _literal keeps types (a tuple stays a tuple), so equal means the same
                 raise refuse(f"assigns {target} a value other than the one exported")
             continue
         if ast.dump(got) != ast.dump(want):
             raise refuse(f"has a statement that is not dnas' own at line {got.lineno}")
-
-
-def _normal(value: Any) -> Any:
-    """Tuples and lists compare alike (a literal keeps either; only the content matters here)."""
-    if isinstance(value, (list, tuple)):
-        return [_normal(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    return value
 
 
 def verify(text: str, model: nn.Module, example: torch.Tensor) -> None:

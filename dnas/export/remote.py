@@ -14,63 +14,38 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from dnas.storage import filesystem, join, put_url
+from dnas.export.artifacts import _MAX_SUMMARY_BYTES, EXPORT_FILES, ExportError, is_export_marker, verdict
+from dnas.storage import join, put_url
 
 
 def _fs(url: str) -> tuple[Any, str]:
-    from dnas.export.artifacts import ExportError
+    from fsspec.core import url_to_fs
 
     try:
-        return filesystem(url)
+        return url_to_fs(url)
     except (ImportError, ValueError) as err:  # no backend for the protocol, or an unknown protocol
         raise ExportError(f"cannot write output {url!r}: {err}") from None
 
 
 def url_replaceable(fs: Any, path: str) -> str | None:
     """As :func:`dnas.export.artifacts.replaceable`, for the existing folder ``path`` of ``fs``."""
-    from dnas.export.artifacts import _MAX_SUMMARY_BYTES, EXPORT_FILES, EXPORT_MARKER, is_export_marker
-
     names = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
-    if not names:
-        return None
     summary = posixpath.join(path, "summary.json")
-    info = fs.info(summary) if "summary.json" in names else {}
-    marked = (
-        info.get("type") == "file"
-        and (info.get("size") or 0) <= _MAX_SUMMARY_BYTES
-        and is_export_marker(fs.cat_file(summary))
-    )
-    if not marked:
-        return f'is not a dnas export (no summary.json with "{EXPORT_MARKER}")'
-    foreign = [n for n in names if n not in EXPORT_FILES]
-    if foreign:
-        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        return f"holds files dnas export did not write: {foreign[:5]}{more}"
-    return None
+
+    def marked() -> bool:
+        info = fs.info(summary) if "summary.json" in names else {}
+        size_ok = (info.get("size") or 0) <= _MAX_SUMMARY_BYTES
+        return info.get("type") == "file" and size_ok and is_export_marker(fs.cat_file(summary))
+
+    return verdict(names, marked, EXPORT_FILES.__contains__)
 
 
-def check_url_output(url: str, overwrite: bool) -> None:
-    """Refuse an existing ``url`` unless ``overwrite`` and it is replaceable (the rules of a local ``out_dir``)."""
-    from dnas.export.artifacts import ExportError
-
+def url_output(url: str) -> tuple[bool, str | None]:
+    """``(url exists, why it may not be replaced or None)``: the rules of a local ``out_dir``."""
     fs, path = _fs(url)
-    try:
-        if not fs.exists(path):
-            return
-        if fs.isfile(path):
-            raise ExportError(
-                f"output {url!r} exists and is not a directory; refusing to replace it: choose another --out"
-            )
-        why = url_replaceable(fs, path)
-    except OSError as err:
-        raise ExportError(f"cannot read output {url!r}: {err}; choose another --out") from None
-    if why is not None:
-        raise ExportError(
-            f"output {url!r} already exists and {why}; dnas export replaces only a directory it wrote, even "
-            f"with --overwrite: choose a new or empty --out"
-        )
-    if not overwrite:
-        raise ExportError(f"output {url!r} already exists; choose another --out or pass --overwrite")
+    if not fs.exists(path):
+        return False, None
+    return True, "is not a directory" if fs.isfile(path) else url_replaceable(fs, path)
 
 
 def upload_export(local: Path, url: str) -> None:
@@ -78,8 +53,6 @@ def upload_export(local: Path, url: str) -> None:
 
     Files of a previous export that the new one does not have (another format's artifact) are deleted.
     """
-    from dnas.export.artifacts import ExportError
-
     fs, path = _fs(url)
     files = sorted(p.name for p in local.iterdir() if p.is_file())
     try:

@@ -157,7 +157,7 @@ class SourceCollector:
         """Make global ``name`` (read by code copied from ``where``) mean ``obj`` in ``model.py``."""
         owner = self.code.owners.get(name)
         if owner is not None:
-            if owner is obj or (isinstance(obj, types.ModuleType) and owner is obj):
+            if owner is obj:
                 return
             raise SourceError(
                 f"two different objects are both called {name!r} in the exported code ({_label(owner)} and "

@@ -15,14 +15,8 @@ import pytest
 import torch
 
 from dnas.export import build_model
-from dnas.export.artifacts import (
-    CheckpointMismatchError,
-    ExportError,
-    export_model,
-    load_weights,
-    read_checkpoint,
-    weights_from_checkpoint,
-)
+from dnas.export.artifacts import ExportError, export_model
+from dnas.export.checkpoints import CheckpointMismatchError, load_weights, read_checkpoint, weights_from_checkpoint
 from dnas.genotypes import Genotype, load
 
 # every op the python template knows, stride-2 `none` and `skip_connect` (FactorizedReduce) included
