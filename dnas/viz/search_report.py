@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from dnas.genotypes import Genotype
-from dnas.io import atomic_write_text
+from dnas.io import atomic_write_text, log_dir
 from dnas.storage import Location, is_file, join, read_bytes
 from dnas.viz.cells import render_genotype
 from dnas.viz.curves import plot_curves
@@ -230,7 +230,7 @@ def write_search_report(
 
     ``export_options`` are the builder options of the model section (those of the end-of-fit export, if any).
     """
-    out = callback.out_dir(trainer)
+    out = log_dir(trainer)
     plots = join(out, "plots")
     genotype = supernet.genotype()
     if callable(getattr(pl_module, "project_genotype", None)):  # within a hard cost budget (dnas.latency.BudgetLoss)
