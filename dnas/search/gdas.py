@@ -73,9 +73,8 @@ class GDAS(SampledSearch):
     ):
         if not 0 < tau_min <= tau_max:
             raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min}, tau_max={tau_max}")
-        super().__init__(supernet, seed=seed, w_lr_min=w_lr_min, **kwargs)
+        super().__init__(supernet, seed=seed, _temperature=tau_max, w_lr_min=w_lr_min, **kwargs)
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
-        self.temperature.fill_(self.tau_max)
 
     # ------------------------------------------------------------------ temperature
     def tau(self, epoch: int) -> float:

@@ -31,6 +31,7 @@ class SampledSearch(FBNet):
     Args:
         supernet: the search space.
         seed: seed of the sampling generator (rank ``r`` uses ``seed + r``).
+        _temperature: FBNet's initial Gumbel temperature, the subclass's (private: not a config option).
         **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments.
     """
 
@@ -40,13 +41,13 @@ class SampledSearch(FBNet):
     refusal: ClassVar[str] = "{cls} sets {name} itself; remove it"
     """The error for a refused FBNet argument, formatted with ``cls`` and ``name`` (quoted)."""
 
-    def __init__(self, supernet: Supernet, seed: int = 0, **kwargs: Any):
+    def __init__(self, supernet: Supernet, seed: int = 0, _temperature: float = 1.0, **kwargs: Any):
         for name in ("temperature", "hard", "single_path"):
             if name in kwargs:
                 raise ValueError(self.refusal.format(cls=type(self).__name__, name=repr(name)))
-        super().__init__(supernet, temperature=1.0, hard=True, single_path=True, **kwargs)
-        # again from here: FBNet's record holds the temperature, hard and single_path that this class refuses
-        self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
+        super().__init__(supernet, temperature=_temperature, hard=True, single_path=True, **kwargs)
+        ignore = ["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler", "_temperature"]
+        self.save_hyperparameters(ignore=ignore)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
 
