@@ -137,13 +137,18 @@ class DARTS(pl.LightningModule):
         With ``latency_loss`` the cross-entropy is combined with the expected cost of the *same* edge weights the
         forward used (softmax here, the Gumbel mask in FBNet), so the cost is differentiable in α.
         """
-        weights = self.sample_weights()
+        weights, cost_weights = self.arch_weights()
         logits = self(x, weights)
         loss = F.cross_entropy(logits, y)
         if self.latency_loss is None:
             return loss, logits, {}
-        loss, extra = self.latency_loss(loss, self.supernet, weights)
+        loss, extra = self.latency_loss(loss, self.supernet, cost_weights)
         return loss, logits, extra
+
+    def arch_weights(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The architecture step's edge weights: those of its forward, and those its cost is the expectation over."""
+        weights = self.sample_weights()
+        return weights, weights
 
     def arch_active(self) -> bool:
         """Run the α step this batch: after the warm-up, unless a callback froze α (``arch_updates_enabled``)."""

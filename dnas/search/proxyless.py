@@ -38,7 +38,6 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from dnas.cells.base import Supernet
 from dnas.ops.binary_gates import rescale_sampled, sample_single_paths, sample_two_paths
@@ -87,15 +86,10 @@ class ProxylessNAS(SampledSearch):
         return out
 
     # ------------------------------------------------------------------ architecture step
-    def arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Cross-entropy through the two-path binary gates, plus the expected cost of ``p̃`` with ``latency_loss``."""
+    def arch_weights(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The two-path binary gates for the forward; ``p̃`` over the two sampled paths for the cost."""
         gates, gate_probs, self._sampled_paths = self.binary_gates()
-        logits = self(x, gates)
-        loss = F.cross_entropy(logits, y)
-        if self.latency_loss is None:
-            return loss, logits, {}
-        loss, extra = self.latency_loss(loss, self.supernet, gate_probs)
-        return loss, logits, extra
+        return gates, gate_probs
 
     def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
         """The shared architecture step (:meth:`dnas.DARTS.arch_step`), then the rescaling of the sampled α."""
