@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -57,30 +58,15 @@ class SupernetEvaluator:
         self.calls = 0
         self.seconds = 0.0
 
-    def _batches(self):
-        seen = 0
-        for i, batch in enumerate(self.loader):
-            x, y = batch["arch"] if isinstance(batch, dict) else batch
-            if self.subset is not None:
-                if seen >= self.subset:
-                    return
-                x, y = x[: self.subset - seen], y[: self.subset - seen]
-            seen += len(y)
-            yield i, x, y
-
     @torch.no_grad()
     def __call__(self) -> tuple[float, float]:
         start = time.perf_counter()
         net = self.supernet
         device = self.device or next(net.parameters()).device
-        was_training = net.training
-        net.train(self.bn_mode == "train")
-        selection = net.selection_buffer_names()
-        saved = {n: b.clone() for n, b in net.named_buffers() if n not in selection}
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
         mine, n_batches, last = 0, 0, None
-        try:
-            for i, x, y in self._batches():
+        with measuring(net, train=self.bn_mode == "train"):
+            for i, (x, y) in enumerate(first_samples(self.loader, self.subset)):
                 n_batches += 1
                 if i % self.world_size != self.rank:
                     continue
@@ -96,11 +82,6 @@ class SupernetEvaluator:
                     net(last)
             if self.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(totals)
-        finally:
-            buffers = dict(net.named_buffers())
-            for n, b in saved.items():
-                buffers[n].copy_(b)
-            net.train(was_training)
         if totals[2] == 0:
             raise ValueError("the validation loader for perturbation selection yielded no samples")
         self.calls += 1
@@ -108,10 +89,45 @@ class SupernetEvaluator:
         return float(totals[0] / totals[2]), float(totals[1] / totals[2])
 
 
+def first_samples(loader: Iterable, n: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(x, y)`` batches of ``loader`` (the ``arch`` half of search batches) up to ``n`` samples (None: all)."""
+    seen = 0
+    for batch in loader:
+        x, y = batch["arch"] if isinstance(batch, dict) else batch
+        if n is not None:
+            x, y = x[: n - seen], y[: n - seen]
+        seen += len(y)
+        yield x, y
+        if n is not None and seen >= n:
+            return
+
+
+@contextmanager
+def measuring(net: Supernet, train: bool) -> Iterator[None]:
+    """Put ``net`` in train (BN batch statistics) or eval mode; afterwards restore its mode and buffers.
+
+    The selection buffers are not restored: they are the state a measurement may be asked to change.
+    """
+    was_training = net.training
+    selection = net.selection_buffer_names()
+    saved = {n: b.clone() for n, b in net.named_buffers() if n not in selection}
+    net.train(train)
+    try:
+        yield
+    finally:
+        buffers = dict(net.named_buffers())
+        with torch.no_grad():
+            for n, b in saved.items():
+                buffers[n].copy_(b)
+        net.train(was_training)
+
+
 def load_supernet_state(supernet: Supernet, path: str | Path) -> None:
     """Load ``path`` (:func:`dnas.io.load_checkpoint`: ``torch.load(weights_only=True)``) into ``supernet``.
 
-    Formats as ``init_from`` of :class:`dnas.callbacks.perturbation.PerturbationSelection`.
+    ``path`` holds a supernet ``state_dict()``, a Lightning checkpoint of a search module (keys ``supernet.*``), or a
+    reference DARTS search-network state with ``alphas_normal``/``alphas_reduce`` (imported with
+    :func:`dnas.cells.darts.import_reference_state`).
 
     Raises:
         dnas.io.CheckpointError: the file is missing, empty, truncated, corrupt or holds pickled code.

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
+from dnas.callbacks.plots import find_supernet
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
 from dnas.io import atomic_write_text, log_dir
@@ -60,12 +61,7 @@ class MagnitudeSelection(Callback):
             self._write(trainer, pl_module)
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        supernet = getattr(pl_module, "supernet", None)
-        if not isinstance(supernet, Supernet):
-            raise TypeError(
-                f"MagnitudeSelection needs a search module with a .supernet (dnas.cells.Supernet); "
-                f"{type(pl_module).__name__} has {type(supernet).__name__}"
-            )
+        supernet = find_supernet(pl_module, "MagnitudeSelection")
         self.genotype = magnitude_genotype(supernet, epoch=int(trainer.current_epoch))
         if trainer.is_global_zero:
             path = atomic_write_text(join(log_dir(trainer), self.filename), self.genotype.to_json())

@@ -1,18 +1,11 @@
 """Perturbation-based architecture selection: the DARTS-PT callback.
 
 Wang et al., "Rethinking Architecture Selection in Differentiable NAS", ICLR 2021 (reference code
-``ruocwang/darts-pt``). Instead of reading the architecture off the largest α, DARTS-PT measures how much the trained
-supernet *needs* each op: it masks the op, measures validation accuracy (or loss), and keeps the op whose removal hurts
-most. It discretises progressively, one edge per architecture group at a time, fine-tuning the supernet between
-decisions:
-
-1. **op projection** (:func:`~dnas.callbacks.projection.project_op`): mask each candidate op of an undecided edge in
-   turn, fix the edge to the op whose removal hurts most.
-2. **topology projection** (:func:`~dnas.callbacks.projection.project_topology`; spaces whose genotype rule keeps
-   ``edges_per_node`` inputs per node): drop the incoming edges of a node whose removal hurts least until
-   ``edges_per_node`` remain.
-3. ``interval`` epochs of ordinary training between decisions, with the weight optimizer reset to the paper's
-   learning rate (0.0025, cosine to 0.001) and α either trained (default) or frozen (the "fix-α" variant).
+``ruocwang/darts-pt``). Instead of reading the architecture off the largest α, DARTS-PT keeps the op whose removal
+hurts the trained supernet most, one edge per architecture group at a time (op projection, then topology projection
+where the space keeps ``edges_per_node`` inputs per node: :mod:`dnas.callbacks.projection`), with ``interval`` epochs
+of ordinary training between decisions: the weight optimizer reset to the paper's learning rate (0.0025, cosine to
+0.001) and α trained (default) or frozen (the "fix-α" variant).
 
 **Scheduling inside Lightning (design choice).** Selection is a callback inside the same ``fit`` as the supernet
 training: the tuning epochs are ordinary training epochs that come after the search epochs. Set
@@ -23,18 +16,13 @@ training; the first decision also resets the weight optimizer (state cleared onc
 epoch by the closed-form cosine). Everything else (data, α steps, logging, checkpoints, DDP) is the search module's
 own loop, so no second trainer, no second optimizer configuration, and the callback works with every search module
 that exposes ``.supernet``. As a **separate stage** on an already trained supernet, run ``dnas fit`` with
-``--ckpt_path <our checkpoint>`` and a larger ``max_epochs``, or start a fresh fit with ``init_from=<state dict file>``
-(our supernet state dict, a Lightning checkpoint of ours, or a reference DARTS supernet state) and
+``--ckpt_path <our checkpoint>`` and a larger ``max_epochs``, or start a fresh fit with ``init_from`` and
 ``max_epochs = tune_epochs``.
 
-**Resuming.** Decisions live in the supernet's selection buffers (each :class:`~dnas.cells.base.ArchGroup`'s ``fixed``,
-``override`` and ``mask``; in every checkpoint) plus this callback's :meth:`state_dict` (decisions so far with their
-scores, the drawn edge/node order, the resolved schedule), so ``--ckpt_path last.ckpt`` continues at the next undecided
-step.
-
-This module holds the schedule (:class:`PerturbationSelection`); the decision steps are in
-:mod:`dnas.callbacks.projection`, the measurements (:class:`~dnas.callbacks.evaluation.SupernetEvaluator`: BN
-statistics, DDP) and the ``init_from`` loader in :mod:`dnas.callbacks.evaluation`.
+**Resuming.** Decisions live in the supernet's selection buffers (in every checkpoint) plus this callback's
+:meth:`state_dict` (decisions so far with their scores, the drawn edge/node order, the resolved schedule), so
+``--ckpt_path last.ckpt`` continues at the next undecided step. The measurements are
+:class:`~dnas.callbacks.evaluation.SupernetEvaluator`'s (BN statistics, DDP).
 """
 
 from __future__ import annotations
@@ -50,6 +38,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from dnas.callbacks.evaluation import SupernetEvaluator, load_supernet_state
+from dnas.callbacks.plots import find_supernet
 from dnas.callbacks.projection import num_decisions, project_op, project_topology, topology_k, topology_nodes
 from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
@@ -85,12 +74,9 @@ class PerturbationSelection(Callback):
             ``none``; DARTS-PT's space drops it) and nothing otherwise (in NAS-Bench-201 ``none`` is legal).
         bn_mode: BN during measurements: ``"train"`` (batch statistics, the reference) or ``"eval"``.
         seed: seed of the random edge/node order (the same on every rank).
-        init_from: a file (local path or fsspec URL) loaded into the supernet with ``torch.load(weights_only=True)``
-            (:func:`dnas.io.load_checkpoint`: pickled code is refused) before the first tuning epoch: a supernet
-            ``state_dict()``, a Lightning checkpoint of a search module (keys ``supernet.*``), or a reference DARTS
-            search-network state with ``alphas_normal``/``alphas_reduce`` (imported with
-            :func:`dnas.cells.darts.import_reference_state`). Checked when ``fit`` sets up (a local file in full,
-            :func:`dnas.io.check_checkpoint`), so a missing, corrupt or unsafe file stops the run before training
+        init_from: a file (local path or fsspec URL) loaded into the supernet before the first tuning epoch (formats:
+            :func:`~dnas.callbacks.evaluation.load_supernet_state`). Checked when ``fit`` sets up
+            (:func:`dnas.io.check_checkpoint`), so a missing, corrupt or unsafe file stops the run before training
             with a :class:`dnas.io.CheckpointError`. Applied once; a resumed selection never reloads it.
         genotype_file: final genotype, written atomically to the log directory.
         decisions_file: one JSON line per decision (edge or node, candidate scores, choice) in the log directory.
@@ -175,7 +161,7 @@ class PerturbationSelection(Callback):
             check_checkpoint(self.init_from, what="init_from checkpoint", read_remote=False)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        supernet = _supernet(pl_module)
+        supernet = find_supernet(pl_module, "PerturbationSelection")
         if self.init_from is not None and not self.init_applied:
             load_supernet_state(supernet, self.init_from)
             self.init_applied = True
@@ -206,7 +192,7 @@ class PerturbationSelection(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.resolved_start is None or trainer.current_epoch < self.resolved_start:
             return
-        supernet = _supernet(pl_module)
+        supernet = find_supernet(pl_module, "PerturbationSelection")
         t = trainer.current_epoch - self.resolved_start
         self._tune_settings(trainer, pl_module, supernet, t)
         total = num_decisions(supernet)
@@ -218,7 +204,7 @@ class PerturbationSelection(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.resolved_start is None or trainer.current_epoch < self.resolved_start:
             return
-        supernet = _supernet(pl_module)
+        supernet = find_supernet(pl_module, "PerturbationSelection")
         if len(self.decisions) < num_decisions(supernet):
             rank_zero_warn(
                 f"PerturbationSelection stopped after {len(self.decisions)}/{num_decisions(supernet)} decisions; "
@@ -335,16 +321,6 @@ class PerturbationSelection(Callback):
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-def _supernet(pl_module: pl.LightningModule) -> Supernet:
-    net = getattr(pl_module, "supernet", None)
-    if not isinstance(net, Supernet):
-        raise TypeError(
-            f"selection callbacks need a search module with a .supernet (dnas.cells.Supernet); "
-            f"{type(pl_module).__name__} has {type(net).__name__}"
-        )
-    return net
-
-
 def _find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
     ids = {id(p) for p in params}
     for opt in trainer.optimizers:

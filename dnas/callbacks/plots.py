@@ -18,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from dnas.cells.base import Supernet
 from dnas.genotypes import Genotype
+from dnas.io import atomic_write_bytes, log_dir
 from dnas.storage import Location, join
 from dnas.viz.alpha import GroupInfo, edge_entropy, plot_alpha_evolution, plot_alpha_heatmaps
 from dnas.viz.style import figure_bytes
@@ -30,15 +31,21 @@ EXTRA_PARAMETER_FREE_OPS = ("skip", "identity")
 """Counted as parameter-free besides :data:`dnas.ops.PARAMETER_FREE_OPS` (FBNet's identity-like ``skip``)."""
 
 
-def find_supernet(pl_module: torch.nn.Module) -> Supernet:
-    """The module's ``supernet`` attribute, else the first :class:`Supernet` among its submodules."""
+def find_supernet(pl_module: torch.nn.Module, who: str) -> Supernet:
+    """The module's ``supernet`` attribute, else the first :class:`Supernet` among its submodules.
+
+    Raises:
+        TypeError: there is none; the message names the callback ``who`` needs it.
+    """
     net = getattr(pl_module, "supernet", None)
-    if isinstance(net, Supernet):
-        return net
-    for m in pl_module.modules():
-        if isinstance(m, Supernet):
-            return m
-    raise TypeError(f"{type(pl_module).__name__} holds no dnas.cells.Supernet; AlphaPlots needs a search module")
+    if not isinstance(net, Supernet) and isinstance(pl_module, torch.nn.Module):
+        net = next((m for m in pl_module.modules() if isinstance(m, Supernet)), net)
+    if not isinstance(net, Supernet):
+        raise TypeError(
+            f"{who} needs a search module with a .supernet (dnas.cells.Supernet); "
+            f"{type(pl_module).__name__} has {type(net).__name__}"
+        )
+    return net
 
 
 class AlphaPlots(pl.Callback):
@@ -134,13 +141,6 @@ class AlphaPlots(pl.Callback):
         k = weights.shape[-1]
         return k > 1 and float(edge_entropy(weights).mean()) >= (1 - tolerance) * float(np.log(k))
 
-    @staticmethod
-    def out_dir(trainer: pl.Trainer) -> Location:
-        """The run's log directory (a Path or a URL), read without ``Trainer.log_dir``'s DDP broadcast."""
-        from dnas.io import log_dir
-
-        return log_dir(trainer)
-
     def _record(self, supernet: Supernet, epoch: int) -> dict[str, np.ndarray]:
         weights = {g: w.float().cpu().numpy() for g, w in supernet.selection_weights().items()}
         for g, group in supernet.arch_groups.items():
@@ -171,12 +171,12 @@ class AlphaPlots(pl.Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        find_supernet(pl_module)  # fail early with a clear message
+        find_supernet(pl_module, "AlphaPlots")  # fail early with a clear message
         self._fit_start = time.perf_counter()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.epochs:
-            self._record(find_supernet(pl_module), trainer.current_epoch - 1)  # INIT on a fresh run
+            self._record(find_supernet(pl_module, "AlphaPlots"), trainer.current_epoch - 1)  # INIT on a fresh run
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         if self.input_shape is None:
@@ -191,7 +191,7 @@ class AlphaPlots(pl.Callback):
             self._snapshot_metrics(trainer, trainer.current_epoch - 1)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        supernet = find_supernet(pl_module)
+        supernet = find_supernet(pl_module, "AlphaPlots")
         epoch = trainer.current_epoch
         # validation metrics now (the epoch's train aggregates are not final yet), so a checkpoint saved at this
         # epoch's end carries them; the next epoch's start (or the end of fit) completes the row
@@ -233,7 +233,7 @@ class AlphaPlots(pl.Callback):
 
             # the model section describes the network the run's SearchExport writes, with its builder options
             options = next((cb.options for cb in trainer.callbacks if isinstance(cb, SearchExport)), None)
-            md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module), options)
+            md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module, "AlphaPlots"), options)
             rank_zero_info(f"dnas: search report written to {md} (and report.html)")
 
     # ------------------------------------------------------------------ verdict
@@ -243,7 +243,7 @@ class AlphaPlots(pl.Callback):
         The first record (before training) is the initial α, so a run whose architecture steps never ran is told so,
         with the reason when it is the warm-up.
         """
-        genotype = find_supernet(pl_module).genotype()
+        genotype = find_supernet(pl_module, "AlphaPlots").genotype()
         final = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
         first = {g: np.asarray(v[0]) for g, v in self.weights.items()}
         result = verdict(genotype, final, self.groups, initial=first)
@@ -268,11 +268,9 @@ class AlphaPlots(pl.Callback):
 
     def draw(self, trainer: pl.Trainer, genotype: Genotype | None, epoch: int) -> dict[str, Location]:
         """Write the heatmap and evolution PNGs for the latest record; returns name -> path (or URL)."""
-        from dnas.io import atomic_write_bytes
-
         if self._drawn is not None and self._drawn[0] == epoch:  # already drawn (the report asks again at fit end)
             return dict(self._drawn[1])
-        plots = join(self.out_dir(trainer), "plots")
+        plots = join(log_dir(trainer), "plots")
         latest = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
         title = "edge weights before training" if epoch == INIT else f"edge weights after epoch {epoch}"
         figures = {"alpha_heatmap": plot_alpha_heatmaps(latest, self.groups, title, genotype=genotype, dpi=self.dpi)}

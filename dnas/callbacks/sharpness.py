@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 
+from dnas.callbacks.evaluation import first_samples, measuring
 from dnas.callbacks.plots import find_supernet
 
 
@@ -135,22 +136,14 @@ class HessianEigenvalue(pl.Callback):
         if self._batches is None:
             dm = trainer.datamodule
             loader = dm.val_dataloader() if dm is not None else trainer.val_dataloaders
-            batches, seen = [], 0
-            for batch in loader:
-                x, y = batch["arch"] if isinstance(batch, dict) else batch
-                take = min(len(y), self.num_samples - seen)
-                batches.append((x[:take], y[:take]))
-                seen += take
-                if seen >= self.num_samples:
-                    break
-            if not batches:
+            self._batches = list(first_samples(loader, self.num_samples))
+            if not self._batches:
                 raise ValueError("HessianEigenvalue: the validation loader yielded no samples")
-            self._batches = batches
         return self._batches
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[float, int]:
         """``(dominant eigenvalue, Hessian-vector products)`` of the validation loss at the current α."""
-        net = find_supernet(pl_module)
+        net = find_supernet(pl_module, "HessianEigenvalue")
         device = next(net.parameters()).device
         batches = [(x.to(device), y.to(device)) for x, y in self.samples(trainer)]
         total = sum(len(y) for _, y in batches)
@@ -160,21 +153,11 @@ class HessianEigenvalue(pl.Callback):
             weights = net.edge_weights()
             return sum(F.cross_entropy(net(x, weights), y, reduction="sum") for x, y in batches) / total
 
-        was_training = net.training
-        selection = net.selection_buffer_names()
-        saved = {n: b.clone() for n, b in net.named_buffers() if n not in selection}
         generator = torch.Generator().manual_seed(self.seed)  # never the global RNG: the search's stream stays as is
-        try:
-            net.train(True)
-            with torch.enable_grad():
-                value, self._vector, used = dominant_eigenvalue(
-                    loss, alphas, self.iterations, self.tolerance, self.eps, self._vector, generator
-                )
-        finally:
-            buffers = dict(net.named_buffers())
-            for n, b in saved.items():
-                buffers[n].copy_(b)
-            net.train(was_training)
+        with measuring(net, train=True), torch.enable_grad():
+            value, self._vector, used = dominant_eigenvalue(
+                loss, alphas, self.iterations, self.tolerance, self.eps, self._vector, generator
+            )
         return value, used
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

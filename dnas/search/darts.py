@@ -6,7 +6,7 @@ rate follows a cosine schedule stepped once per epoch. Subclasses specialise sma
 
 * :meth:`sample_weights` — how α becomes edge weights (softmax; Gumbel in FBNet);
 * :meth:`weight_loss` / :meth:`arch_loss` — extra terms (SD-DARTS distillation, latency);
-* :meth:`arch_gradient` — first order / unrolled.
+* :attr:`arch_first` — the step order (the single-path searches take the weight step first).
 
 Step counting: ``trainer.global_step`` advances once per training batch (the weight step; the architecture step
 calls the torch optimizer directly), so ``max_steps``, ``val_check_interval``, ``log_every_n_steps`` and
@@ -17,25 +17,24 @@ weight update is dropped (``on_nonfinite="skip"``) is not counted.
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Literal
+from functools import partial
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.core.optimizer import LightningOptimizer
-from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 from dnas.cells.base import Supernet
-from dnas.errors import ConfigError
 from dnas.genotypes import Genotype
 from dnas.genotypes.build import with_build
 from dnas.io import gather_rng_states, restore_rng_states
-from dnas.io import log_dir as run_log_dir
 from dnas.latency.loss import LatencyLoss
 from dnas.search.architect import unrolled_grad
+from dnas.search.checks import check_data, supernet_num_classes
+from dnas.search.nonfinite import check_alpha_finite, nonfinite_update
 
 
 def log_step_and_epoch(
@@ -75,6 +74,11 @@ class DARTS(pl.LightningModule):
             combined with the task loss of the architecture step; its value is logged every step.
     """
 
+    default_w_optimizer: ClassVar = partial(torch.optim.SGD, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    """The weight optimizer when ``w_optimizer`` is None (subclasses name their paper's)."""
+    default_a_optimizer: ClassVar = partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    """The architecture optimizer when ``a_optimizer`` is None."""
+
     def __init__(
         self,
         supernet: Supernet,
@@ -104,7 +108,7 @@ class DARTS(pl.LightningModule):
         self.supernet = supernet
         self.unrolled = unrolled
         self.w_optimizer, self.a_optimizer, self.w_scheduler = w_optimizer, a_optimizer, w_scheduler
-        n_cls = self._infer_num_classes()
+        n_cls = supernet_num_classes(supernet, num_classes)
         self.train_acc = MulticlassAccuracy(n_cls, average="micro")
         self.arch_acc = MulticlassAccuracy(n_cls, average="micro")
         self.val_acc = MulticlassAccuracy(n_cls, average="micro")
@@ -113,23 +117,6 @@ class DARTS(pl.LightningModule):
         self._scaler_needs_update = False  # the α step used the loss scaler and the weight step has not updated it
         # selection callbacks (DARTS-PT "fix-α") switch α updates off without touching the optimizer
         self.arch_updates_enabled = True
-
-    def _infer_num_classes(self) -> int:
-        """The supernet's number of classes; ``num_classes`` (the data's, linked by the CLI) must agree with it."""
-        out = (
-            getattr(self.supernet, "num_classes", None)
-            or self.supernet.build_options().get("num_classes")
-            or getattr(getattr(self.supernet, "classifier", None), "out_features", None)
-        )
-        given = self.hparams.num_classes
-        if out is not None and given and int(given) != int(out):
-            raise ConfigError(
-                f"the supernet {type(self.supernet).__name__} outputs {out} classes but num_classes is {given} (the "
-                f"datamodule's, in the CLI); make the supernet output {given}"
-            )
-        if out is None and not given:
-            raise ValueError("cannot infer the number of classes from the supernet; pass num_classes")
-        return int(out if out is not None else given)
 
     # ------------------------------------------------------------------ hooks for subclasses
     def sample_weights(self) -> dict[str, torch.Tensor]:
@@ -150,13 +137,18 @@ class DARTS(pl.LightningModule):
         With ``latency_loss`` the cross-entropy is combined with the expected cost of the *same* edge weights the
         forward used (softmax here, the Gumbel mask in FBNet), so the cost is differentiable in α.
         """
-        weights = self.sample_weights()
+        weights, cost_weights = self.arch_weights()
         logits = self(x, weights)
         loss = F.cross_entropy(logits, y)
         if self.latency_loss is None:
             return loss, logits, {}
-        loss, extra = self.latency_loss(loss, self.supernet, weights)
+        loss, extra = self.latency_loss(loss, self.supernet, cost_weights)
         return loss, logits, extra
+
+    def arch_weights(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The architecture step's edge weights: those of its forward, and those its cost is the expectation over."""
+        weights = self.sample_weights()
+        return weights, weights
 
     def arch_active(self) -> bool:
         """Run the α step this batch: after the warm-up, unless a callback froze α (``arch_updates_enabled``)."""
@@ -164,16 +156,8 @@ class DARTS(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self):
-        w_params = self.supernet.weight_parameters() + self.extra_weight_parameters()
-        a_params = self.supernet.arch_parameters()
-        if self.w_optimizer is not None:
-            w_opt = self.w_optimizer(w_params)
-        else:
-            w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
-        if self.a_optimizer is not None:
-            a_opt = self.a_optimizer(a_params)
-        else:
-            a_opt = torch.optim.Adam(a_params, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        w_opt = (self.w_optimizer or self.default_w_optimizer)(self.supernet.weight_parameters())
+        a_opt = (self.a_optimizer or self.default_a_optimizer)(self.supernet.arch_parameters())
         if self.w_scheduler is not None:
             sched = self.w_scheduler(w_opt)
         else:
@@ -181,22 +165,22 @@ class DARTS(pl.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=t_max, eta_min=self.hparams.w_lr_min)
         return [w_opt, a_opt], [sched]
 
-    def extra_weight_parameters(self) -> list[torch.nn.Parameter]:
-        """Weights outside the supernet trained with the weight optimizer (none by default)."""
-        return []
-
     # ------------------------------------------------------------------ training
+    arch_first: ClassVar[bool] = True
+    """Step order per batch: the architecture step, then the weight step (DARTS); False: the other way round."""
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if not isinstance(batch, dict) or "train" not in batch or "arch" not in batch:
             raise TypeError(
                 "search modules need batches {'train': (x, y), 'arch': (x, y)}; use a dnas.data search datamodule"
             )
-        x_w, y_w = batch["train"]
-        x_a, y_a = batch["arch"]
         w_opt, a_opt = self.optimizers()
+        if not self.arch_first:
+            self.weight_step(w_opt, *batch["train"])
         if self.arch_active():
-            self.arch_step(a_opt, w_opt, (x_w, y_w), (x_a, y_a))
-        self.weight_step(w_opt, x_w, y_w)
+            self.arch_step(a_opt, w_opt, batch["train"], batch["arch"])
+        if self.arch_first:
+            self.weight_step(w_opt, *batch["train"])
 
     def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
         """One architecture update, correct in fp32, ``bf16-mixed`` and ``16-mixed``.
@@ -221,13 +205,13 @@ class DARTS(pl.LightningModule):
         else:
             loss, logits, extra = self.arch_loss(*arch_batch)
             if not torch.isfinite(loss).all():
-                self._nonfinite("architecture", "architecture loss", loss, batches)
+                nonfinite_update(self, "architecture", "architecture loss", loss, batches)
                 return
             grads = torch.autograd.grad(loss * scale if scaler is not None else loss, a_params, allow_unused=True)
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads)]
         if scaler is None and not all(torch.isfinite(g).all() for g in grads):
             norm = torch.nn.utils.get_total_norm([g.detach() for g in grads])
-            self._nonfinite("architecture", "architecture gradient (norm)", norm, batches)
+            nonfinite_update(self, "architecture", "architecture gradient (norm)", norm, batches)
             return
         for p, g in zip(a_params, grads):
             p.grad = g.detach().clone()
@@ -246,7 +230,7 @@ class DARTS(pl.LightningModule):
         else:
             opt.step()
         torch.clear_autocast_cache()  # no cached low-precision copy of the old α outlives its update (see architect)
-        self._check_alpha_finite()
+        check_alpha_finite(self)
         self.arch_acc(logits.detach(), arch_batch[1])
         # the batch is {"train", "arch"}, whose halves may differ in size: name the size averaged over
         n = int(arch_batch[1].shape[0])
@@ -267,43 +251,43 @@ class DARTS(pl.LightningModule):
         return getattr(self.trainer.precision_plugin, "scaler", None)
 
     def arch_gradient_unrolled(self, w_opt, train_batch, arch_batch, a_params, loss_scale: float = 1.0):
-        """Second-order α gradient of ``loss_scale`` times the validation loss (see :func:`unrolled_grad`)."""
+        """Second-order α gradient of ``loss_scale`` times the validation loss (see :func:`unrolled_grad`).
+
+        Returns:
+            ``(α gradients, validation loss, validation logits)``; the loss's extra logs go to ``_unrolled_extra``.
+        """
         opt = _torch_optimizer(w_opt)
         group = opt.param_groups[0]
-        weights = [p for p in self.supernet.weight_parameters() + self.extra_weight_parameters()]
+        weights = self.supernet.weight_parameters()
+        selection = {id(b) for b in self.supernet.selection_buffers()}
+        # BN statistics, num_batches_tracked included
         buffers = [
-            m
-            for m in self.supernet.buffers()
-            if m.dtype.is_floating_point or m.dtype in (torch.int64,)  # BN stats incl. num_batches_tracked
+            b
+            for b in self.supernet.buffers()
+            if (b.dtype.is_floating_point or b.dtype == torch.int64) and id(b) not in selection
         ]
-        sel = {id(b) for b in self.supernet.selection_buffers()}
-        buffers = [b for b in buffers if id(b) not in sel]
-        momentum_buffers = [opt.state.get(p, {}).get("momentum_buffer") for p in weights]
-        logits_box: dict[str, torch.Tensor] = {}
-
-        def train_loss() -> torch.Tensor:
-            return self.weight_loss(*train_batch)[0]
+        out: dict[str, Any] = {}
 
         def val_loss() -> torch.Tensor:
-            loss, logits, logits_box["extra"] = self.arch_loss(*arch_batch)
-            logits_box["logits"] = logits.detach()
+            loss, logits, out["extra"] = self.arch_loss(*arch_batch)
+            out["logits"] = logits.detach()
             return loss
 
         grads, loss = unrolled_grad(
-            train_loss,
+            lambda: self.weight_loss(*train_batch)[0],
             val_loss,
             weights,
             a_params,
             lr=float(group["lr"]),
             momentum=float(group.get("momentum", 0.0)),
             weight_decay=float(group.get("weight_decay", 0.0)),
-            momentum_buffers=momentum_buffers,
+            momentum_buffers=[opt.state.get(p, {}).get("momentum_buffer") for p in weights],
             r=self.hparams.unrolled_r,
             buffers=buffers,
             loss_scale=loss_scale,
         )
-        self._unrolled_extra = logits_box.get("extra") or {}
-        return grads, loss, logits_box["logits"]
+        self._unrolled_extra = out.get("extra") or {}
+        return grads, loss, out["logits"]
 
     def weight_step(self, w_opt, x: torch.Tensor, y: torch.Tensor) -> None:
         w_opt.zero_grad()
@@ -324,7 +308,7 @@ class DARTS(pl.LightningModule):
             term, value = ("weight loss", check[0]) if not finite[0] else ("weight gradient (norm)", check[1])
             w_opt.zero_grad()
             self._finish_scaler_iteration()
-            self._nonfinite("weight", term, value, {"training batch": x})
+            nonfinite_update(self, "weight", term, value, {"training batch": x})
             return
         w_opt.step()  # the precision plugin: unscale (16-mixed), on_before_optimizer_step (clipping), step, update
         self._scaler_needs_update = False
@@ -349,60 +333,6 @@ class DARTS(pl.LightningModule):
         if scaler is not None and self._scaler_needs_update:
             scaler.update()
         self._scaler_needs_update = False
-
-    def _nonfinite(self, step: str, term: str, value: torch.Tensor, batches: dict[str, torch.Tensor]) -> None:
-        """A non-finite ``term`` in the ``step`` ("weight" or "architecture") step: skip the update or raise.
-
-        The message names the term, the step, epoch and batch, the first non-finite input (a batch, a weight, α)
-        that explains it, and the checkpoint that is kept, if one was written.
-
-        Raises:
-            FloatingPointError: unless ``on_nonfinite="skip"`` (then the update is dropped and counted).
-        """
-        msg = f"non-finite {term} ({float(value.detach().float().flatten()[0])}) at epoch {self.current_epoch}, "
-        msg += f"batch {self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1}, in the {step} step"
-        msg += self._nonfinite_cause(batches)
-        if self.hparams.on_nonfinite == "skip":
-            rank_zero_info(f"dnas: skipping update: {msg}")
-            self.log("nonfinite_skipped", 1.0, reduce_fx="sum", on_step=False, on_epoch=True, batch_size=1)
-            return
-        raise FloatingPointError(f"{msg}; {self._kept_checkpoint()}. Set on_nonfinite='skip' to drop such updates.")
-
-    def _nonfinite_cause(self, batches: dict[str, torch.Tensor]) -> str:
-        """Where a non-finite value comes from, as a message suffix ("" if inputs, weights and α are all finite)."""
-        for name, x in batches.items():
-            if torch.is_tensor(x) and x.is_floating_point() and not torch.isfinite(x).all():
-                return f": the {name} has non-finite values"
-        arch = {id(p) for p in self.supernet.arch_parameters()}
-        for name, p in self.named_parameters():
-            if not torch.isfinite(p).all():
-                kind = "architecture parameter" if id(p) in arch else "weight"
-                return f": {kind} {name} was already non-finite (an earlier update diverged)"
-        return ""
-
-    def _kept_checkpoint(self) -> str:
-        """Which checkpoint a stopped run leaves to resume from, for the non-finite error."""
-        from lightning_fabric.utilities.cloud_io import get_filesystem
-
-        for callback in self.trainer.checkpoint_callbacks:
-            for attr, label in (("last_model_path", "the last checkpoint"), ("best_model_path", "checkpoint")):
-                path = getattr(callback, attr, None)
-                if path and get_filesystem(path).exists(path):
-                    return f"{label} ({path}) is kept"
-        if self.trainer.ckpt_path:
-            return f"the checkpoint this run resumed from ({self.trainer.ckpt_path}) is untouched"
-        return "no checkpoint has been written yet"
-
-    def _check_alpha_finite(self) -> None:
-        for name, p in self.supernet.named_arch_parameters():
-            if not torch.isfinite(p).all():
-                batch = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
-                raise FloatingPointError(
-                    f"architecture parameter {name} became non-finite at epoch {self.current_epoch}, batch {batch}, "
-                    f"in the architecture step (its optimizer update; the loss and gradient were finite); "
-                    f"{self._kept_checkpoint()}. Lower the architecture learning rate (on_nonfinite='skip' cannot "
-                    "undo an update)."
-                )
 
     # ------------------------------------------------------------------ epochs
     def on_train_epoch_start(self) -> None:
@@ -446,14 +376,6 @@ class DARTS(pl.LightningModule):
         size = getattr(dm, "input_size", None)
         return tuple(int(d) for d in size) if size else None
 
-    def log_dir(self) -> Path | str:
-        """The run's log directory (the URL string where it is an fsspec URL).
-
-        Uses :func:`dnas.io.log_dir`: ``trainer.log_dir`` is a collective (a broadcast) under DDP, so calling it
-        from rank-zero-only code would hang.
-        """
-        return run_log_dir(self.trainer)
-
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, metric: MulticlassAccuracy, prefix: str) -> torch.Tensor:
         x, y = batch["arch"] if isinstance(batch, dict) else batch
@@ -484,31 +406,7 @@ class DARTS(pl.LightningModule):
         strategy = self.trainer.strategy
         if self.needs_unused_parameters and hasattr(strategy, "_ddp_kwargs"):
             strategy._ddp_kwargs["find_unused_parameters"] = True  # read when the model is wrapped, after setup()
-        self.check_datamodule(getattr(self.trainer, "datamodule", None))
-
-    def check_datamodule(self, dm: Any) -> None:
-        """Check the data against the supernet: classes, and input channels (features) where both declare them.
-
-        Raises:
-            ConfigError: a mismatch, naming both numbers and the option to change.
-        """
-        want = getattr(dm, "num_classes", None)
-        have = self.train_acc.num_classes
-        if want is not None and int(want) != int(have):
-            raise ConfigError(
-                f"the datamodule has {want} classes but the model outputs {have}; "
-                f"set model.init_args.supernet.init_args.num_classes: {want}"
-            )
-        want = getattr(dm, "in_channels", None)
-        # spaces name their input width in_channels (images, sequences) or in_features (table rows)
-        key = next((k for k in ("in_channels", "in_features") if isinstance(getattr(self.supernet, k, None), int)), "")
-        have = getattr(self.supernet, key, None) if key else None
-        if want is not None and have is not None and int(want) != have:
-            what = "features per row" if key == "in_features" else "channels"
-            raise ConfigError(
-                f"supernet {key}={have} but the data module {type(dm).__name__} yields {want} {what}; "
-                f"set --model.init_args.supernet.init_args.{key} {want}"
-            )
+        check_data(self.supernet, self.train_acc.num_classes, getattr(self.trainer, "datamodule", None))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnas_genotype"] = self.project_genotype(self.supernet.genotype()).to_dict()

@@ -60,6 +60,11 @@ class FBNet(DARTS):
             straight-through gradient (through the sampled op's output and the other ops' zero weights).
     """
 
+    default_w_optimizer = partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    default_a_optimizer = partial(torch.optim.Adam, lr=0.01, weight_decay=5e-4)
+    generator: torch.Generator | None = None
+    """The Gumbel noise's generator (None: the global one; :class:`~dnas.search.sampled.SampledSearch` sets its own)."""
+
     def __init__(
         self,
         supernet: Supernet,
@@ -91,8 +96,8 @@ class FBNet(DARTS):
         super().__init__(
             supernet,
             unrolled=False,
-            w_optimizer=w_optimizer or partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-4),
-            a_optimizer=a_optimizer or partial(torch.optim.Adam, lr=0.01, weight_decay=5e-4),
+            w_optimizer=w_optimizer,
+            a_optimizer=a_optimizer,
             w_scheduler=w_scheduler,
             w_lr_min=w_lr_min,
             grad_clip=grad_clip,
@@ -102,7 +107,7 @@ class FBNet(DARTS):
             num_classes=num_classes,
             latency_loss=latency_loss,
         )
-        # save_hyperparameters reads the caller's frame: record FBNet's own arguments, not the partials above
+        # the optimizer callables stay out of FBNet's hyperparameters
         self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
         self.hard, self.final, self.num_samples, self.sample_seed = hard, final, num_samples, sample_seed
         self.register_buffer("temperature", torch.tensor(float(temperature)))
@@ -122,7 +127,8 @@ class FBNet(DARTS):
         """
         if not self.training:
             return self.argmax_weights() if self.single_path else self.supernet.edge_weights()
-        return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=self.hard))
+        sampler = GumbelSampler(self.temperature, hard=self.hard, generator=self.generator)
+        return self.supernet.edge_weights(sampler=sampler)
 
     def argmax_weights(self) -> dict[str, torch.Tensor]:
         """Per group, the one-hot of each row's largest selection weight (rows removed by selection stay 0).

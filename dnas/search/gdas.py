@@ -12,10 +12,8 @@ weight. τ decays linearly per epoch from ``tau_max`` to ``tau_min`` over ``max_
 
 Per batch, as the reference: the weight step on the ``train`` batch (SGD, gradient norm clipped at 5), then the
 architecture step on the ``arch`` batch (Adam, no clipping); each forward draws its own sample. Validation and test
-run the current architecture without noise: per edge the op with the largest selection weight (softmax α with the
-selection callbacks' masks and fixed edges applied), one op per edge. A single-path-trained supernet is not a
-meaningful softmax mixture (on the NAS-Bench-201 quickstart the mixture scores near chance while the path learns),
-and a perturbation callback that masks an edge's best op then sees the next-best op in its place.
+run the argmax path without noise (:meth:`~dnas.search.fbnet.FBNet.argmax_weights`, which says why; on the
+NAS-Bench-201 quickstart the softmax mixture scores near chance while the path learns).
 
 Departures from the reference, and why:
 
@@ -23,11 +21,10 @@ Departures from the reference, and why:
 * on the DARTS space both cell types are searched (the CVPR paper fixes a hand-designed reduction cell; its
   NAS-Bench-201 code searches the one cell type, as here);
 * the Gumbel noise comes from the module's own generator (``seed``), saved in checkpoints, so a resumed search draws
-  the same architectures as an uninterrupted one (:class:`~dnas.search.sampled.SampledSearch`, shared with
-  :class:`dnas.ProxylessNAS`: per-rank streams under DDP, the weight-then-architecture step order).
+  the same architectures as an uninterrupted one.
 
-Distributed training: each rank runs different ops, so some weights get no gradient in a step; the module turns on
-DDP's ``find_unused_parameters`` itself (:attr:`needs_unused_parameters`).
+Resume and DDP as :class:`~dnas.search.sampled.SampledSearch` (generator in the checkpoint, ``find_unused_parameters``
+turned on by the module).
 """
 
 from __future__ import annotations
@@ -36,35 +33,34 @@ from functools import partial
 from typing import Any
 
 import torch
-from pytorch_lightning.cli import OptimizerCallable
 
 from dnas.callbacks.temperature import TemperatureSchedule
 from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
-from dnas.ops.gumbel import GumbelSampler
 from dnas.search.sampled import SampledSearch
 
 
 class GDAS(SampledSearch):
     """Gradient-based search with a differentiable architecture sampler: one sampled op per edge and step.
 
-    Every :class:`~dnas.search.fbnet.FBNet` argument is accepted (``latency_loss`` included: the expected cost of the
-    sampled one-hot weights, differentiable through the straight-through path); those listed here are GDAS's own or
-    have GDAS's defaults.
+    Every :class:`~dnas.search.fbnet.FBNet` argument but the Gumbel ones is accepted (``latency_loss`` included: the
+    expected cost of the sampled one-hot weights, differentiable through the straight-through path). Default
+    optimizers as the reference's NAS-Bench-201 config: SGD(lr 0.025, momentum 0.9, Nesterov, weight decay 5e-4) on
+    the weights, Adam(lr 3e-4, betas (0.5, 0.999), weight decay 1e-3) on α.
 
     Args:
         supernet: the search space (any :class:`~dnas.cells.Supernet` whose edges are :class:`~dnas.ops.MixedOp`).
         tau_max: τ at the first epoch (reference: 10).
         tau_min: τ at the last epoch (reference: 0.1).
         seed: seed of the Gumbel generator (rank ``r`` uses ``seed + r``).
-        w_optimizer: weight optimizer; None = SGD(lr 0.025, momentum 0.9, Nesterov, weight decay 5e-4) as the
-            reference's NAS-Bench-201 config.
-        a_optimizer: architecture optimizer; None = Adam(lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
         w_lr_min: ``eta_min`` of the default cosine schedule (reference: 0.001).
         **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments (``latency_loss``, ``final``, ...).
     """
 
     rng_key = "dnas_gdas_rng"
+    refusal = "{cls} sets {name} itself (hard single-path samples, τ tau_max → tau_min); remove it"
+    default_w_optimizer = partial(torch.optim.SGD, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    default_a_optimizer = partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
 
     def __init__(
         self,
@@ -72,40 +68,15 @@ class GDAS(SampledSearch):
         tau_max: float = 10.0,
         tau_min: float = 0.1,
         seed: int = 0,
-        w_optimizer: OptimizerCallable | None = None,
-        a_optimizer: OptimizerCallable | None = None,
         w_lr_min: float = 0.001,
         **kwargs: Any,
     ):
         if not 0 < tau_min <= tau_max:
             raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min}, tau_max={tau_max}")
-        for name in ("temperature", "hard", "single_path"):
-            if name in kwargs:
-                raise ValueError(
-                    f"GDAS sets {name!r} itself (hard single-path samples, τ tau_max → tau_min); remove it"
-                )
-        super().__init__(
-            supernet,
-            seed=seed,
-            temperature=tau_max,
-            hard=True,
-            single_path=True,
-            w_optimizer=w_optimizer
-            or partial(torch.optim.SGD, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4),
-            a_optimizer=a_optimizer or partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3),
-            w_lr_min=w_lr_min,
-            **kwargs,
-        )
-        self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
+        super().__init__(supernet, seed=seed, _temperature=tau_max, w_lr_min=w_lr_min, **kwargs)
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
 
-    # ------------------------------------------------------------------ sampling
-    def sample_weights(self) -> dict[str, torch.Tensor]:
-        """Hard Gumbel-max samples (straight-through) while training; the argmax path in evaluation."""
-        if not self.training:
-            return self.argmax_weights()
-        return self.supernet.edge_weights(sampler=GumbelSampler(self.temperature, hard=True, generator=self.generator))
-
+    # ------------------------------------------------------------------ temperature
     def tau(self, epoch: int) -> float:
         """τ at the start of ``epoch``: linear from ``tau_max`` (epoch 0) to ``tau_min`` (the last epoch)."""
         total = self.trainer.max_epochs if self._trainer is not None else None

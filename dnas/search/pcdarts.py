@@ -13,7 +13,6 @@ import functools
 from typing import Any
 
 import torch
-from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 
 from dnas.cells.base import Supernet
@@ -28,38 +27,22 @@ class PCDARTS(DARTS):
     what DARTS computes. Every argument of :class:`~dnas.search.darts.DARTS` is accepted; those listed here only have
     other defaults.
 
+    Default optimizers as the paper: SGD(lr 0.1, momentum 0.9, weight decay 3e-4) on the weights, Adam(lr 6e-4,
+    betas (0.5, 0.999), weight decay 1e-3) on α and β.
+
     Args:
         supernet: the search space, normally a ``DartsSupernet`` with
             ``edge_options=EdgeOptions(partial_channels=4, edge_normalization=True)``.
-        w_optimizer: weight optimizer; None = SGD(lr 0.1, momentum 0.9, weight decay 3e-4) as the paper.
-        a_optimizer: optimizer of α and β; None = Adam(lr 6e-4, betas (0.5, 0.999), weight decay 1e-3).
         w_lr_min: ``eta_min`` of the default cosine schedule (reference main branch: 0; its V100 branch: 0.001).
         arch_warmup_epochs: epochs of weight-only training before α/β updates start (paper: 15 of 50).
         **kwargs: the other :class:`~dnas.search.darts.DARTS` arguments.
     """
 
-    def __init__(
-        self,
-        supernet: Supernet,
-        w_optimizer: OptimizerCallable | None = None,
-        a_optimizer: OptimizerCallable | None = None,
-        w_lr_min: float = 0.0,
-        arch_warmup_epochs: int = 15,
-        **kwargs: Any,
-    ):
-        super().__init__(
-            supernet,
-            w_optimizer=w_optimizer,
-            a_optimizer=a_optimizer,
-            w_lr_min=w_lr_min,
-            arch_warmup_epochs=arch_warmup_epochs,
-            **kwargs,
-        )
-        # None in the hyperparameters means "the paper's optimizer"; DARTS.configure_optimizers calls these
-        if self.w_optimizer is None:
-            self.w_optimizer = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=3e-4)
-        if self.a_optimizer is None:
-            self.a_optimizer = functools.partial(torch.optim.Adam, lr=6e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    default_w_optimizer = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=3e-4)
+    default_a_optimizer = functools.partial(torch.optim.Adam, lr=6e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+
+    def __init__(self, supernet: Supernet, w_lr_min: float = 0.0, arch_warmup_epochs: int = 15, **kwargs: Any):
+        super().__init__(supernet, w_lr_min=w_lr_min, arch_warmup_epochs=arch_warmup_epochs, **kwargs)
         edges = supernet.edge_options
         if edges.partial_channels == 1 and not edges.edge_normalization:
             rank_zero_warn(

@@ -4,16 +4,10 @@ Cai, Zhu & Han, "ProxylessNAS: Direct Neural Architecture Search on Target Task 
 gradient-based search); reference mit-han-lab/proxylessnas, ``search/modules/mix_op.py`` (``MixedEdge``, mode
 ``two``) and ``search/nas_manager.py`` (``gradient_step``).
 
-Per batch, as the reference: the **weight step** on the ``train`` batch draws one path per edge from
-``p = softmax(α)`` (selection masks and fixed edges applied) and the mixed ops run only that path
-(:func:`.sample_single_paths`); then the **architecture step** on the ``arch`` batch draws two paths
-per edge without replacement, re-normalises the probabilities over them (``p̃``), opens one gate drawn from ``p̃``, runs
-the two paths (the closed one without autograd) and takes the binary-gate gradient
-``∂L/∂α_i = Σ_j ∂L/∂g_j p̃_j (δ_ij − p̃_i)`` over the two (:func:`dnas.ops.binary_gates.sample_two_paths`; the mixed
-ops' ``"binary_gate"`` sampled execution, :mod:`dnas.ops.mixed`). The α of the unsampled paths get no gradient.
-After the update the two sampled α of each edge are shifted by a common offset so that the unsampled paths'
-probabilities are what they were before it (:func:`dnas.ops.binary_gates.rescale_sampled`: the paper's rescaling, as
-the reference's ``rescale_updated_arch_param``, ``α_i −= log(Σ_two exp(α_new) / Σ_two exp(α_old))``).
+Per batch, as the reference: the **weight step** on the ``train`` batch runs one path per edge drawn from
+``p = softmax(α)``; then the **architecture step** on the ``arch`` batch opens one of two sampled paths per edge, takes
+the binary-gate gradient over the two and rescales their α so that the unsampled paths' probabilities are unchanged
+(the mechanism, with the paper's and the reference's formulas: :mod:`dnas.ops.binary_gates`).
 
 With ``latency_loss`` (``dnas.latency.LatencyLoss`` or ``BudgetLoss``) the architecture loss adds the expected cost of
 ``p̃`` over the two sampled paths of each edge (the reference's ``expected_latency`` reads
@@ -44,8 +38,6 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from pytorch_lightning.cli import OptimizerCallable
 
 from dnas.cells.base import Supernet
 from dnas.ops.binary_gates import rescale_sampled, sample_single_paths, sample_two_paths
@@ -57,46 +49,24 @@ class ProxylessNAS(SampledSearch):
     """Gradient-based ProxylessNAS: binary gates with one path per weight step and two per architecture step.
 
     Every :class:`~dnas.search.fbnet.FBNet` argument but the Gumbel ones is accepted (``latency_loss``, ``final``,
-    ``arch_warmup_epochs`` (the reference warms the weights up for 40 epochs), ...).
+    ``arch_warmup_epochs`` (the reference warms the weights up for 40 epochs), ...). Default optimizers as the
+    reference's ``imagenet_arch_search.py``: SGD(lr 0.025, momentum 0.9, Nesterov, weight decay 4e-5) on the weights,
+    Adam(lr 1e-3, betas (0, 0.999), eps 1e-8, no weight decay) on α.
 
     Args:
         supernet: the search space (any :class:`~dnas.cells.Supernet` whose edges are :class:`~dnas.ops.MixedOp`).
         seed: seed of the path sampler (rank ``r`` uses ``seed + r``).
-        w_optimizer: weight optimizer; None = SGD(lr 0.025, momentum 0.9, Nesterov, weight decay 4e-5) as the
-            reference's ``imagenet_arch_search.py``.
-        a_optimizer: architecture optimizer; None = Adam(lr 1e-3, betas (0, 0.999), eps 1e-8, no weight decay) as the
-            reference.
         w_lr_min: ``eta_min`` of the default cosine schedule (reference: 0).
         **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments.
     """
 
     rng_key = "dnas_proxyless_rng"
+    refusal = "{cls} samples binary gates itself (no Gumbel {name}); remove it"
+    default_w_optimizer = partial(torch.optim.SGD, lr=0.025, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    default_a_optimizer = partial(torch.optim.Adam, lr=1e-3, betas=(0.0, 0.999), eps=1e-8)
 
-    def __init__(
-        self,
-        supernet: Supernet,
-        seed: int = 0,
-        w_optimizer: OptimizerCallable | None = None,
-        a_optimizer: OptimizerCallable | None = None,
-        w_lr_min: float = 0.0,
-        **kwargs: Any,
-    ):
-        for name in ("temperature", "hard", "single_path"):
-            if name in kwargs:
-                raise ValueError(f"ProxylessNAS samples binary gates itself (no Gumbel {name!r}); remove it")
-        super().__init__(
-            supernet,
-            seed=seed,
-            temperature=1.0,  # FBNet's Gumbel temperature: unused (no Gumbel noise here)
-            hard=True,
-            single_path=True,
-            w_optimizer=w_optimizer
-            or partial(torch.optim.SGD, lr=0.025, momentum=0.9, nesterov=True, weight_decay=4e-5),
-            a_optimizer=a_optimizer or partial(torch.optim.Adam, lr=1e-3, betas=(0.0, 0.999), eps=1e-8),
-            w_lr_min=w_lr_min,
-            **kwargs,
-        )
-        self.save_hyperparameters(ignore=["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler"])
+    def __init__(self, supernet: Supernet, seed: int = 0, w_lr_min: float = 0.0, **kwargs: Any):
+        super().__init__(supernet, seed=seed, w_lr_min=w_lr_min, **kwargs)
         set_sampled_execution(self.supernet, "binary_gate")
         self._sampled_paths: dict[str, torch.Tensor] = {}
 
@@ -116,15 +86,10 @@ class ProxylessNAS(SampledSearch):
         return out
 
     # ------------------------------------------------------------------ architecture step
-    def arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Cross-entropy through the two-path binary gates, plus the expected cost of ``p̃`` with ``latency_loss``."""
+    def arch_weights(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The two-path binary gates for the forward; ``p̃`` over the two sampled paths for the cost."""
         gates, gate_probs, self._sampled_paths = self.binary_gates()
-        logits = self(x, gates)
-        loss = F.cross_entropy(logits, y)
-        if self.latency_loss is None:
-            return loss, logits, {}
-        loss, extra = self.latency_loss(loss, self.supernet, gate_probs)
-        return loss, logits, extra
+        return gates, gate_probs
 
     def arch_step(self, a_opt, w_opt, train_batch, arch_batch) -> None:
         """The shared architecture step (:meth:`dnas.DARTS.arch_step`), then the rescaling of the sampled α."""

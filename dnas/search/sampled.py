@@ -25,30 +25,31 @@ from dnas.search.fbnet import FBNet
 class SampledSearch(FBNet):
     """A single-path search: FBNet's hard, single-path mode plus a checkpointed sampling generator.
 
+    FBNet's ``temperature``, ``hard`` and ``single_path`` are the subclass's to set, not the user's: they are refused
+    with :attr:`refusal` (not typed parameters here, so the LightningCLI schema does not offer them).
+
     Args:
         supernet: the search space.
         seed: seed of the sampling generator (rank ``r`` uses ``seed + r``).
-        **kwargs: the :class:`~dnas.search.fbnet.FBNet` arguments.
+        _temperature: FBNet's initial Gumbel temperature, the subclass's (private: not a config option).
+        **kwargs: the other :class:`~dnas.search.fbnet.FBNet` arguments.
     """
 
+    arch_first = False  # the weight step, then the architecture step (the references' order)
     rng_key: ClassVar[str] = "dnas_sampler_rng"
     """Checkpoint key of the generator's state."""
+    refusal: ClassVar[str] = "{cls} sets {name} itself; remove it"
+    """The error for a refused FBNet argument, formatted with ``cls`` and ``name`` (quoted)."""
 
-    def __init__(self, supernet: Supernet, seed: int = 0, **kwargs: Any):
-        super().__init__(supernet, **kwargs)
+    def __init__(self, supernet: Supernet, seed: int = 0, _temperature: float = 1.0, **kwargs: Any):
+        for name in ("temperature", "hard", "single_path"):
+            if name in kwargs:
+                raise ValueError(self.refusal.format(cls=type(self).__name__, name=repr(name)))
+        super().__init__(supernet, temperature=_temperature, hard=True, single_path=True, **kwargs)
+        ignore = ["supernet", "latency_loss", "w_optimizer", "a_optimizer", "w_scheduler", "_temperature"]
+        self.save_hyperparameters(ignore=ignore)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """The weight step on ``train``, then the architecture step on ``arch`` (the references' order)."""
-        if not isinstance(batch, dict) or "train" not in batch or "arch" not in batch:
-            raise TypeError(
-                "search modules need batches {'train': (x, y), 'arch': (x, y)}; use a dnas.data search datamodule"
-            )
-        w_opt, a_opt = self.optimizers()
-        self.weight_step(w_opt, *batch["train"])
-        if self.arch_active():
-            self.arch_step(a_opt, w_opt, batch["train"], batch["arch"])
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

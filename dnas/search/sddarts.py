@@ -178,10 +178,6 @@ class SDDARTS(DARTS):
             self._weight_steps += 1
 
     # ------------------------------------------------------------------ teachers
-    @property
-    def num_snapshots(self) -> int:
-        return sum(s >= 0 for s in self._bank_steps)
-
     def _snapshot_tensors(self) -> dict[str, torch.Tensor]:
         """Supernet tensors a snapshot holds: parameters and floating buffers, not the selection buffers."""
         selection = self.supernet.selection_buffer_names()

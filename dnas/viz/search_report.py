@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from dnas.genotypes import Genotype
-from dnas.io import atomic_write_text
+from dnas.io import atomic_write_text, log_dir
 from dnas.storage import Location, is_file, join, read_bytes
 from dnas.viz.cells import render_genotype
 from dnas.viz.curves import plot_curves
@@ -190,7 +190,7 @@ def write_search_report(
 
     ``export_options`` are the builder options of the model section (those of the end-of-fit export, if any).
     """
-    out = callback.out_dir(trainer)
+    out = log_dir(trainer)
     plots = join(out, "plots")
     genotype = supernet.genotype()
     if callable(getattr(pl_module, "project_genotype", None)):  # within a hard cost budget (dnas.latency.BudgetLoss)

@@ -1,32 +1,24 @@
 import json
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
 import dnas
 from dnas.callbacks import GenotypeWriter, TemperatureSchedule
-from dnas.cells.fbnet import FBNetSupernet
 from dnas.data import DigitsDataModule
 from dnas.genotypes import Genotype
 from dnas.latency import LatencyLoss, measure_table
 
 
-def _supernet():
+@pytest.fixture
+def supernet(small_spaces):
     torch.manual_seed(0)
-    return FBNetSupernet(
-        num_classes=10,
-        in_channels=1,
-        input_size=8,
-        width_mult=0.25,
-        head_channels=8,
-        stem_stride=1,
-        stage_strides=[2, 2, 1, 1, 1, 1, 1],
-        primitives=("k3_e1", "k3_e1_g2", "skip"),
-    )
+    return small_spaces["fbnet"][0]()
 
 
-def test_fbnet_search_warmup_latency_logging_temperature_and_samples(tmp_path):
-    net = _supernet()
+def test_fbnet_search_warmup_latency_logging_temperature_and_samples(tmp_path, supernet):
+    net = supernet
     table = measure_table(net, torch.zeros(1, 1, 8, 8), metric="flops", progress=False)
     module = dnas.FBNet(
         net,
@@ -74,8 +66,8 @@ def test_fbnet_search_warmup_latency_logging_temperature_and_samples(tmp_path):
     assert json.loads((log_dir / "genotype.json").read_text())["meta"]["algorithm"] == "FBNet"
 
 
-def test_sampling_follows_the_learned_distribution():
-    net = _supernet()
+def test_sampling_follows_the_learned_distribution(supernet):
+    net = supernet
     module = dnas.FBNet(net)
     with torch.no_grad():
         net.alpha("layers").copy_(torch.tensor([[5.0, 0.0, -5.0]]).expand(22, 3))
@@ -85,8 +77,8 @@ def test_sampling_follows_the_learned_distribution():
     assert module.sample_genotypes(3, seed=4) == module.sample_genotypes(3, seed=4)
 
 
-def test_training_uses_gumbel_weights_and_eval_uses_softmax():
-    module = dnas.FBNet(_supernet(), hard=True)
+def test_training_uses_gumbel_weights_and_eval_uses_softmax(supernet):
+    module = dnas.FBNet(supernet, hard=True)
     module.train()
     w = module.sample_weights()["layers"]
     assert set(w.detach().unique().tolist()) == {0.0, 1.0}
