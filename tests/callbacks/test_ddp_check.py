@@ -59,7 +59,7 @@ def test_alpha_bitwise_equal_across_two_ranks(tmp_path, unrolled):
             "quickstart_pcdarts.yaml",
             ("--model.init_args.arch_warmup_epochs", "0", TINY_DARTS[0], "8", *TINY_DARTS[2:]),  # C=8: K=4 divides it
         ),
-        ("quickstart_sddarts.yaml", TINY_DARTS),
+        ("quickstart_sddarts.yaml", ("--model.init_args.arch_warmup_epochs", "0", *TINY_DARTS)),
         (
             "quickstart_fbnet.yaml",
             ("--model.init_args.arch_warmup_epochs", "0", "--model.init_args.latency_loss", "null"),

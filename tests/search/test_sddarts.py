@@ -235,6 +235,8 @@ def test_quickstart_sddarts_config_fits(tmp_path, run_cli):
             "2",
             "--data.init_args.batch_size",
             "16",
+            "--model.init_args.arch_warmup_epochs",
+            "0",  # the config warms up for 2 epochs: without this, 2 steps would never take an α step
             "--trainer.default_root_dir",
             str(tmp_path),
             "--trainer.logger.init_args.save_dir",
