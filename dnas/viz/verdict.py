@@ -132,10 +132,10 @@ class Verdict:
             nones = len(self.none_edges())
             also = f"; on {nones} kept edge(s) 'none' outweighs every real op" if nones else ""
             return (
-                f"the genotype is noise-level: fewer than {QUORUM:.0%} of the kept edges have their chosen op at >= "
-                f"{DECIDED_FACTOR:g}x the uniform weight (decided edges: {counts}){also}; such cells are little more "
-                "than a tie-break of α's noise: search longer or with a larger architecture learning rate, and "
-                "compare with random cells (dnas baseline)"
+                f"the genotype is noise-level: fewer than {weak[0].quorum:.0%} of the kept edges have their chosen "
+                f"op at >= {weak[0].factor:g}x the uniform weight (decided edges: {counts}){also}; such cells are "
+                "little more than a tie-break of α's noise: search longer or with a larger architecture learning "
+                "rate, and compare with random cells (dnas baseline)"
             )
         return None
 

@@ -41,6 +41,8 @@ def test_uniform_alpha_is_noise_level_and_warns():
     assert "noise-level" in v.warning() and "decided edges: 'cell' 0 of 3)" in v.warning()
     header, rows = verdict_table(v)
     assert len(rows) == 3 and rows[0][-1] == "undecided" and header[2] == "chosen op"
+    strict = verdict(genotype(["conv_a"] * 3), {"cell": w}, GROUPS, factor=3.0, quorum=0.75)
+    assert "fewer than 75% of the kept edges have their chosen op at >= 3x the uniform weight" in strict.warning()
 
 
 def test_decided_alpha_has_margin_and_no_warning():
