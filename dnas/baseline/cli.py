@@ -31,7 +31,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="retrain seeds of the found genotype")
     p.add_argument("--random_seeds", type=int, nargs="+", default=[0], help="retrain seeds of each random genotype")
     p.add_argument("--sample_seed", type=int, default=0, help="seed of the random genotype draws")
-    p.add_argument("--exclude", nargs="*", default=None, help="ops never drawn (default: those the space's rule skips)")
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        default=None,
+        help="ops never drawn (default: those the space's rule skips); ops the search did not have are never drawn",
+    )
     return p
 
 
