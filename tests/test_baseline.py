@@ -95,6 +95,9 @@ def test_draw_random_is_seeded_and_errors_name_the_problem(found, capsys):
     with pytest.raises(SystemExit):
         main(["--genotype", "NO_SUCH", "--config", "x.yaml", "--out", "o"])
     assert "dnas baseline: error:" in capsys.readouterr().err
+    from dnas.baseline.cli import build_parser
+
+    assert "Arguments after -- go to every retrain run" in " ".join(build_parser().format_help().split())
 
 
 def test_random_cells_use_only_the_ops_the_search_had():

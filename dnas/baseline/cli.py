@@ -23,6 +23,9 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="dnas baseline",
         description="Retrain a found genotype and random genotypes of its space with one recipe; compare them.",
+        epilog="Arguments after -- go to every retrain run (dnas fit overrides), e.g. -- --trainer.max_epochs 4. "
+        "Finished runs in --out are kept: rerunning the command (or copying runs/*.json of the same random "
+        "genotypes into a new --out) skips them.",
     )
     p.add_argument("--genotype", required=True, help="the found genotype: a genotype.json or a published name")
     p.add_argument("--config", required=True, nargs="+", help="retrain config(s) for dnas fit (a dnas.Retrain run)")
