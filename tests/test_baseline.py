@@ -107,6 +107,7 @@ def test_random_cells_use_only_the_ops_the_search_had():
 
     net = DartsSupernet(init_channels=4, num_classes=10, layers=2, in_channels=1, primitives=DARTS_PRIMITIVES[1:])
     searched = dnas.DARTS(net).current_genotype()  # the search records its candidates (here without `none`)
+    assert net.genotype().meta["candidates"] == searched.meta["candidates"]  # so does every selection (PT, magnitude)
     assert searched.meta["candidates"] == {"normal": list(DARTS_PRIMITIVES[1:]), "reduce": list(DARTS_PRIMITIVES[1:])}
     drawn = {op for g in draw_random(searched, 20, 0, None) for c in g.cells.values() for op in c.ops()}
     assert drawn == set(DARTS_PRIMITIVES) - {"none"}

@@ -424,20 +424,15 @@ class DARTS(pl.LightningModule):
                 self.log(f"alpha/entropy_{group}", entropy, on_epoch=True, sync_dist=True)
 
     def current_genotype(self) -> Genotype:
-        """The supernet's genotype with the run's facts in ``meta``: epoch, algorithm, α softmax, input shape.
-
-        ``meta["candidates"]`` names the α columns of each group: the ops this search chose from, which may be a
-        subset of its space's (``dnas baseline`` draws its random genotypes from them).
-        """
+        """The supernet's genotype with the run's facts in ``meta``: epoch, algorithm, α softmax, input shape."""
         genotype = self.project_genotype(self.supernet.genotype())
         shape = self.input_shape()
         if shape is not None:
             genotype = with_build(genotype, input_shape=shape)
-        groups = self.supernet.arch_groups
-        probs = {g: torch.softmax(self.supernet.alpha(g).detach().float(), -1).tolist() for g in groups}
-        candidates = {g: list(groups[g].candidates) for g in groups}
+        probs = {
+            g: torch.softmax(self.supernet.alpha(g).detach().float(), -1).tolist() for g in self.supernet.arch_groups
+        }
         meta = {"epoch": int(self.current_epoch), "algorithm": type(self).__name__, "alpha_softmax": probs}
-        meta["candidates"] = candidates
         return Genotype(genotype.space, genotype.cells, {**genotype.meta, **meta})
 
     def project_genotype(self, genotype: Genotype) -> Genotype:
