@@ -95,3 +95,26 @@ def test_draw_random_is_seeded_and_errors_name_the_problem(found, capsys):
     with pytest.raises(SystemExit):
         main(["--genotype", "NO_SUCH", "--config", "x.yaml", "--out", "o"])
     assert "dnas baseline: error:" in capsys.readouterr().err
+    from dnas.baseline.cli import build_parser
+
+    assert "Arguments after -- go to every retrain run" in " ".join(build_parser().format_help().split())
+
+
+def test_random_cells_use_only_the_ops_the_search_had():
+    # the darts space also accepts NASNet's sep_conv_7x7/conv_7x1_1x7, which a DARTS search never has as candidates
+    import dnas
+    from dnas.cells.darts import DARTS_PRIMITIVES, DartsSupernet
+
+    net = DartsSupernet(init_channels=4, num_classes=10, layers=2, in_channels=1, primitives=DARTS_PRIMITIVES[1:])
+    searched = dnas.DARTS(net).current_genotype()  # the search records its candidates (here without `none`)
+    assert net.genotype().meta["candidates"] == searched.meta["candidates"]  # so does every selection (PT, magnitude)
+    assert searched.meta["candidates"] == {"normal": list(DARTS_PRIMITIVES[1:]), "reduce": list(DARTS_PRIMITIVES[1:])}
+    drawn = {op for g in draw_random(searched, 20, 0, None) for c in g.cells.values() for op in c.ops()}
+    assert drawn == set(DARTS_PRIMITIVES) - {"none"}
+    # a genotype without the record (an older file) draws from the whole space, as before
+    bare = Genotype(searched.space, searched.cells, {})
+    drawn_bare = {op for g in draw_random(bare, 20, 0, None) for c in g.cells.values() for op in c.ops()}
+    assert {"sep_conv_7x7", "conv_7x1_1x7"} <= drawn_bare and "none" not in drawn_bare
+    # an explicit exclude is kept, and the unsearched ops are still left out
+    drawn_ex = {op for g in draw_random(searched, 20, 0, ("skip_connect",)) for c in g.cells.values() for op in c.ops()}
+    assert drawn_ex == set(DARTS_PRIMITIVES) - {"none", "skip_connect"}

@@ -23,6 +23,9 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="dnas baseline",
         description="Retrain a found genotype and random genotypes of its space with one recipe; compare them.",
+        epilog="Arguments after -- go to every retrain run (dnas fit overrides), e.g. -- --trainer.max_epochs 4. "
+        "Finished runs in --out are kept: rerunning the command (or copying runs/*.json of the same random "
+        "genotypes into a new --out) skips them.",
     )
     p.add_argument("--genotype", required=True, help="the found genotype: a genotype.json or a published name")
     p.add_argument("--config", required=True, nargs="+", help="retrain config(s) for dnas fit (a dnas.Retrain run)")
@@ -31,7 +34,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="retrain seeds of the found genotype")
     p.add_argument("--random_seeds", type=int, nargs="+", default=[0], help="retrain seeds of each random genotype")
     p.add_argument("--sample_seed", type=int, default=0, help="seed of the random genotype draws")
-    p.add_argument("--exclude", nargs="*", default=None, help="ops never drawn (default: those the space's rule skips)")
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        default=None,
+        help="ops never drawn (default: those the space's rule skips); ops the search did not have are never drawn",
+    )
     return p
 
 

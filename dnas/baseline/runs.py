@@ -2,7 +2,8 @@
 
 Random cells of a space are often as good as searched ones (Li & Talwalkar 2019; Yang et al. 2020), so a search result
 means something only against that baseline. This tool draws ``--num_random`` genotypes from the found genotype's space
-(:func:`dnas.genotypes.sampling.random_genotype`, seeded, valid under the space's rules, built at the searched sizes),
+(:func:`dnas.genotypes.sampling.random_genotype`, seeded, valid under the space's rules, built at the searched sizes,
+over the ops the search had: those in the found genotype's ``meta["candidates"]`` when it records them),
 retrains the found one with each of ``--seeds`` and every random one with each of ``--random_seeds`` through the same
 retrain config (``dnas fit --config RETRAIN.yaml``, a :class:`dnas.Retrain` run; arguments after ``--`` are passed
 on, e.g. ``-- --trainer.max_epochs 5``), and writes into ``--out``:
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dnas.genotypes import Genotype, GenotypeError, require_space_spec
-from dnas.genotypes.sampling import random_genotype
+from dnas.genotypes.sampling import random_genotype, rule_exclude
 from dnas.io import atomic_write_text
 
 FOUND = "found"
@@ -43,11 +44,34 @@ def space_exclude(genotype: Genotype) -> tuple[str, ...] | None:
     return ("none",) if cls.genotype_rule == "topk" else ()
 
 
+def unsearched_ops(found: Genotype) -> tuple[str, ...]:
+    """Ops of ``found``'s space that its search never had as candidates (``meta["candidates"]``); () without a record.
+
+    A space may accept more ops than one search chose from (the ``darts`` space also takes NASNet's
+    ``sep_conv_7x7``/``conv_7x1_1x7``; a search may drop ``none``): a random cell with them is not a cell the search
+    could have returned.
+    """
+    recorded = found.meta.get("candidates")
+    if not recorded:
+        return ()
+    searched = {op for ops in recorded.values() for op in ops}
+    spec = require_space_spec(found.space)
+    return tuple(dict.fromkeys(op for cs in spec.cells.values() for op in cs.ops if op not in searched))
+
+
 def draw_random(found: Genotype, n: int, seed: int, exclude: tuple[str, ...] | None) -> list[Genotype]:
-    """``n`` distinct random genotypes of ``found``'s space, none equal to ``found`` (seeded)."""
+    """``n`` distinct random genotypes of ``found``'s space, none equal to ``found`` (seeded).
+
+    ``exclude``: ops never drawn (None: each cell's rule); the :func:`unsearched_ops` of ``found`` are never drawn.
+    """
     import random
 
     spec = require_space_spec(found.space)
+    unsearched = unsearched_ops(found)
+    if unsearched:
+        if exclude is None:  # None means each cell's rule; spelled out here to add the unsearched ops to it
+            exclude = tuple(op for cs in spec.cells.values() for op in rule_exclude(cs))
+        exclude = tuple(dict.fromkeys((*exclude, *unsearched)))
     rng = random.Random(seed)
     out: list[Genotype] = []
     for _ in range(100 * n + 100):

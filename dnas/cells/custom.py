@@ -300,14 +300,20 @@ class CellSupernet(Supernet):
         return CellGenotype(tuple(edges), concat)
 
     def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
-        """The discrete architecture by this space's rule; a discrete network returns the genotype it was built from."""
+        """The discrete architecture by this space's rule; a discrete network returns the genotype it was built from.
+
+        ``meta`` records the build options (:meth:`build_meta`) and, under ``"candidates"``, each group's ops in α
+        column order: the ops this search chose from, which may be fewer than its space accepts (``dnas baseline``
+        draws its random genotypes from them).
+        """
         if self._discrete is not None:
             return self._discrete.genotype
         if not self.arch_groups:
             raise RuntimeError(f"{type(self).__name__} built no cell; call make_cell in __init__")
         weights = self.selection_weights() if weights is None else weights
         cells = {g: self.cell_genotype(weights[g].detach().float().cpu(), grp) for g, grp in self.arch_groups.items()}
-        return Genotype(self.space_name, cells, self.build_meta())
+        candidates = {g: list(grp.candidates) for g, grp in self.arch_groups.items()}
+        return Genotype(self.space_name, cells, {**self.build_meta(), "candidates": candidates})
 
     def build_options(self) -> dict[str, Any]:
         """The constructor arguments this supernet was built with (JSON-able ones): :meth:`from_genotype` options."""
