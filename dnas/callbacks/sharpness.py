@@ -5,11 +5,16 @@ code ``automl/RobustDARTS``) showed that the largest eigenvalue of ``∇²_α L_
 a degenerate cell, and uses its rise as an early-stopping signal; SD-DARTS (Zhu et al. 2021) and SDARTS (Chen & Hsieh
 2020) exist to keep it low. :class:`HessianEigenvalue` logs it every few epochs as ``arch/hessian_eigenvalue``.
 
-How: power iteration (the dominant eigenvalue, largest in magnitude) on Hessian-vector products, each a central
-difference of two α gradients, ``Hv ≈ (∇L(α + εv) − ∇L(α − εv)) / 2ε`` for a unit ``v``. A difference of gradients
-rather than double backward, because the fused mixed op (:mod:`dnas.ops.fused`) has a hand-written first derivative
-only; the same finite-difference product serves DARTS' second-order step (:mod:`dnas.search.architect`). The loss is
-the cross-entropy of the supernet with its own edge weights (softmax α, selection applied; no Gumbel noise, no
+How: power iteration (the dominant eigenvalue, largest in magnitude) on Hessian-vector products. By default each
+product is exact, a double backward (Pearlmutter 1994: ``Hv = ∇(∇L · v)``); RobustDARTS' reference builds the whole
+α Hessian by double backward too (``src/search/analyze.py``, ``Analyzer._hessian``). A supernet with the fused mixed op
+(:mod:`dnas.ops.fused`), whose hand-written backward is first order only, gets a central difference of two α
+gradients instead, ``Hv ≈ (∇L(α + εv) − ∇L(α − εv)) / 2ε`` for a unit ``v`` (the product DARTS' second-order step
+uses, :mod:`dnas.search.architect`). The difference is unreliable on ReLU/max-pool networks: a step of ε moves
+activations across their kinks, where the gradient jumps, so the matrix it implies is neither the Hessian nor
+symmetric (measured on the MNIST-1D quickstart supernet in float32: 142 % relative error against the exact Hessian
+at ε = 1e-2, 369 % at 1e-3; docs/benchmarks.md); ``method="autograd"`` with ``mixed_op_impl: naive`` avoids it. The
+loss is the cross-entropy of the supernet with its own edge weights (softmax α, selection applied; no Gumbel noise, no
 latency term) on a fixed set of samples from the datamodule's ``val_dataloader()`` (the architecture half), in train
 mode (BN batch statistics, as the reference measures during search), with every buffer restored afterwards and the
 global RNG untouched, so measuring does not change the search.
@@ -18,7 +23,7 @@ global RNG untouched, so measuring does not change the search.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -59,6 +64,16 @@ def hessian_vector_product(loss_fn, alphas: list[torch.nn.Parameter], v: torch.T
     return (g_plus - g_minus) / (2 * eps)
 
 
+def autograd_hessian_vector_product(loss_fn, alphas: list[torch.nn.Parameter], v: torch.Tensor) -> torch.Tensor:
+    """``∇²L · v`` exactly, by double backward: the α gradient of ``∇L · v`` (needs twice-differentiable ops)."""
+    grads = torch.autograd.grad(loss_fn(), alphas, create_graph=True, allow_unused=True)
+    flat = torch.cat([(torch.zeros_like(a) if g is None else g).reshape(-1) for a, g in zip(alphas, grads)])
+    if not flat.requires_grad:  # the loss does not depend on α at all
+        return torch.zeros_like(flat)
+    hv = torch.autograd.grad(torch.dot(flat, v), alphas, allow_unused=True)
+    return torch.cat([(torch.zeros_like(a) if h is None else h).reshape(-1) for a, h in zip(alphas, hv)]).detach()
+
+
 def dominant_eigenvalue(
     loss_fn,
     alphas: list[torch.nn.Parameter],
@@ -67,12 +82,17 @@ def dominant_eigenvalue(
     eps: float = 1e-2,
     start: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    method: Literal["autograd", "difference"] = "autograd",
 ) -> tuple[float, torch.Tensor, int]:
     """Power iteration on Hessian-vector products: ``(eigenvalue, unit eigenvector, products used)``.
 
     Stops when the Rayleigh quotient changes by less than ``tolerance`` (relative) or after ``iterations`` products.
     ``start`` warm-starts from a previous eigenvector; otherwise a normal vector drawn from ``generator``.
+    ``method``: ``"autograd"`` (exact double-backward products) or ``"difference"`` (central differences, step
+    ``eps``).
     """
+    if method not in ("autograd", "difference"):
+        raise ValueError(f"method must be 'autograd' or 'difference', got {method!r}")
     n = sum(a.numel() for a in alphas)
     ref = alphas[0]
     if start is None or start.numel() != n:
@@ -80,7 +100,10 @@ def dominant_eigenvalue(
     v = start / start.norm().clamp_min(1e-30)
     value, used = 0.0, 0
     for used in range(1, iterations + 1):
-        hv = hessian_vector_product(loss_fn, alphas, v, eps)
+        if method == "autograd":
+            hv = autograd_hessian_vector_product(loss_fn, alphas, v)
+        else:
+            hv = hessian_vector_product(loss_fn, alphas, v, eps)
         new = float(torch.dot(v, hv))
         norm = hv.norm()
         if not torch.isfinite(norm) or float(norm) == 0.0:
@@ -97,14 +120,18 @@ class HessianEigenvalue(pl.Callback):
 
     Logged at the end of a training epoch as ``arch/hessian_eigenvalue`` (with ``arch/hessian_products``, the
     Hessian-vector products it took); :attr:`history` keeps ``(epochs completed, eigenvalue)`` pairs and travels in
-    checkpoints. Each product costs two forward/backward passes over ``num_samples`` samples.
+    checkpoints. Each product costs a forward and a double backward (``"autograd"``) or two forward/backward passes
+    (``"difference"``) over ``num_samples`` samples.
 
     Args:
         every_n_epochs: measure after every n-th epoch (and after the last).
         num_samples: samples of the validation (architecture) split the loss is taken over, the same every time.
         iterations: most power-iteration steps (Hessian-vector products).
         tolerance: stop when the eigenvalue estimate changes by less than this (relative).
-        eps: finite-difference step along the unit direction.
+        eps: finite-difference step along the unit direction (``"difference"`` only).
+        method: ``"autograd"`` (exact products by double backward), ``"difference"`` (central differences of α
+            gradients; unreliable across ReLU/max-pool kinks, see the module docstring) or ``"auto"``: autograd
+            unless the supernet's mixed op is fused (first-order backward only), then difference.
         seed: seed of the first start vector (later measurements warm-start from the previous eigenvector).
     """
 
@@ -115,6 +142,7 @@ class HessianEigenvalue(pl.Callback):
         iterations: int = 10,
         tolerance: float = 1e-2,
         eps: float = 1e-2,
+        method: Literal["auto", "autograd", "difference"] = "auto",
         seed: int = 0,
     ):
         super().__init__()
@@ -124,6 +152,9 @@ class HessianEigenvalue(pl.Callback):
                 raise ValueError(f"HessianEigenvalue: {name} must be >= 1, got {value}")
         if eps <= 0 or tolerance < 0:
             raise ValueError(f"HessianEigenvalue: eps must be > 0 and tolerance >= 0, got {eps}, {tolerance}")
+        if method not in ("auto", "autograd", "difference"):
+            raise ValueError(f"HessianEigenvalue: method must be 'auto', 'autograd' or 'difference', got {method!r}")
+        self.method = method
         self.every_n_epochs, self.num_samples, self.iterations = every_n_epochs, num_samples, iterations
         self.tolerance, self.eps, self.seed = tolerance, eps, seed
         self.history: list[tuple[int, float]] = []
@@ -141,6 +172,13 @@ class HessianEigenvalue(pl.Callback):
                 raise ValueError("HessianEigenvalue: the validation loader yielded no samples")
         return self._batches
 
+    def product_method(self, net: torch.nn.Module) -> str:
+        """The product ``method`` resolves to on ``net`` (``"auto"``: difference only for a fused mixed op)."""
+        if self.method != "auto":
+            return self.method
+        impl = getattr(getattr(net, "edge_options", None), "mixed_op_impl", None)
+        return "difference" if impl is not None and impl.startswith("fused") else "autograd"
+
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[float, int]:
         """``(dominant eigenvalue, Hessian-vector products)`` of the validation loss at the current α."""
         net = find_supernet(pl_module, "HessianEigenvalue")
@@ -153,10 +191,11 @@ class HessianEigenvalue(pl.Callback):
             weights = net.edge_weights()
             return sum(F.cross_entropy(net(x, weights), y, reduction="sum") for x, y in batches) / total
 
+        method = self.product_method(net)
         generator = torch.Generator().manual_seed(self.seed)  # never the global RNG: the search's stream stays as is
         with measuring(net, train=True), torch.enable_grad():
             value, self._vector, used = dominant_eigenvalue(
-                loss, alphas, self.iterations, self.tolerance, self.eps, self._vector, generator
+                loss, alphas, self.iterations, self.tolerance, self.eps, self._vector, generator, method
             )
         return value, used
 

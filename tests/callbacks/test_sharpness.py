@@ -94,3 +94,35 @@ def test_callback_logs_every_epoch_and_leaves_the_search_unchanged(tmp_path):
     assert other.history == cb.history
     with pytest.raises(ValueError, match="num_samples"):
         HessianEigenvalue(num_samples=0)
+
+
+def test_callback_eigenvalue_is_exact_on_a_relu_max_pool_supernet():
+    """A float32 conv1d supernet (ReLU, max pool, BN): the logged eigenvalue is the exact Hessian's dominant one.
+
+    Central differences of α gradients step activations across ReLU/max-pool kinks, so the matrix they imply is
+    neither this Hessian nor symmetric; the callback takes exact double-backward products unless the op is fused.
+    """
+    from types import SimpleNamespace
+
+    from dnas.cells.conv1d import Conv1dSupernet
+
+    torch.manual_seed(0)
+    net = Conv1dSupernet(channels=4, cells_per_stage=1, stages=2, num_classes=3).train()
+    with torch.no_grad():
+        for group in net.arch_groups.values():
+            group.alpha.normal_(0, 1.0)
+    x, y = torch.randn(64, 1, 40), torch.randint(0, 3, (64,))
+    alphas = [g.alpha for g in net.arch_groups.values()]
+    hessian = exact_hessian(lambda: F.cross_entropy(net(x, net.edge_weights()), y), alphas).double()
+    eig = torch.linalg.eigvalsh((hessian + hessian.T) / 2)
+    want = float(eig[eig.abs().argmax()])
+    assert abs(want) > 1e-3 and eig.abs().sort().values[-2] < 0.95 * abs(want)  # a separated top eigenvalue
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(val_dataloader=lambda: [(x, y)]))
+    cb = HessianEigenvalue(num_samples=64, iterations=300, tolerance=1e-7)
+    value, used = cb.measure(trainer, dnas.DARTS(net))
+    assert value == pytest.approx(want, rel=1e-3) and used > 2  # central differences: -0.0557 against -0.00634
+    assert cb.product_method(net) == "autograd"
+    with pytest.raises(ValueError, match="method"):
+        HessianEigenvalue(method="exact")
+    fused = DartsSupernet(init_channels=4, num_classes=10, layers=1, edge_options=EdgeOptions(mixed_op_impl="fused"))
+    assert cb.product_method(fused) == "difference"
