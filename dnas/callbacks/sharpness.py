@@ -34,10 +34,14 @@ from dnas.callbacks.evaluation import first_samples, measuring
 from dnas.callbacks.plots import find_supernet
 
 
+def _flat(grads, alphas: list[torch.nn.Parameter]) -> torch.Tensor:
+    """``grads`` (one per α, None where α is unused) as one vector, zeros for the unused."""
+    return torch.cat([(torch.zeros_like(a) if g is None else g).reshape(-1) for a, g in zip(alphas, grads)])
+
+
 def flat_alpha_grad(loss_fn, alphas: list[torch.nn.Parameter]) -> torch.Tensor:
     """The gradient of ``loss_fn()`` with respect to ``alphas``, flattened into one vector (no ``.grad`` written)."""
-    grads = torch.autograd.grad(loss_fn(), alphas, allow_unused=True)
-    return torch.cat([(torch.zeros_like(a) if g is None else g).reshape(-1) for a, g in zip(alphas, grads)])
+    return _flat(torch.autograd.grad(loss_fn(), alphas, allow_unused=True), alphas)
 
 
 @torch.no_grad()
@@ -66,12 +70,10 @@ def hessian_vector_product(loss_fn, alphas: list[torch.nn.Parameter], v: torch.T
 
 def autograd_hessian_vector_product(loss_fn, alphas: list[torch.nn.Parameter], v: torch.Tensor) -> torch.Tensor:
     """``∇²L · v`` exactly, by double backward: the α gradient of ``∇L · v`` (needs twice-differentiable ops)."""
-    grads = torch.autograd.grad(loss_fn(), alphas, create_graph=True, allow_unused=True)
-    flat = torch.cat([(torch.zeros_like(a) if g is None else g).reshape(-1) for a, g in zip(alphas, grads)])
+    flat = _flat(torch.autograd.grad(loss_fn(), alphas, create_graph=True, allow_unused=True), alphas)
     if not flat.requires_grad:  # the loss does not depend on α at all
         return torch.zeros_like(flat)
-    hv = torch.autograd.grad(torch.dot(flat, v), alphas, allow_unused=True)
-    return torch.cat([(torch.zeros_like(a) if h is None else h).reshape(-1) for a, h in zip(alphas, hv)]).detach()
+    return _flat(torch.autograd.grad(torch.dot(flat, v), alphas, allow_unused=True), alphas).detach()
 
 
 def dominant_eigenvalue(
