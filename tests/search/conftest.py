@@ -43,17 +43,13 @@ def _count_calls(supernet):
 
 
 def _trainer(tmp_path, epochs, **kw):
-    kw.setdefault("num_sanity_val_steps", 0)
+    quiet = dict(limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, accelerator="cpu", logger=False)
     return pl.Trainer(
         max_epochs=epochs,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        accelerator="cpu",
-        logger=False,
+        **(quiet | kw),
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
-        **kw,
     )
 
 
@@ -77,5 +73,6 @@ def count_calls():
 
 @pytest.fixture
 def quiet_trainer():
-    """``quiet_trainer(tmp_path, epochs, **kw)``: a CPU Trainer, 2 train / 1 val batches, no logger or progress bar."""
+    """``quiet_trainer(tmp_path, epochs, **kw)``: a CPU Trainer, 2 train / 1 val batches, no logger or progress bar
+    (``kw`` overrides any of these but the progress bar and summary)."""
     return _trainer

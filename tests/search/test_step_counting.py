@@ -31,17 +31,14 @@ def _module(kind: str, **kw) -> dnas.DARTS:
 
 
 def _trainer(tmp_path, *callbacks, **limits) -> pl.Trainer:
-    """A quiet CPU Trainer without validation, logger or checkpoints, stopped by ``limits``."""
+    """A quiet CPU Trainer stopped by ``limits``; no validation, logger or checkpoints unless ``limits`` set them."""
+    quiet = dict(limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False)
     return pl.Trainer(
-        limit_val_batches=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
+        **(quiet | limits),
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=list(callbacks),
         default_root_dir=tmp_path,
-        **limits,
     )
 
 
@@ -66,16 +63,6 @@ def test_step_count_is_the_same_during_and_after_the_architecture_warm_up(tmp_pa
 
 def test_every_n_train_steps_checkpoints_count_batches(tmp_path):
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1, filename="{step}")
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=4,
-        limit_val_batches=0,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ckpt],
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, ckpt, max_epochs=1, limit_train_batches=4, enable_checkpointing=True)
     trainer.fit(_module("darts"), DigitsDataModule(batch_size=8))
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["step=2.ckpt", "step=4.ckpt"]

@@ -25,7 +25,7 @@ def _search_module(kind: str) -> pl.LightningModule:
 
 
 @pytest.mark.parametrize("kind", ["darts", "sddarts", "retrain"])
-def test_no_per_step_value_is_synced_across_ranks(tmp_path, monkeypatch, kind):
+def test_no_per_step_value_is_synced_across_ranks(tmp_path, monkeypatch, quiet_trainer, kind):
     calls = []
     original = pl.LightningModule.log
 
@@ -35,17 +35,7 @@ def test_no_per_step_value_is_synced_across_ranks(tmp_path, monkeypatch, kind):
 
     monkeypatch.setattr(pl.LightningModule, "log", spy)
     model = _search_module(kind)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, 1, enable_checkpointing=False, num_sanity_val_steps=2)  # sanity logs spied too
     trainer.fit(model, DigitsDataModule(batch_size=8, search=kind != "retrain"))
     stepped = [name for name, kw in calls if kw.get("on_step") and kw.get("sync_dist")]
     assert not stepped, f"logged per step with sync_dist=True (a collective every step under DDP): {stepped}"
