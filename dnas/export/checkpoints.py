@@ -160,8 +160,12 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     model.load_state_dict(state)
 
 
-SEARCH_MODULES: tuple[str, ...] = ("dnas.DARTS", "dnas.PCDARTS", "dnas.SDDARTS", "dnas.FBNet")
-"""Class paths of the search modules (``dnas.search.*`` paths count too)."""
+def is_search_module(class_path: str) -> bool:
+    """Whether ``class_path`` names a search module: ``dnas.<name>`` of ``dnas.search.__all__`` or ``dnas.search.*``."""
+    from dnas import search  # their one list (imports Lightning: only for a checkpoint that names a module)
+
+    head, _, name = class_path.rpartition(".")
+    return class_path.startswith("dnas.search.") or (head == "dnas" and name in search.__all__)
 
 
 def refuse_search_checkpoint(ckpt: Mapping[str, Any], source: str) -> None:
@@ -174,7 +178,7 @@ def refuse_search_checkpoint(ckpt: Mapping[str, Any], source: str) -> None:
     supernet = isinstance(state, Mapping) and any(str(k).startswith("supernet.") for k in state)
     hparams = ckpt.get("hyper_parameters")
     module = hparams.get("_class_path") if isinstance(hparams, dict) else None
-    search_module = isinstance(module, str) and (module in SEARCH_MODULES or module.startswith("dnas.search."))
+    search_module = isinstance(module, str) and is_search_module(module)
     if not (supernet or search_module):
         return
     what = "state_dict keys 'supernet.*'" if supernet else ""

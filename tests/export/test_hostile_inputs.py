@@ -229,6 +229,16 @@ def test_search_checkpoint_says_what_it_is_and_how_to_export_it(tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("module", ["dnas.GDAS", "dnas.ProxylessNAS", "dnas.search.gdas.GDAS"])
+def test_every_search_module_is_recognised_by_its_hyper_parameters(tmp_path, capsys, module):
+    ckpt = search_checkpoint()
+    ckpt["state_dict"] = {"stem.0.weight": torch.zeros(6, 1, 3, 3)}  # no supernet.* keys: the class path tells
+    ckpt["hyper_parameters"]["_class_path"] = module
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    code, err = export(["--ckpt", str(tmp_path / "last.ckpt"), "--out", str(tmp_path / "o")], capsys)
+    assert_one_line(code, err, "is a search checkpoint", f"hyper-parameters of {module}")
+
+
 def test_each_unreadable_checkpoint_gives_one_line(tmp_path, capsys):
     torch.save(retrain_checkpoint("PDARTS", load("PDARTS")), tmp_path / "good.ckpt")
     raw = (tmp_path / "good.ckpt").read_bytes()
