@@ -21,8 +21,9 @@ from dnas.genotypes import Genotype
 from dnas.io import atomic_write_bytes, log_dir
 from dnas.storage import Location, join
 from dnas.viz.alpha import GroupInfo, edge_entropy, plot_alpha_evolution, plot_alpha_heatmaps
+from dnas.viz.noise import noise_test, optimizer_factory
 from dnas.viz.style import figure_bytes
-from dnas.viz.verdict import Verdict, verdict
+from dnas.viz.verdict import DECIDED_FACTOR, Verdict, verdict
 
 INIT = -1
 """The epoch of the record taken before training (the evolution plots draw it at −1, labelled ``init``)."""
@@ -107,6 +108,7 @@ class AlphaPlots(pl.Callback):
         self._reset_state()
         self._fit_start: float | None = None
         self._drawn: tuple[int, dict[str, Location]] | None = None  # (epoch, files) of the latest draw
+        self._grad_hook: Any = None
 
     def _reset_state(self) -> None:
         # everything in here is in state_dict, so a resumed run keeps its curves
@@ -118,6 +120,7 @@ class AlphaPlots(pl.Callback):
         self.warnings: list[str] = []
         self.run_time_s = 0.0
         self.input_shape: list[int] | None = None
+        self.grad_rms: dict[str, list[float]] = {}  # per group, the RMS of α's gradient at each α step
 
     # ------------------------------------------------------------------ helpers
     def free_ops(self) -> frozenset[str]:
@@ -140,6 +143,41 @@ class AlphaPlots(pl.Callback):
         """Mean edge entropy within ``tolerance`` (relative) of the maximum ``log K``: nothing decided yet."""
         k = weights.shape[-1]
         return k > 1 and float(edge_entropy(weights).mean()) >= (1 - tolerance) * float(np.log(k))
+
+    @staticmethod
+    def arch_optimizer(trainer: pl.Trainer, supernet: Supernet) -> torch.optim.Optimizer | None:
+        """The trainer's optimizer that steps α (None before ``configure_optimizers`` or without one)."""
+        alphas = {id(g.alpha) for g in supernet.arch_groups.values()}
+        return next(
+            (o for o in trainer.optimizers for grp in o.param_groups for p in grp["params"] if id(p) in alphas), None
+        )
+
+    def _watch_gradients(self, trainer: pl.Trainer, supernet: Supernet) -> None:
+        """Record the RMS of each group's α gradient before every α optimizer step, for the verdict's null model.
+
+        An optimizer step pre-hook, because the search modules step α with the torch optimizer itself (Lightning's
+        ``on_before_optimizer_step`` never sees that step); it sees the gradient the step uses (unscaled, clipped).
+        Rows without gradient (edges removed or fixed by selection) are left out of the RMS.
+        """
+        opt = self.arch_optimizer(trainer, supernet)
+        if opt is None or self._grad_hook is not None:
+            return
+        groups = dict(supernet.arch_groups.items())
+
+        def record(optimizer, args, kwargs) -> None:
+            for g, group in groups.items():
+                if group.alpha.grad is not None:
+                    grad = group.alpha.grad.detach().float()
+                    rows = grad[grad.ne(0).any(dim=1)]
+                    if rows.numel():
+                        self.grad_rms.setdefault(g, []).append(float(rows.pow(2).mean().sqrt()))
+
+        self._grad_hook = opt.register_step_pre_hook(record)
+
+    def _unwatch_gradients(self) -> None:
+        if self._grad_hook is not None:
+            self._grad_hook.remove()
+            self._grad_hook = None
 
     def _record(self, supernet: Supernet, epoch: int) -> dict[str, np.ndarray]:
         weights = {g: w.float().cpu().numpy() for g, w in supernet.selection_weights().items()}
@@ -175,8 +213,10 @@ class AlphaPlots(pl.Callback):
         self._fit_start = time.perf_counter()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        supernet = find_supernet(pl_module, "AlphaPlots")
         if not self.epochs:
-            self._record(find_supernet(pl_module, "AlphaPlots"), trainer.current_epoch - 1)  # INIT on a fresh run
+            self._record(supernet, trainer.current_epoch - 1)  # INIT on a fresh run
+        self._watch_gradients(trainer, supernet)
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         if self.input_shape is None:
@@ -219,7 +259,11 @@ class AlphaPlots(pl.Callback):
         if trainer.is_global_zero and ((epoch + 1) % self.every_n_epochs == 0 or last):
             self.draw(trainer, genotype, epoch)
 
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._unwatch_gradients()
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._unwatch_gradients()
         if self.epochs:
             self._snapshot_metrics(trainer, self.epochs[-1])
         if self._fit_start is not None:
@@ -241,12 +285,20 @@ class AlphaPlots(pl.Callback):
         """How decided α is (:func:`dnas.viz.verdict.verdict` on the recorded weights) and the warning line, if any.
 
         The first record (before training) is the initial α, so a run whose architecture steps never ran is told so,
-        with the reason when it is the warm-up.
+        with the reason when it is the warm-up. With the α gradients recorded and the α optimizer at hand, each cell
+        is also tested against a random walk of that optimizer (:func:`dnas.viz.noise.noise_test`).
         """
-        genotype = find_supernet(pl_module, "AlphaPlots").genotype()
+        supernet = find_supernet(pl_module, "AlphaPlots")
         final = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
         first = {g: np.asarray(v[0]) for g, v in self.weights.items()}
-        result = verdict(genotype, final, self.groups, initial=first)
+        opt = self.arch_optimizer(trainer, supernet)
+        groups = supernet.arch_groups
+        noise = {
+            g: noise_test(first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR)
+            for g, rms in self.grad_rms.items()
+            if opt is not None and g in final and g in groups
+        }
+        result = verdict(supernet.genotype(), final, self.groups, initial=first, noise=noise)
         warmup = int(getattr(pl_module, "hparams", {}).get("arch_warmup_epochs", 0) or 0)
         done = self.epochs[-1] + 1  # epochs are 0-based (INIT = -1 is the state before training)
         reason = ""
@@ -315,6 +367,7 @@ class AlphaPlots(pl.Callback):
             "warnings": list(self.warnings),
             "run_time_s": self.run_time_s,
             "input_shape": self.input_shape,
+            "grad_rms": {g: list(v) for g, v in self.grad_rms.items()},
             "epoch_base": 0,
         }
 
@@ -333,3 +386,4 @@ class AlphaPlots(pl.Callback):
         self.warnings = list(state_dict.get("warnings", []))
         self.run_time_s = float(state_dict.get("run_time_s", 0.0))
         self.input_shape = state_dict.get("input_shape")
+        self.grad_rms = {g: [float(x) for x in v] for g, v in state_dict.get("grad_rms", {}).items()}

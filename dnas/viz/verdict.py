@@ -11,7 +11,9 @@ moved at all since initialisation (random cells of a space are close to searched
 Criterion (stated in every report): an edge is **decided** when its chosen op holds at least ``factor`` (2) times the
 uniform weight ``1/K``; a cell is decided when at least ``quorum`` (half) of its kept edges are; otherwise its
 genotype is **noise-level**: the cell the rule drew is little more than a tie-break of the initial α. An edge fixed
-by a selection callback (DARTS-PT) is decided by that callback, whatever α says.
+by a selection callback (DARTS-PT) is decided by that callback, whatever α says. With the run's α gradients recorded,
+a decided cell is also tested against a random walk of the same optimizer steps (:mod:`dnas.viz.noise`): a cell that
+noise decides as far is **within noise**.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from dnas.genotypes import Genotype
 from dnas.viz.alpha import GroupInfo, edge_entropy, normalised
+from dnas.viz.noise import NoiseTest
 
 DECIDED_FACTOR = 2.0
 """An edge is decided when its chosen op's weight is at least this many times the uniform weight 1/K."""
@@ -75,6 +78,8 @@ class CellVerdict:
     """False when no edge weight changed since initialisation; None when the initial weights are unknown."""
     factor: float = DECIDED_FACTOR
     quorum: float = QUORUM
+    noise: NoiseTest | None = None
+    """The random-walk null of the cell's free edges (:func:`dnas.viz.noise.noise_test`); None when not run."""
 
     @property
     def num_decided(self) -> int:
@@ -86,19 +91,22 @@ class CellVerdict:
 
     @property
     def status(self) -> str:
-        """``"never moved"``, ``"noise-level"`` or ``"decided"``."""
+        """``"never moved"``, ``"noise-level"``, ``"within noise"`` (decided, but no further than noise) or decided."""
         if self.moved is False:
             return "never moved"
         if not self.edges or self.num_decided < self.quorum * len(self.edges):
             return "noise-level"
+        if self.noise is not None and not self.noise.beyond_noise:
+            return "within noise"
         return "decided"
 
     def summary(self) -> str:
         k = self.num_ops
+        null = f"; {self.noise.summary()}" if self.noise is not None else ""
         return (
             f"cell {self.cell!r}: {self.status}; {self.num_decided} of {len(self.edges)} kept edges have their op at "
             f">= {self.factor:g}x the uniform weight 1/{k}; mean edge entropy {self.mean_entropy:.4f} of "
-            f"ln {k} = {math.log(k):.4f}"
+            f"ln {k} = {math.log(k):.4f}{null}"
         )
 
 
@@ -110,8 +118,8 @@ class Verdict:
 
     @property
     def status(self) -> str:
-        """The worst cell status: ``"never moved"`` > ``"noise-level"`` > ``"decided"``."""
-        order = ("never moved", "noise-level", "decided")
+        """The worst cell status: ``"never moved"`` > ``"noise-level"`` > ``"within noise"`` > ``"decided"``."""
+        order = ("never moved", "noise-level", "within noise", "decided")
         return min((c.status for c in self.cells), key=order.index, default="noise-level")
 
     def none_edges(self) -> list[tuple[str, EdgeVerdict]]:
@@ -136,6 +144,17 @@ class Verdict:
                 f"op at >= {weak[0].factor:g}x the uniform weight (decided edges: {counts}){also}; such cells are "
                 "little more than a tie-break of α's noise: search longer or with a larger architecture learning "
                 "rate, and compare with random cells (dnas baseline)"
+            )
+        if self.status == "within noise":
+            weak = [c for c in self.cells if c.status == "within noise" and c.noise is not None]
+            odds = ", ".join(
+                f"{c.cell!r} {c.noise.observed} of {c.noise.edges} free edges, noise as many in {c.noise.p_value:.0%}"
+                for c in weak
+            )
+            return (
+                f"the genotype is within noise: its cells pass the {weak[0].factor:g}x-uniform criterion, but a random "
+                f"walk of the same α optimizer steps with the run's gradient scale decides as many edges too often "
+                f"({odds}): α travelled without evidence of a signal; compare with random cells (dnas baseline)"
             )
         return None
 
@@ -179,6 +198,7 @@ def verdict(
     initial: Mapping[str, np.ndarray] | None = None,
     factor: float = DECIDED_FACTOR,
     quorum: float = QUORUM,
+    noise: Mapping[str, NoiseTest | None] | None = None,
 ) -> Verdict:
     """The verdict on ``genotype``, derived from the edge ``weights`` of ``groups``.
 
@@ -191,6 +211,8 @@ def verdict(
             change (to :data:`MOVED_ATOL`) is ``"never moved"``.
         factor: an edge is decided when its op holds at least ``factor / K``.
         quorum: a cell is decided when at least this fraction of its kept edges is decided.
+        noise: group -> its random-walk null (:func:`dnas.viz.noise.noise_test`); a decided cell that noise decides
+            as far is ``"within noise"``.
     """
     cells = []
     for name, info in groups.items():
@@ -208,7 +230,8 @@ def verdict(
         moved = None
         if initial is not None and name in initial:
             moved = bool(np.abs(w - np.asarray(initial[name], dtype=np.float64)).max(initial=0.0) > MOVED_ATOL)
-        cells.append(CellVerdict(name, tuple(edges), len(info.candidates), moved, factor, quorum))
+        null = (noise or {}).get(name)
+        cells.append(CellVerdict(name, tuple(edges), len(info.candidates), moved, factor, quorum, null))
     return Verdict(tuple(cells))
 
 

@@ -1,0 +1,123 @@
+"""Could noise alone have decided α this far? A random-walk null model for the verdict.
+
+The ``2×``-uniform criterion of :mod:`dnas.viz.verdict` measures how far α travelled, not why. Under Adam, DARTS' α
+optimizer, a step's size hardly depends on the gradient's scale, so α travels even when its gradient is pure noise:
+how far depends on the number of steps, the learning rate and the noise's size next to the weight decay. This module
+answers "why": it replays the run's own α optimizer (same class and hyperparameters, as many steps, from the same
+initial α) on gradients of independent Gaussian noise with the run's own gradient scale at each step (the RMS of the
+recorded α gradient), ``draws`` times at once, and counts how often noise decides as many edges as the search did.
+A cell that the search decided as far as noise often does carries no evidence of a signal; random cells of a space
+are close to searched ones exactly then (Li & Talwalkar 2019, "Random Search and Reproducibility for NAS").
+
+Counted on every *free* edge of a cell (no op removed or fixed by a selection callback), not only the kept ones, so
+that the observed count and the null's come from the same rule. The model assumes what DARTS-style inits give: α
+rows start with zero mean (so α is recovered from the recorded softmax up to that mean), and an optimizer that acts
+elementwise (Adam, AdamW, SGD with momentum, RMSprop: every draw is a slice of one tensor); gradient clipping and
+post-step rescaling (ProxylessNAS) are not replayed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SIGNIFICANCE = 0.05
+"""A cell is beyond noise when noise decides at least as many of its free edges in at most this fraction of draws."""
+
+
+@dataclass(frozen=True)
+class NoiseTest:
+    """The search's count of decided free edges against the same count under the random-walk null."""
+
+    observed: int
+    """Free edges whose top op holds at least ``factor / K`` at the end of the search."""
+    edges: int
+    """Free edges of the cell (no op removed or fixed by selection)."""
+    null_mean: float
+    null_std: float
+    p_value: float
+    """``P(noise decides >= observed edges)``, estimated as ``(1 + hits) / (1 + draws)``."""
+    steps: int
+    draws: int
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.p_value <= SIGNIFICANCE
+
+    def summary(self) -> str:
+        verdict = "beyond noise" if self.beyond_noise else "within noise"
+        return (
+            f"{verdict}: {self.observed} of {self.edges} free edges decided, a random walk of the same {self.steps} "
+            f"α steps with the run's gradient scale decides {self.null_mean:.1f} ± {self.null_std:.1f} "
+            f"(as many or more in {self.p_value:.0%} of {self.draws} draws)"
+        )
+
+
+def optimizer_factory(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> Callable[[list], torch.optim.Optimizer]:
+    """A constructor of ``optimizer``'s class with the hyperparameters of the param group that holds ``param``.
+
+    Only the group entries that the class's constructor takes are passed (schedulers add others, e.g.
+    ``initial_lr``); the learning rate is the group's current one.
+    """
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    accepted = inspect.signature(type(optimizer)).parameters
+    kwargs = {k: v for k, v in group.items() if k != "params" and k in accepted}
+    return lambda params: type(optimizer)(params, **kwargs)
+
+
+def count_decided(weights: torch.Tensor, factor: float) -> torch.Tensor:
+    """Rows of normalised ``weights (..., E, K)`` whose largest entry is at least ``factor / K``, per leading index."""
+    k = weights.shape[-1]
+    return (weights.max(dim=-1).values >= factor / k).sum(dim=-1)
+
+
+def noise_test(
+    initial: np.ndarray,
+    final: np.ndarray,
+    grad_rms: Sequence[float],
+    make_optimizer: Callable[[list], torch.optim.Optimizer],
+    factor: float,
+    draws: int = 200,
+    seed: int = 0,
+) -> NoiseTest | None:
+    """The random-walk null for one cell; None when it has no free edge or took no α step.
+
+    Args:
+        initial: ``(E, K)`` edge weights before the first α step (softmax α; any positive row scale).
+        final: ``(E, K)`` edge weights at the end (zeros where selection removed an op).
+        grad_rms: the RMS of the cell's α gradient at each α step, in order.
+        make_optimizer: builds the run's α optimizer for a list of parameters (:func:`optimizer_factory`).
+        factor: an edge is decided when its top op holds at least ``factor / K``.
+        draws: random walks simulated (one ``(draws, E, K)`` tensor, so one optimizer step per α step).
+        seed: seed of the noise.
+    """
+    initial, final = np.asarray(initial, dtype=np.float64), np.asarray(final, dtype=np.float64)
+    free = (initial > 0).all(axis=1) & (final > 0).all(axis=1) & (np.count_nonzero(final, axis=1) > 1)
+    if not free.any() or not grad_rms:
+        return None
+    rows = final[free] / final[free].sum(axis=1, keepdims=True)
+    observed = int(count_decided(torch.from_numpy(rows), factor))
+    log_p = np.log(initial[free] / initial[free].sum(axis=1, keepdims=True))
+    alpha0 = torch.from_numpy(log_p - log_p.mean(axis=1, keepdims=True)).float()
+    alpha = torch.nn.Parameter(alpha0.expand(draws, -1, -1).clone())
+    opt = make_optimizer([alpha])
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for rms in grad_rms:
+            alpha.grad = torch.randn(alpha.shape, generator=gen) * float(rms)
+            opt.step()
+        null = count_decided(torch.softmax(alpha, dim=-1), factor).double()
+    hits = int((null >= observed).sum())
+    return NoiseTest(
+        observed=observed,
+        edges=int(free.sum()),
+        null_mean=float(null.mean()),
+        null_std=float(null.std()) if draws > 1 else 0.0,
+        p_value=(1 + hits) / (1 + draws),
+        steps=len(grad_rms),
+        draws=draws,
+    )
