@@ -39,10 +39,15 @@ class NoiseTest:
     """Free edges of the cell (no op removed or fixed by selection)."""
     null_mean: float
     null_std: float
-    p_value: float
-    """``P(noise decides >= observed edges)``, estimated as ``(1 + hits) / (1 + draws)``."""
+    hits: int
+    """Draws in which noise decided at least ``observed`` free edges."""
     steps: int
     draws: int
+
+    @property
+    def p_value(self) -> float:
+        """``P(noise decides >= observed edges)``, estimated as ``(1 + hits) / (1 + draws)``."""
+        return (1 + self.hits) / (1 + self.draws)
 
     @property
     def beyond_noise(self) -> bool:
@@ -53,7 +58,7 @@ class NoiseTest:
         return (
             f"{verdict}: {self.observed} of {self.edges} free edges decided, a random walk of the same {self.steps} "
             f"α steps with the run's gradient scale decides {self.null_mean:.1f} ± {self.null_std:.1f} "
-            f"(as many or more in {self.p_value:.0%} of {self.draws} draws)"
+            f"(as many or more in {self.hits} of {self.draws} draws, p = {self.p_value:.3f})"
         )
 
 
@@ -111,13 +116,12 @@ def noise_test(
             alpha.grad = torch.randn(alpha.shape, generator=gen) * float(rms)
             opt.step()
         null = count_decided(torch.softmax(alpha, dim=-1), factor).double()
-    hits = int((null >= observed).sum())
     return NoiseTest(
         observed=observed,
         edges=int(free.sum()),
         null_mean=float(null.mean()),
         null_std=float(null.std()) if draws > 1 else 0.0,
-        p_value=(1 + hits) / (1 + draws),
+        hits=int((null >= observed).sum()),
         steps=len(grad_rms),
         draws=draws,
     )

@@ -148,7 +148,8 @@ class Verdict:
         if self.status == "within noise":
             weak = [c for c in self.cells if c.status == "within noise" and c.noise is not None]
             odds = ", ".join(
-                f"{c.cell!r} {c.noise.observed} of {c.noise.edges} free edges, noise as many in {c.noise.p_value:.0%}"
+                f"{c.cell!r} {c.noise.observed} of {c.noise.edges} free edges, noise as many in {c.noise.hits} of "
+                f"{c.noise.draws} draws"
                 for c in weak
             )
             return (

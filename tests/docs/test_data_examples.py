@@ -29,7 +29,7 @@ def run_example(name, tmp_path, monkeypatch, run_cli, make_args, epochs):
     work = tmp_path / name
     shutil.copytree(ROOT / "examples" / name, work)
     monkeypatch.chdir(work)
-    monkeypatch.syspath_prepend(str(work))  # `dnas` imports from the current directory (tested in test_cli_noise.py)
+    monkeypatch.syspath_prepend(str(work))  # `dnas` imports from the current directory (tested in test_console.py)
     maker = next(work.glob("make_*.py"))
     monkeypatch.setattr(sys, "argv", [maker.name, *make_args])
     runpy.run_path(str(maker), run_name="__main__")

@@ -45,7 +45,7 @@ def test_p_value_separates_travel_beyond_noise_from_travel_within_it():
     final = np.full((E, K), 0.02)
     final[:, 0] = 0.94  # every edge decided
     far = noise_test(initial, final, [1e-3] * 20, sgd(0.01), factor=2.0, draws=199)
-    assert far.observed == E and far.p_value == pytest.approx(1 / 200) and far.beyond_noise
+    assert far.observed == E and far.hits == 0 and far.p_value == pytest.approx(1 / 200) and far.beyond_noise
     assert "beyond noise: 6 of 6 free edges decided" in far.summary()
     loud = noise_test(initial, final, [50.0] * 20, sgd(0.5), factor=2.0, draws=199)  # noise decides every edge too
     assert loud.null_mean == pytest.approx(E, abs=0.1) and loud.p_value > 0.9 and not loud.beyond_noise
@@ -79,12 +79,12 @@ def test_a_decided_cell_within_noise_is_said_so():
     g = Genotype("hand", {"cell": CellGenotype(tuple(Edge("a", s, d) for s, d in edges), (2,))})
     w = np.full((3, 4), 0.1)
     w[:, 0] = 0.7
-    within = NoiseTest(observed=3, edges=3, null_mean=2.6, null_std=0.5, p_value=0.61, steps=48, draws=200)
+    within = NoiseTest(observed=3, edges=3, null_mean=2.6, null_std=0.5, hits=122, steps=48, draws=200)
     v = verdict(g, {"cell": w}, groups, noise={"cell": within})
     assert v.status == v.cells[0].status == "within noise"
-    assert "'cell' 3 of 3 free edges, noise as many in 61%" in v.warning()
+    assert "'cell' 3 of 3 free edges, noise as many in 122 of 200 draws" in v.warning()
     assert "within noise: 3 of 3 free edges decided" in v.lines()[0]
-    beyond = NoiseTest(observed=3, edges=3, null_mean=0.2, null_std=0.4, p_value=0.01, steps=48, draws=200)
+    beyond = NoiseTest(observed=3, edges=3, null_mean=0.2, null_std=0.4, hits=1, steps=48, draws=200)
     assert verdict(g, {"cell": w}, groups, noise={"cell": beyond}).status == "decided"
     assert verdict(g, {"cell": w}, groups).status == "decided"  # no null: the criterion alone
 
