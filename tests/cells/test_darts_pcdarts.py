@@ -150,3 +150,15 @@ def test_genotype_selects_edges_by_alpha_times_beta_and_respects_masks():
     weights["normal"] = weights["normal"].clone()
     weights["normal"][2] = 0.0
     torch.testing.assert_close(masked_out, model(x, weights))
+
+
+def test_pcdarts_search_network_weight_count():
+    """PC-DARTS' CIFAR-10 search network (C=16, 8 cells, k=4, edge normalisation): 299,578 weights.
+
+    The candidates see C/k channels, so the count is far below DARTS' 1,930,618 at the same sizes; α and β (14×8 + 14
+    per cell type) are architecture parameters, not weights.
+    """
+    options = EdgeOptions(partial_channels=4, edge_normalization=True)
+    model = DartsSupernet(init_channels=16, num_classes=10, layers=8, edge_options=options)
+    assert sum(p.numel() for p in model.weight_parameters()) == 299_578
+    assert sum(p.numel() for p in model.arch_parameters()) == 2 * (14 * 8 + 14)
