@@ -1,9 +1,9 @@
 """Every shipped space, and a user's space with an op of its own, takes the same path.
 
-search (one short epoch) -> ``genotype.json`` and the report's model section -> the end-of-search export at the
-supernet's sizes -> ``dnas export --format python`` -> ``model.py`` loaded in a process where ``import dnas`` fails
-gives the logits of ``build_model(genotype)`` with the exported weights -> ``dnas.Retrain`` trains it for a few
-batches on the space's data.
+search (one short epoch, each space with another search module) -> ``genotype.json`` and the report's model section
+-> the end-of-search export at the supernet's sizes -> ``dnas export --format python`` -> ``model.py`` loaded in a
+process where ``import dnas`` fails gives the logits of ``build_model(genotype)`` with the exported weights ->
+``dnas.Retrain`` trains it for a few batches on the space's data.
 """
 
 from __future__ import annotations
@@ -94,6 +94,15 @@ SPACES = {
     "user": (lambda: UserSignalSpace(), lambda: MNIST1DDataModule(num_samples=100, batch_size=16)),
 }
 
+SEARCH = {  # each space searched by a different module: any module's genotype takes the same path
+    "darts": dnas.DARTS,
+    "nb201": dnas.GDAS,
+    "fbnet": dnas.FBNet,
+    "conv1d": dnas.ProxylessNAS,
+    "tabular": dnas.SDDARTS,
+    "user": dnas.GDAS,
+}
+
 LOADER = textwrap.dedent(
     """
     import importlib.util, sys
@@ -132,7 +141,7 @@ def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys):
     make, make_dm = SPACES[space]
     pl.seed_everything(0)
     supernet = make()
-    module = dnas.DARTS(supernet)
+    module = SEARCH[space](supernet)
     _trainer(tmp_path, "search", callbacks=[GenotypeWriter(), SearchExport()]).fit(module, make_dm())
     run = tmp_path / "search" / "version_0"
     genotype = Genotype.from_file(run / "genotype.json")

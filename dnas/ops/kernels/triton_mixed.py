@@ -61,7 +61,9 @@ def weighted_sum(outs: list[torch.Tensor], weights: torch.Tensor) -> torch.Tenso
     out = torch.empty(outs[0].shape, dtype=stacked.dtype, device=stacked.device)
     n = out.numel()
     if n:
-        _launch(_weighted_sum_kernel)[(triton.cdiv(n, BLOCK),)](stacked, w, out, len(outs), n, BLOCK=BLOCK)
+        # no fused multiply-add: one rounding per multiply and per add, bitwise the naive sum (PyTorch does not fuse)
+        grid = (triton.cdiv(n, BLOCK),)
+        _launch(_weighted_sum_kernel)[grid](stacked, w, out, len(outs), n, BLOCK=BLOCK, enable_fp_fusion=False)
     return out
 
 
