@@ -152,7 +152,29 @@ def test_fused_mixed_op_forward_is_bitwise_the_naive_sum():
     w = torch.randn(8, device=DEVICE).softmax(0)
     yn, yf = naive(x, w), fused(x, w)
     print(f"MixedOp forward: max |fused - naive| = {float((yf - yn).detach().abs().max()):.2e}")
-    assert torch.equal(yn, yf)
+    assert torch.equal(yn, yf), _fp_fusion_diagnosis()
+
+
+def _fp_fusion_diagnosis() -> str:
+    """Whether the ``weighted_sum`` kernel matches PyTorch's multiply-then-add bitwise with Triton's default options
+    and with ``enable_fp_fusion=False`` (Triton contracts ``acc + w·v`` into one fused multiply-add by default)."""
+    import triton
+
+    from dnas.ops.kernels import triton_mixed
+
+    outs = _randn(5, (2, 3, 13, 17), torch.float32, seed=7, transposed=False)
+    w = torch.randn(5, device=DEVICE).softmax(0)
+    expected = weighted_sum_reference(outs, w)
+    stacked, n = torch.stack(outs), outs[0].numel()
+    equal = {}
+    for fusion in (True, False):
+        out = torch.empty_like(outs[0])
+        kernel = torch.library.wrap_triton(triton_mixed._weighted_sum_kernel)
+        kernel[(triton.cdiv(n, triton_mixed.BLOCK),)](
+            stacked, w, out, len(outs), n, BLOCK=triton_mixed.BLOCK, enable_fp_fusion=fusion
+        )
+        equal[fusion] = torch.equal(out, expected)
+    return f"weighted_sum kernel == PyTorch's sum: enable_fp_fusion=True {equal[True]}, False {equal[False]}"
 
 
 def test_fused_darts_supernet_matches_naive(triton_calls):
