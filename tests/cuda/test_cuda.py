@@ -77,9 +77,10 @@ def _randn(K: int, shape: tuple, dtype: torch.dtype, seed: int, transposed: bool
     return [o.transpose(-1, -2) for o in outs] if transposed else outs  # non-contiguous views
 
 
-def _report(op: str, dtype, K: int, shape: tuple, relative: torch.Tensor, torch_relative: torch.Tensor) -> None:
+def _report(op: str, dtype, K: int, shape: tuple, transposed: bool, relative, torch_relative) -> None:
+    layout = " transposed" if transposed else ""
     print(
-        f"{op} {dtype} K={K} {shape}: max |error| / scale {float(relative.max()):.2e} "
+        f"{op} {dtype} K={K} {shape}{layout}: max |error| / scale {float(relative.max()):.2e} "
         f"(PyTorch in the same dtype: {float(torch_relative.max()):.2e})"
     )
 
@@ -120,7 +121,7 @@ def test_triton_kernels_against_fp64(K, shape, dtype, transposed, triton_calls):
     scale = sum(wk.abs() * o.abs() for wk, o in zip(w64, outs64))
     err = (got.double() - ref).abs()
     torch_err = (weighted_sum_reference(outs, w.to(dtype)).double() - ref).abs()
-    _report("weighted_sum", dtype, K, shape, err / (scale + tiny), torch_err / (scale + tiny))
+    _report("weighted_sum", dtype, K, shape, transposed, err / (scale + tiny), torch_err / (scale + tiny))
     assert bool((err <= K * eps * scale + tiny).all()), float((err - K * eps * scale).max())
 
     grad = _randn(1, shape, dtype, seed=100 + K, transposed=transposed)[0]
@@ -131,7 +132,7 @@ def test_triton_kernels_against_fp64(K, shape, dtype, transposed, triton_calls):
     n = grad.numel()
     err = (got.double() - ref).abs()
     torch_err = (weighted_inner_reference(grad, outs).double() - ref).abs()
-    _report("weighted_inner", dtype, K, shape, err / scale, torch_err / scale)
+    _report("weighted_inner", dtype, K, shape, transposed, err / scale, torch_err / scale)
     assert bool((err <= (math.log2(n) + 16) * eps * scale + n * tiny).all()), (err / scale).tolist()
     assert torch.equal(got, torch.ops.dnas.weighted_inner(grad, outs))  # fixed-order reduction: deterministic
     assert triton_calls == {"weighted_sum": 1, "weighted_inner": 2}
