@@ -279,7 +279,10 @@ def test_mixed_precision_fbnet_alpha_finite_and_one_scaler_update_per_batch(tmp_
 
 
 class _CudaDraws(pl.Callback):
-    """Draws from the device's generator at each batch start: a resume that did not restore it draws other numbers."""
+    """Draws from the device's generator at each batch start: a resume that did not restore it draws other numbers.
+
+    The searches themselves draw nothing there (GDAS's Gumbel noise comes from its own CPU generator), so without
+    this callback the saved CUDA state would go unchecked."""
 
     def __init__(self):
         self.draws: dict[tuple[int, int], torch.Tensor] = {}
