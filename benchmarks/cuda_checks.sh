@@ -22,10 +22,11 @@ echo "== versions"
   timeout 20 "$PYTHON" -c 'import sys, torch, pytorch_lightning as pl, dnas
 print("python", sys.version.split()[0], "| torch", torch.__version__, "| CUDA", torch.version.cuda,
       "| lightning", pl.__version__, "| dnas from", dnas.__file__)
-try:
-    import triton; print("triton", triton.__version__)
-except ImportError:
-    print("triton: not installed")
+for name in ("triton", "jsonargparse"):
+    try:
+        module = __import__(name); print(name, module.__version__, "from", module.__file__)
+    except ImportError:
+        print(name, "not installed")
 print("cuda available:", torch.cuda.is_available(),
       "|", torch.cuda.get_device_name() if torch.cuda.is_available() else "no device")'
   timeout 10 nvidia-smi -L
