@@ -24,10 +24,10 @@ KINDS = ["darts", "darts-2nd", "pcdarts", "sddarts", "fbnet"]
 
 
 class CountingScaler(torch.amp.GradScaler):
-    """A CPU GradScaler that counts its once-per-iteration ``update`` calls."""
+    """A GradScaler (CPU unless ``device`` says otherwise) that counts its once-per-iteration ``update`` calls."""
 
-    def __init__(self):
-        super().__init__("cpu", init_scale=2.0**8)  # no overflow-skipped weight step: the runs stay comparable
+    def __init__(self, device: str = "cpu"):
+        super().__init__(device, init_scale=2.0**8)  # no overflow-skipped weight step: the runs stay comparable
         self.updates = 0
 
     def update(self, new_scale=None):
@@ -61,21 +61,24 @@ class ScalerOnly(MixedPrecision):
 
 
 def _alpha_delta(
-    kind: str, precision: str, tmp_path, batches: int = BATCHES
+    kind: str, precision: str, tmp_path, batches: int = BATCHES, accelerator: str = "cpu"
 ) -> tuple[torch.Tensor, pl.Trainer, CountingScaler | None]:
+    """Δα after ``batches`` batches (``accelerator="gpu"``: one CUDA device, as ``tests/cuda`` runs it)."""
     pl.seed_everything(0)
     model = _module(kind)
     alpha0 = [p.detach().clone() for p in model.supernet.arch_parameters()]
-    scaler = CountingScaler() if precision in ("16-mixed", "scaler-only") else None
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    scaler = CountingScaler(device) if precision in ("16-mixed", "scaler-only") else None
     # Lightning refuses "16-mixed" on a CPU accelerator; the plugin itself runs there (float16 autocast + GradScaler)
     plugin = ScalerOnly if precision == "scaler-only" else MixedPrecision
-    extra = {"plugins": [plugin("16-mixed", "cpu", scaler)]} if scaler else {"precision": precision}
+    extra = {"plugins": [plugin("16-mixed", device, scaler)]} if scaler else {"precision": precision}
     trainer = pl.Trainer(
-        max_steps=batches, limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **extra,
+        max_steps=batches, limit_val_batches=0, accelerator=accelerator, devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        **extra,
     )  # fmt: skip
     trainer.fit(model, DigitsDataModule(batch_size=16))
-    delta = torch.cat([(p.detach() - a).flatten() for p, a in zip(model.supernet.arch_parameters(), alpha0)])
+    delta = torch.cat([(p.detach().cpu() - a).flatten() for p, a in zip(model.supernet.arch_parameters(), alpha0)])
     return delta, trainer, scaler
 
 
