@@ -32,9 +32,9 @@ USER_MODULE = textwrap.dedent(
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
-    (tmp_path / "i15_user_models.py").write_text(USER_MODULE)
+    (tmp_path / "my_user_models.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    return "i15_user_models"
+    return "my_user_models"
 
 
 def _args(tmp_path, model: str) -> list[str]:
@@ -58,7 +58,7 @@ def test_a_bug_in_a_users_module_keeps_its_traceback(tmp_path, run_cli, user_mod
     with pytest.raises(error) as info:
         run_cli(_args(tmp_path, f"{user_module}.{name}"))
     # the traceback reaches into the user's file
-    assert any(entry.path.name == "i15_user_models.py" for entry in info.traceback)
+    assert any(entry.path.name == "my_user_models.py" for entry in info.traceback)
 
 
 def test_a_dnas_check_in_a_constructor_stays_one_line(tmp_path, run_cli):

@@ -20,7 +20,7 @@ from dnas.cells.fbnet import FBNetSupernet
 from dnas.data import DigitsDataModule
 
 BATCHES = 3
-KINDS = ["darts", "darts-2nd", "pcdarts", "sddarts", "fbnet"]
+KINDS = ["darts", "darts-2nd", "pcdarts", "sddarts", "fbnet", "gdas", "proxyless"]
 
 
 class CountingScaler(torch.amp.GradScaler):
@@ -50,6 +50,8 @@ def _module(kind: str) -> dnas.DARTS:
         return dnas.PCDARTS(net, a_optimizer=sgd, arch_warmup_epochs=0)
     if kind == "sddarts":
         return dnas.SDDARTS(net, a_optimizer=sgd)
+    if kind in ("gdas", "proxyless"):  # single path: the same seeded samples in every precision
+        return (dnas.GDAS if kind == "gdas" else dnas.ProxylessNAS)(net, a_optimizer=sgd)
     return dnas.DARTS(net, a_optimizer=sgd, unrolled=kind == "darts-2nd")
 
 
@@ -73,7 +75,7 @@ def _alpha_delta(
     plugin = ScalerOnly if precision == "scaler-only" else MixedPrecision
     extra = {"plugins": [plugin("16-mixed", device, scaler)]} if scaler else {"precision": precision}
     trainer = pl.Trainer(
-        max_steps=batches, limit_val_batches=0, accelerator=accelerator, devices=1, logger=False,
+        max_steps=batches, max_epochs=1, limit_val_batches=0, accelerator=accelerator, devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
         **extra,
     )  # fmt: skip
