@@ -5,12 +5,14 @@ optimizer, a step's size hardly depends on the gradient's scale, so α travels e
 how far depends on the number of steps, the learning rate and the noise's size next to the weight decay. This module
 answers "why": it replays the run's own α optimizer (same class and hyperparameters, as many steps, from the same
 initial α) on gradients of independent Gaussian noise with the run's own gradient scale at each step (the RMS of the
-recorded α gradient), ``draws`` times at once, and counts how often noise decides as many edges as the search did.
-A cell that the search decided as far as noise often does carries no evidence of a signal; random cells of a space
-are close to searched ones exactly then (Li & Talwalkar 2019, "Random Search and Reproducibility for NAS").
+recorded α gradient), ``draws`` times at once, and counts how often noise ends as far from uniform as the search did,
+measured by the mean entropy of the cell's edges (a count of decided edges saturates once both reach the bar; the
+entropy keeps ranking). A cell that the search moved no further than noise often does carries no evidence of a
+signal; random cells of a space are close to searched ones exactly then (Li & Talwalkar 2019, "Random Search and
+Reproducibility for NAS").
 
-Counted on every *free* edge of a cell (no op removed or fixed by a selection callback), not only the kept ones, so
-that the observed count and the null's come from the same rule. The model assumes what DARTS-style inits give: α
+Measured on every *free* edge of a cell (no op removed or fixed by a selection callback), not only the kept ones, so
+that the observed statistic and the null's come from the same rule. The model assumes what DARTS-style inits give: α
 rows start with zero mean (so α is recovered from the recorded softmax up to that mean), and an optimizer that acts
 elementwise (Adam, AdamW, SGD with momentum, RMSprop: every draw is a slice of one tensor); gradient clipping and
 post-step rescaling (ProxylessNAS) are not replayed.
@@ -31,22 +33,26 @@ SIGNIFICANCE = 0.05
 
 @dataclass(frozen=True)
 class NoiseTest:
-    """The search's count of decided free edges against the same count under the random-walk null."""
+    """The cell's free edges at the end of the search against the same edges under the random-walk null."""
 
+    entropy: float
+    """Mean entropy (nats) of the free edges' op distributions at the end of the search."""
+    null_entropy: float
+    """Its mean over the null's draws."""
     observed: int
     """Free edges whose top op holds at least ``factor / K`` at the end of the search."""
+    null_mean: float
+    """Its mean over the null's draws."""
     edges: int
     """Free edges of the cell (no op removed or fixed by selection)."""
-    null_mean: float
-    null_std: float
     hits: int
-    """Draws in which noise decided at least ``observed`` free edges."""
+    """Draws in which noise ended with a mean entropy at most ``entropy`` (at least as far from uniform)."""
     steps: int
     draws: int
 
     @property
     def p_value(self) -> float:
-        """``P(noise decides >= observed edges)``, estimated as ``(1 + hits) / (1 + draws)``."""
+        """``P(noise ends as far from uniform)``, estimated as ``(1 + hits) / (1 + draws)``."""
         return (1 + self.hits) / (1 + self.draws)
 
     @property
@@ -56,9 +62,10 @@ class NoiseTest:
     def summary(self) -> str:
         verdict = "beyond noise" if self.beyond_noise else "within noise"
         return (
-            f"{verdict}: {self.observed} of {self.edges} free edges decided, a random walk of the same {self.steps} "
-            f"α steps with the run's gradient scale decides {self.null_mean:.1f} ± {self.null_std:.1f} "
-            f"(as many or more in {self.hits} of {self.draws} draws, p = {self.p_value:.3f})"
+            f"{verdict}: {self.edges} free edges at mean entropy {self.entropy:.3f} with {self.observed} decided; "
+            f"a random walk of the same {self.steps} α steps with the run's gradient scale ends at "
+            f"{self.null_entropy:.3f} with {self.null_mean:.1f} decided (as far in {self.hits} of {self.draws} draws, "
+            f"p = {self.p_value:.3f})"
         )
 
 
@@ -72,6 +79,11 @@ def optimizer_factory(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> 
     accepted = inspect.signature(type(optimizer)).parameters
     kwargs = {k: v for k, v in group.items() if k != "params" and k in accepted}
     return lambda params: type(optimizer)(params, **kwargs)
+
+
+def mean_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the entropy (nats) of normalised ``weights (..., E, K)``, per leading index."""
+    return -(weights * weights.clamp_min(1e-30).log()).sum(dim=-1).mean(dim=-1)
 
 
 def count_decided(weights: torch.Tensor, factor: float) -> torch.Tensor:
@@ -104,8 +116,8 @@ def noise_test(
     free = (initial > 0).all(axis=1) & (final > 0).all(axis=1) & (np.count_nonzero(final, axis=1) > 1)
     if not free.any() or not grad_rms:
         return None
-    rows = final[free] / final[free].sum(axis=1, keepdims=True)
-    observed = int(count_decided(torch.from_numpy(rows), factor))
+    rows = torch.from_numpy(final[free] / final[free].sum(axis=1, keepdims=True))
+    entropy = float(mean_entropy(rows))
     log_p = np.log(initial[free] / initial[free].sum(axis=1, keepdims=True))
     alpha0 = torch.from_numpy(log_p - log_p.mean(axis=1, keepdims=True)).float()
     alpha = torch.nn.Parameter(alpha0.expand(draws, -1, -1).clone())
@@ -115,13 +127,15 @@ def noise_test(
         for rms in grad_rms:
             alpha.grad = torch.randn(alpha.shape, generator=gen) * float(rms)
             opt.step()
-        null = count_decided(torch.softmax(alpha, dim=-1), factor).double()
+        p = torch.softmax(alpha.double(), dim=-1)
+        null_entropy, null_decided = mean_entropy(p), count_decided(p, factor).double()
     return NoiseTest(
-        observed=observed,
+        entropy=entropy,
+        null_entropy=float(null_entropy.mean()),
+        observed=int(count_decided(rows, factor)),
+        null_mean=float(null_decided.mean()),
         edges=int(free.sum()),
-        null_mean=float(null.mean()),
-        null_std=float(null.std()) if draws > 1 else 0.0,
-        hits=int((null >= observed).sum()),
+        hits=int((null_entropy <= entropy).sum()),
         steps=len(grad_rms),
         draws=draws,
     )

@@ -176,8 +176,10 @@ def verdict_section(result: Verdict, warning: str | None) -> Section:
         f"Criterion: an edge is decided when its chosen op holds at least {DECIDED_FACTOR:g}× the uniform weight 1/K "
         f"of its K ops; a cell is decided when at least {QUORUM:.0%} of its kept edges are. Margin = chosen op's "
         "weight minus the runner-up's; entropy / ln K = 1 is uniform. A decided cell is also compared with a random "
-        "walk of the run's own α optimizer steps on Gaussian gradients of the run's scale (counted on every free edge; "
-        "within noise when noise decides as many edges in more than 5% of draws). Overall: " + result.status + "."
+        "walk of the run's own α optimizer steps on Gaussian gradients of the run's scale, on every free edge: within "
+        "noise when noise ends as far from uniform (mean edge entropy) in more than 5% of draws. Overall: "
+        + result.status
+        + "."
     )
     for line in result.lines():
         sec.text(line[0].upper() + line[1:] + ".")

@@ -148,13 +148,12 @@ class Verdict:
         if self.status == "within noise":
             weak = [c for c in self.cells if c.status == "within noise" and c.noise is not None]
             odds = ", ".join(
-                f"{c.cell!r} {c.noise.observed} of {c.noise.edges} free edges, noise as many in {c.noise.hits} of "
-                f"{c.noise.draws} draws"
+                f"{c.cell!r} entropy {c.noise.entropy:.3f}, noise as far in {c.noise.hits} of {c.noise.draws} draws"
                 for c in weak
             )
             return (
                 f"the genotype is within noise: its cells pass the {weak[0].factor:g}x-uniform criterion, but a random "
-                f"walk of the same α optimizer steps with the run's gradient scale decides as many edges too often "
+                f"walk of the same α optimizer steps with the run's gradient scale ends as far from uniform too often "
                 f"({odds}): α travelled without evidence of a signal; compare with random cells (dnas baseline)"
             )
         return None

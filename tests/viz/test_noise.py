@@ -14,7 +14,7 @@ from dnas.cells.darts import DartsSupernet
 from dnas.data import DigitsDataModule
 from dnas.genotypes import CellGenotype, Edge, Genotype
 from dnas.viz.alpha import GroupInfo
-from dnas.viz.noise import NoiseTest, count_decided, noise_test, optimizer_factory
+from dnas.viz.noise import NoiseTest, count_decided, mean_entropy, noise_test, optimizer_factory
 from dnas.viz.verdict import verdict
 
 K, E = 4, 6
@@ -25,7 +25,7 @@ def sgd(lr):
 
 
 def test_sgd_null_matches_the_closed_form():
-    """SGD on iid N(0, r_t²) gradients ends at α_0 + N(0, lr² Σ r_t²) per entry; the decided-edge count follows."""
+    """SGD on iid N(0, r_t²) gradients ends at α_0 + N(0, lr² Σ r_t²) per entry; entropy and decided count follow."""
     rms, lr = [0.5, 1.0, 2.0] * 10, 0.3
     initial = np.full((E, K), 1.0 / K)
     sd = lr * math.sqrt(sum(r * r for r in rms))
@@ -33,11 +33,13 @@ def test_sgd_null_matches_the_closed_form():
     alpha = rng.normal(0.0, sd, size=(200_000, K))
     p = np.exp(alpha) / np.exp(alpha).sum(-1, keepdims=True)
     p_decided = float((p.max(-1) >= 2.0 / K).mean())  # per edge, by the closed form
+    entropy = float(-(p * np.log(p)).sum(-1).mean())
     final = initial.copy()
     t = noise_test(initial, final, rms, sgd(lr), factor=2.0, draws=4000, seed=0)
-    assert t.steps == 30 and t.edges == E and t.observed == 0 and t.p_value == 1.0
+    assert t.steps == 30 and t.edges == E and t.observed == 0 and t.entropy == pytest.approx(math.log(K))
+    assert t.hits == 4000 and t.p_value == 1.0  # noise always ends further from uniform than α that did not move
     assert t.null_mean == pytest.approx(E * p_decided, rel=0.03)
-    assert t.null_std == pytest.approx(math.sqrt(E * p_decided * (1 - p_decided)), rel=0.05)  # edges independent
+    assert t.null_entropy == pytest.approx(entropy, rel=0.01)
 
 
 def test_p_value_separates_travel_beyond_noise_from_travel_within_it():
@@ -46,9 +48,11 @@ def test_p_value_separates_travel_beyond_noise_from_travel_within_it():
     final[:, 0] = 0.94  # every edge decided
     far = noise_test(initial, final, [1e-3] * 20, sgd(0.01), factor=2.0, draws=199)
     assert far.observed == E and far.hits == 0 and far.p_value == pytest.approx(1 / 200) and far.beyond_noise
-    assert "beyond noise: 6 of 6 free edges decided" in far.summary()
+    assert far.summary().startswith("beyond noise: 6 free edges at mean entropy 0.293 with 6 decided")
     loud = noise_test(initial, final, [50.0] * 20, sgd(0.5), factor=2.0, draws=199)  # noise decides every edge too
     assert loud.null_mean == pytest.approx(E, abs=0.1) and loud.p_value > 0.9 and not loud.beyond_noise
+    # the count saturates (6 of 6 either way); the entropy still ranks: noise ends nearer one-hot than this search
+    assert loud.null_entropy < loud.entropy
 
 
 def test_only_free_edges_are_counted_and_no_steps_means_no_test():
@@ -60,7 +64,9 @@ def test_only_free_edges_are_counted_and_no_steps_means_no_test():
     assert t.edges == E - 2
     assert noise_test(initial, final, [], sgd(0.1), factor=2.0) is None
     assert noise_test(initial, np.tile([1.0, 0, 0, 0], (E, 1)), [1.0], sgd(0.1), factor=2.0) is None
-    assert int(count_decided(torch.tensor([[0.5, 0.5, 0, 0], [0.4, 0.2, 0.2, 0.2]]), 2.0)) == 1
+    rows = torch.tensor([[0.5, 0.5, 0, 0], [0.4, 0.2, 0.2, 0.2]])
+    assert int(count_decided(rows, 2.0)) == 1
+    assert float(mean_entropy(rows)) == pytest.approx((math.log(2) + 0.4 * math.log(2.5) + 0.6 * math.log(5)) / 2)
 
 
 def test_optimizer_factory_rebuilds_the_group_hyperparameters():
@@ -79,12 +85,12 @@ def test_a_decided_cell_within_noise_is_said_so():
     g = Genotype("hand", {"cell": CellGenotype(tuple(Edge("a", s, d) for s, d in edges), (2,))})
     w = np.full((3, 4), 0.1)
     w[:, 0] = 0.7
-    within = NoiseTest(observed=3, edges=3, null_mean=2.6, null_std=0.5, hits=122, steps=48, draws=200)
+    within = NoiseTest(entropy=0.9, null_entropy=0.8, observed=3, null_mean=2.6, edges=3, hits=122, steps=48, draws=200)
     v = verdict(g, {"cell": w}, groups, noise={"cell": within})
     assert v.status == v.cells[0].status == "within noise"
-    assert "'cell' 3 of 3 free edges, noise as many in 122 of 200 draws" in v.warning()
-    assert "within noise: 3 of 3 free edges decided" in v.lines()[0]
-    beyond = NoiseTest(observed=3, edges=3, null_mean=0.2, null_std=0.4, hits=1, steps=48, draws=200)
+    assert "'cell' entropy 0.900, noise as far in 122 of 200 draws" in v.warning()
+    assert "within noise: 3 free edges at mean entropy 0.900 with 3 decided" in v.lines()[0]
+    beyond = NoiseTest(entropy=0.9, null_entropy=1.3, observed=3, null_mean=0.2, edges=3, hits=1, steps=48, draws=200)
     assert verdict(g, {"cell": w}, groups, noise={"cell": beyond}).status == "decided"
     assert verdict(g, {"cell": w}, groups).status == "decided"  # no null: the criterion alone
 
@@ -105,6 +111,7 @@ def test_fit_records_one_gradient_scale_per_alpha_step_and_tests_each_cell(tmp_p
     tests = {c.cell: c.noise for c in result.cells}
     assert tests["normal"].steps == 6 and tests["normal"].edges == 14
     assert any("random walk of the same 6 α steps" in line for line in result.lines())
+    assert all(0 < t.entropy <= math.log(8) and 0 < t.null_entropy <= math.log(8) for t in tests.values())
     other = AlphaPlots()
     other.load_state_dict(cb.state_dict())
     assert other.grad_rms == cb.grad_rms
