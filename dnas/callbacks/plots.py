@@ -109,6 +109,7 @@ class AlphaPlots(pl.Callback):
         self._fit_start: float | None = None
         self._drawn: tuple[int, dict[str, Location]] | None = None  # (epoch, files) of the latest draw
         self._grad_hook: Any = None
+        self._noise: tuple[tuple[int, int], dict] | None = None  # (records, α steps) -> the noise tests of the verdict
 
     def _reset_state(self) -> None:
         # everything in here is in state_dict, so a resumed run keeps its curves
@@ -293,11 +294,15 @@ class AlphaPlots(pl.Callback):
         first = {g: np.asarray(v[0]) for g, v in self.weights.items()}
         opt = self.arch_optimizer(trainer, supernet)
         groups = supernet.arch_groups
-        noise = {
-            g: noise_test(first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR)
-            for g, rms in self.grad_rms.items()
-            if opt is not None and g in final and g in groups
-        }
+        key = (len(self.epochs), sum(map(len, self.grad_rms.values())))
+        if self._noise is None or self._noise[0] != key:  # the log and the report ask for the same verdict
+            noise = {
+                g: noise_test(first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR)
+                for g, rms in self.grad_rms.items()
+                if opt is not None and g in final and g in groups
+            }
+            self._noise = (key, noise)
+        noise = self._noise[1]
         result = verdict(supernet.genotype(), final, self.groups, initial=first, noise=noise)
         warmup = int(getattr(pl_module, "hparams", {}).get("arch_warmup_epochs", 0) or 0)
         done = self.epochs[-1] + 1  # epochs are 0-based (INIT = -1 is the state before training)

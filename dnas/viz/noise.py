@@ -15,7 +15,9 @@ Measured on every *free* edge of a cell (no op removed or fixed by a selection c
 that the observed statistic and the null's come from the same rule. The model assumes what DARTS-style inits give: α
 rows start with zero mean (so α is recovered from the recorded softmax up to that mean), and an optimizer that acts
 elementwise (Adam, AdamW, SGD with momentum, RMSprop: every draw is a slice of one tensor); gradient clipping and
-post-step rescaling (ProxylessNAS) are not replayed.
+post-step rescaling (ProxylessNAS) are not replayed. Cost: one optimizer step on a ``(draws, E, K)`` tensor per α step
+of the run, once per search: 0.06 s for a quickstart's 72 steps, 12 s per cell for the DARTS paper's 19,550 (CPU,
+one thread).
 """
 
 from __future__ import annotations
