@@ -23,11 +23,14 @@ one thread).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+
+from dnas.viz.style import new_figure
 
 SIGNIFICANCE = 0.05
 """A cell is beyond noise when noise decides at least as many of its free edges in at most this fraction of draws."""
@@ -51,6 +54,8 @@ class NoiseTest:
     """Draws in which noise ended with a mean entropy at most ``entropy`` (at least as far from uniform)."""
     steps: int
     draws: int
+    null_entropies: tuple[float, ...] = ()
+    """Each draw's mean entropy (the null distribution the p-value is read from)."""
 
     @property
     def p_value(self) -> float:
@@ -138,6 +143,23 @@ def noise_test(
         null_mean=float(null_decided.mean()),
         edges=int(free.sum()),
         hits=int((null_entropy <= entropy).sum()),
+        null_entropies=tuple(float(x) for x in null_entropy),
         steps=len(grad_rms),
         draws=draws,
     )
+
+
+def plot_noise_tests(tests: Mapping[str, NoiseTest], dpi: int = 100) -> Figure:
+    """One panel per cell: the null's mean entropies as a histogram, the search's as a line (left of most = decided)."""
+    fig = new_figure(4.2 * len(tests), 3.0, dpi)
+    axes = fig.subplots(1, len(tests), squeeze=False)[0]
+    for ax, (cell, t) in zip(axes, tests.items()):
+        ax.hist(t.null_entropies, bins=30, color="0.7", label=f"noise ({t.draws} walks)")
+        ax.axvline(t.entropy, color="tab:red", lw=2, label="this search")
+        verdict = "beyond noise" if t.beyond_noise else "within noise"
+        ax.set_title(f"{cell}: {verdict} (p = {t.p_value:.3f})", fontsize=10)
+        ax.set_xlabel(f"mean entropy of {t.edges} free edges (nats)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("draws")
+    fig.tight_layout()
+    return fig

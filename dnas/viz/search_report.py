@@ -15,6 +15,7 @@ from dnas.io import atomic_write_text, log_dir
 from dnas.storage import Location, is_file, join, read_bytes
 from dnas.viz.cells import render_genotype
 from dnas.viz.curves import plot_curves
+from dnas.viz.noise import plot_noise_tests
 from dnas.viz.report import Section, write_report
 from dnas.viz.style import save_figure
 from dnas.viz.verdict import DECIDED_FACTOR, QUORUM, Verdict, verdict_table
@@ -237,7 +238,13 @@ def write_search_report(
     gen.code("\n".join(lines), "json")
     sections.append(gen)
 
-    sections.append(verdict_section(*callback.verdict(trainer, pl_module)))
+    result, warning = callback.verdict(trainer, pl_module)
+    vs = verdict_section(result, warning)
+    tests = {c.cell: c.noise for c in result.cells if c.noise is not None}
+    if tests:
+        save_figure(plot_noise_tests(tests, callback.dpi), join(plots, "alpha_noise"), dpi=callback.dpi)
+        vs.image("plots/alpha_noise.png", "each cell's free-edge entropy against random walks of its α optimizer")
+    sections.append(vs)
 
     # α
     al = Section("Architecture weights")

@@ -69,7 +69,10 @@ def test_fit_writes_plots_report_scalars_and_warns(tmp_path):
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert {"plots/genotype.png", "plots/alpha_heatmap.png", "plots/curves.png"} <= set(refs)
+    assert {"plots/genotype.png", "plots/alpha_heatmap.png", "plots/curves.png", "plots/alpha_noise.png"} <= set(refs)
+    noise = np.asarray(Image.open(plots / "alpha_noise.png").convert("L"), dtype=float)  # one panel per cell
+    assert noise.shape[1] > 1.5 * noise.shape[0] and noise.var() > 50
+    assert re.search(r"random walk of the same 2 α steps", md)
     assert all((out / r).is_file() for r in refs)
     assert html.count('src="data:image/png;base64,') == len(refs) and "plots/" not in html.split("<pre>")[0].split(
         "<body>"
