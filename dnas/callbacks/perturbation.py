@@ -38,7 +38,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from dnas.callbacks.evaluation import SupernetEvaluator, load_supernet_state
-from dnas.callbacks.plots import find_supernet
+from dnas.callbacks.plots import find_optimizer, find_supernet
 from dnas.callbacks.projection import num_decisions, project_op, project_topology, topology_k, topology_nodes
 from dnas.cells.base import Supernet
 from dnas.errors import ConfigError
@@ -229,7 +229,7 @@ class PerturbationSelection(Callback):
 
     # ------------------------------------------------------------------ internals
     def _tune_settings(self, trainer: pl.Trainer, pl_module: pl.LightningModule, supernet: Supernet, t: int) -> None:
-        w_opt = _find_optimizer(trainer, supernet.weight_parameters())
+        w_opt = find_optimizer(trainer, supernet.weight_parameters())
         if w_opt is not None and self.reset_optimizer and not self.optimizer_reset:
             w_opt.state.clear()
             self.optimizer_reset = True
@@ -242,7 +242,7 @@ class PerturbationSelection(Callback):
             if hasattr(pl_module, "arch_updates_enabled"):
                 pl_module.arch_updates_enabled = False
             else:
-                a_opt = _find_optimizer(trainer, supernet.arch_parameters())
+                a_opt = find_optimizer(trainer, supernet.arch_parameters())
                 if a_opt is None:
                     raise TypeError(f"cannot freeze α: {type(pl_module).__name__} has no arch_updates_enabled")
                 for group in a_opt.param_groups:  # lr 0: Adam/SGD then leave α unchanged (the step still runs)
@@ -318,13 +318,3 @@ class PerturbationSelection(Callback):
         pl_module.log("selection/decision_s", seconds, on_step=False, on_epoch=True)
         if trainer.is_global_zero:
             append_line(join(log_dir(trainer), self.decisions_file), json.dumps(step, separators=(",", ":")))
-
-
-# ---------------------------------------------------------------------------------------------------------- helpers
-def _find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
-    ids = {id(p) for p in params}
-    for opt in trainer.optimizers:
-        opt = getattr(opt, "optimizer", opt)
-        if any(id(p) in ids for group in opt.param_groups for p in group["params"]):
-            return opt
-    return None

@@ -49,6 +49,16 @@ def find_supernet(pl_module: torch.nn.Module, who: str) -> Supernet:
     return net
 
 
+def find_optimizer(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+    """The trainer's (torch) optimizer that steps any of ``params``; None when none does (yet)."""
+    ids = {id(p) for p in params}
+    for opt in trainer.optimizers:
+        opt = getattr(opt, "optimizer", opt)
+        if any(id(p) in ids for group in opt.param_groups for p in group["params"]):
+            return opt
+    return None
+
+
 class AlphaPlots(pl.Callback):
     """α pictures per epoch, collapse scalars with a warning, and ``report.md``/``report.html`` at the end of fit.
 
@@ -145,14 +155,6 @@ class AlphaPlots(pl.Callback):
         k = weights.shape[-1]
         return k > 1 and float(edge_entropy(weights).mean()) >= (1 - tolerance) * float(np.log(k))
 
-    @staticmethod
-    def arch_optimizer(trainer: pl.Trainer, supernet: Supernet) -> torch.optim.Optimizer | None:
-        """The trainer's optimizer that steps α (None before ``configure_optimizers`` or without one)."""
-        alphas = {id(g.alpha) for g in supernet.arch_groups.values()}
-        return next(
-            (o for o in trainer.optimizers for grp in o.param_groups for p in grp["params"] if id(p) in alphas), None
-        )
-
     def _watch_gradients(self, trainer: pl.Trainer, supernet: Supernet) -> None:
         """Record the RMS of each group's α gradient before every α optimizer step, for the verdict's null model.
 
@@ -160,7 +162,7 @@ class AlphaPlots(pl.Callback):
         ``on_before_optimizer_step`` never sees that step); it sees the gradient the step uses (unscaled, clipped).
         Rows without gradient (edges removed or fixed by selection) are left out of the RMS.
         """
-        opt = self.arch_optimizer(trainer, supernet)
+        opt = find_optimizer(trainer, [g.alpha for g in supernet.arch_groups.values()])
         if opt is None or self._grad_hook is not None:
             return
         groups = dict(supernet.arch_groups.items())
@@ -292,14 +294,15 @@ class AlphaPlots(pl.Callback):
         supernet = find_supernet(pl_module, "AlphaPlots")
         final = {g: np.asarray(v[-1]) for g, v in self.weights.items()}
         first = {g: np.asarray(v[0]) for g, v in self.weights.items()}
-        opt = self.arch_optimizer(trainer, supernet)
         groups = supernet.arch_groups
+        opt = find_optimizer(trainer, [g.alpha for g in groups.values()])
+        stepped = {id(p) for grp in opt.param_groups for p in grp["params"]} if opt is not None else set()
         key = (len(self.epochs), sum(map(len, self.grad_rms.values())))
         if self._noise is None or self._noise[0] != key:  # the log and the report ask for the same verdict
             noise = {
                 g: noise_test(first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR)
                 for g, rms in self.grad_rms.items()
-                if opt is not None and g in final and g in groups
+                if g in final and g in groups and id(groups[g].alpha) in stepped
             }
             self._noise = (key, noise)
         noise = self._noise[1]
