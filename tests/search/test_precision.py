@@ -26,8 +26,8 @@ KINDS = ["darts", "darts-2nd", "pcdarts", "sddarts", "fbnet", "gdas", "proxyless
 class CountingScaler(torch.amp.GradScaler):
     """A GradScaler (CPU unless ``device`` says otherwise) that counts its once-per-iteration ``update`` calls."""
 
-    def __init__(self, device: str = "cpu"):
-        super().__init__(device, init_scale=2.0**8)  # no overflow-skipped weight step: the runs stay comparable
+    def __init__(self, device: str = "cpu", init_scale: float = 2.0**8):
+        super().__init__(device, init_scale=init_scale)  # 2^8: no overflow-skipped step, the runs stay comparable
         self.updates = 0
 
     def update(self, new_scale=None):
@@ -63,14 +63,14 @@ class ScalerOnly(MixedPrecision):
 
 
 def _alpha_delta(
-    kind: str, precision: str, tmp_path, batches: int = BATCHES, accelerator: str = "cpu"
+    kind: str, precision: str, tmp_path, batches: int = BATCHES, accelerator: str = "cpu", init_scale: float = 2.0**8
 ) -> tuple[torch.Tensor, pl.Trainer, CountingScaler | None]:
     """Δα after ``batches`` batches (``accelerator="gpu"``: one CUDA device, as ``tests/cuda`` runs it)."""
     pl.seed_everything(0)
     model = _module(kind)
     alpha0 = [p.detach().clone() for p in model.supernet.arch_parameters()]
     device = "cuda" if accelerator == "gpu" else "cpu"
-    scaler = CountingScaler(device) if precision in ("16-mixed", "scaler-only") else None
+    scaler = CountingScaler(device, init_scale) if precision in ("16-mixed", "scaler-only") else None
     # Lightning refuses "16-mixed" on a CPU accelerator; the plugin itself runs there (float16 autocast + GradScaler)
     plugin = ScalerOnly if precision == "scaler-only" else MixedPrecision
     extra = {"plugins": [plugin("16-mixed", device, scaler)]} if scaler else {"precision": precision}
@@ -106,6 +106,16 @@ def test_loss_scaler_path_gives_the_fp32_alpha_and_one_scaler_update_per_batch(t
     torch.testing.assert_close(delta, reference, rtol=1e-4, atol=1e-6)
     assert trainer.global_step == BATCHES
     assert scaler.updates == BATCHES  # once per batch, not once per optimizer
+
+
+def test_an_overflowing_scale_skips_both_steps_of_every_batch_and_backs_off_once_per_batch(tmp_path):
+    """An inf in the scaled gradients (here an infinite loss scale: every batch overflows) skips the α step like the
+    weight step, as GradScaler skips any overflowing step; the scale backs off once per batch, nothing turns NaN."""
+    delta, trainer, scaler = _alpha_delta("darts", "scaler-only", tmp_path, init_scale=float("inf"))
+    assert torch.equal(delta, torch.zeros_like(delta))  # α untouched
+    assert trainer.global_step == BATCHES and scaler.updates == BATCHES
+    weights = trainer.lightning_module.supernet.weight_parameters()
+    assert all(torch.isfinite(p).all() for p in weights)
 
 
 TOLERANCE = {
