@@ -179,11 +179,6 @@ class DartsSupernet(CellSupernet):
         self.classifier = nn.Linear(slots[-1].C_out, num_classes)
         self._used_groups.update(CELL_TYPES)  # both α even when layers < 3 uses one cell type (the reference's)
 
-    @property
-    def primitives(self) -> tuple[str, ...]:
-        """The candidate ops in α column order (the DARTS code's name for :attr:`candidate_names`)."""
-        return self.candidate_names
-
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits for images ``x`` (B, C_in, H, W); ``weights`` maps ``normal``/``reduce`` to (14, K) edge weights."""
         w = self.cell_weights(weights)

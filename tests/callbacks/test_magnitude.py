@@ -24,9 +24,9 @@ def test_writes_the_darts_rule_genotype_at_train_end(tmp_path):
         for g in ("normal", "reduce"):
             a = net.alpha(g)
             a.zero_()
-            a[:, net.primitives.index("none")] = 9.0  # `none` is never chosen by the DARTS rule, however large
-            a[:2, net.primitives.index("sep_conv_3x3")] = 5.0
-            a[2:, net.primitives.index("skip_connect")] = 1.0
+            a[:, net.candidate_names.index("none")] = 9.0  # `none` is never chosen by the DARTS rule, however large
+            a[:2, net.candidate_names.index("sep_conv_3x3")] = 5.0
+            a[2:, net.candidate_names.index("skip_connect")] = 1.0
     cb = MagnitudeSelection()
     module = SimpleNamespace(supernet=net)
     cb.on_train_epoch_end(_trainer(tmp_path, 0), module)

@@ -18,7 +18,7 @@ from dnas.data import DigitsDataModule
 def tiny_search(tmp_path, callback, epochs=2, loggers=None):
     pl.seed_everything(0)
     net = DartsSupernet(init_channels=4, num_classes=10, layers=3, in_channels=1)
-    skip = net.primitives.index("skip_connect")
+    skip = net.candidate_names.index("skip_connect")
     with torch.no_grad():  # a collapsed normal cell: skip wins every edge by far
         net.alpha("normal")[:, skip] = 6.0
     model = dnas.DARTS(net)

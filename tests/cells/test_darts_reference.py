@@ -121,7 +121,7 @@ def test_parameter_count_and_shapes_match_reference_search_network():
     assert shapes["cells.0.dag.edges.13._ops.5.op.1.weight"] == (16, 1, 5, 5)
     assert shapes["classifier.weight"] == (10, 256)
     assert darts_edges()[:5] == ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-    assert model.primitives == DARTS_PRIMITIVES
+    assert model.candidate_names == DARTS_PRIMITIVES
 
 
 @pytest.mark.parametrize("layers", [3, 5])
