@@ -154,7 +154,8 @@ class Verdict:
             return (
                 f"the genotype is within noise: its cells pass the {weak[0].factor:g}x-uniform criterion, but a random "
                 f"walk of the same α optimizer steps with the run's gradient scale ends as far from uniform too often "
-                f"({odds}): α travelled without evidence of a signal; compare with random cells (dnas baseline)"
+                f"({odds}): α travelled without evidence of a signal; search longer (a signal's travel grows with the "
+                "number of α steps, noise's with its square root) and compare with random cells (dnas baseline)"
             )
         return None
 
