@@ -180,3 +180,33 @@ def test_ema_and_mixup_run_through_the_trainer(tmp_path):
     t.fit(model, DigitsDataModule(batch_size=32, search=False))
     assert "val/acc_ema" in t.callback_metrics
     assert any(not torch.equal(a, b) for a, b in zip(model.ema.module.parameters(), model.model.parameters()))
+
+
+@pytest.mark.parametrize("config", ["quickstart_retrain.yaml", "retrain_mnist1d.yaml"])
+def test_shipped_retrain_configs_train_from_yaml(config, tmp_path, run_cli):
+    """``dnas fit --config`` on a shipped retrain config trains the genotype's network on its space's own data:
+    digits with the published DARTS_V2 (darts space), MNIST-1D with a 1-D search's genotype.json (conv1d space)."""
+    from pathlib import Path
+
+    from dnas.cells.conv1d import Conv1dSupernet
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["fit", "--config", str(root / "configs" / config), "--trainer.max_epochs", "1"]
+    args += ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
+    args += ["--trainer.logger.init_args.save_dir", str(tmp_path)]
+    if config == "retrain_mnist1d.yaml":
+        genotype = tmp_path / "genotype.json"
+        genotype.write_text(Conv1dSupernet(channels=4, stages=1).genotype().to_json())
+        args += ["--model.init_args.genotype", str(genotype), "--data.init_args.num_samples", "400"]
+    code, out, err = run_cli(args)
+    assert code == 0, err[-2000:]
+    (run,) = [p for p in tmp_path.glob("*/version_0") if (p / "metrics.csv").is_file()]
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    assert "train/loss_epoch" in header.split(",") and rows
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["parameters"] > 0
+    assert summary["input_shape"][1:] == ([1, 8, 8] if config == "quickstart_retrain.yaml" else [1, 40])
+    (ckpt, *_) = sorted((run / "checkpoints").glob("*.ckpt"))
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert state and all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
