@@ -2,7 +2,7 @@
 
 search (one short epoch, each space with another search module) -> ``genotype.json`` and the report's model section
 -> the end-of-search export at the supernet's sizes -> ``dnas export --format python`` -> ``model.py`` loaded in a
-process where ``import dnas`` fails gives the logits of ``build_model(genotype)`` with the exported weights ->
+process where only torch is installed gives the logits of ``build_model(genotype)`` with the exported weights ->
 ``dnas.Retrain`` trains it for a few batches on the space's data.
 """
 
@@ -106,13 +106,15 @@ SEARCH = {  # each space searched by a different module: any module's genotype t
 LOADER = textwrap.dedent(
     """
     import importlib.util, sys
+    sys.path.append(sys.argv[4])  # python -S: no site-packages; this folder holds torch and what torch requires
     import torch
-    try:
-        import dnas  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("dnas must not be importable here")
+    for name in ("dnas", "pytorch_lightning", "numpy"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+        else:
+            raise SystemExit(f"{name} must not be importable here")
     spec = importlib.util.spec_from_file_location("model", sys.argv[1] + "/model.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -120,6 +122,38 @@ LOADER = textwrap.dedent(
         torch.save(mod.load_model()(torch.load(sys.argv[2])), sys.argv[3])
     """
 )
+
+
+@pytest.fixture(scope="module")
+def torch_only(tmp_path_factory) -> Path:
+    """A folder that holds only torch and the distributions torch requires (links into this environment): with
+    ``python -S`` (no site-packages) it is an environment where only torch is installed."""
+    import importlib.metadata as md
+    import re
+
+    from packaging.markers import Marker
+
+    dists: dict[str, md.Distribution] = {}
+
+    def add(name: str) -> None:
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in dists:
+            return
+        try:
+            dists[key] = md.distribution(name)
+        except md.PackageNotFoundError:
+            return  # an optional requirement absent here
+        for req in dists[key].requires or []:
+            if ";" not in req or Marker(req.split(";", 1)[1]).evaluate():
+                add(re.split(r"[ <>=!~;\[(]", req, maxsplit=1)[0])
+
+    add("torch")
+    site = tmp_path_factory.mktemp("torch_only")
+    for dist in dists.values():
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}:
+            if not (site / top).exists() and Path(dist.locate_file(top)).exists():
+                (site / top).symlink_to(dist.locate_file(top))
+    return site
 
 
 def _trainer(tmp_path: Path, name: str, **kw) -> pl.Trainer:
@@ -137,7 +171,7 @@ def _trainer(tmp_path: Path, name: str, **kw) -> pl.Trainer:
 
 
 @pytest.mark.parametrize("space", sorted(SPACES))
-def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys):
+def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys, torch_only):
     make, make_dm = SPACES[space]
     pl.seed_everything(0)
     supernet = make()
@@ -168,12 +202,11 @@ def test_search_export_load_without_dnas_and_retrain(space, tmp_path, capsys):
     reference.load_state_dict(state)
     x = torch.randn(3, *shape)
     torch.save(x, tmp_path / "x.pt")
-    blocker = tmp_path / "blocker" / "dnas"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('dnas is blocked in this process')\n")
     # same thread count as this process: a different one may change reduction order (last-bit differences)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "blocker"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    args = [sys.executable, "-c", LOADER, str(out), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    env.pop("PYTHONPATH", None)
+    args = [sys.executable, "-S", "-c", LOADER, str(out), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")]
+    args.append(str(torch_only))
     proc = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with torch.no_grad():
