@@ -87,6 +87,7 @@ class AlphaPlots(pl.Callback):
         report: write ``report.md`` and ``report.html`` into the log directory at the end of ``fit`` (rank zero).
         measure_latency: in the report, time the exported model when the module used a latency table.
         dpi: resolution of the PNGs.
+        noise_draws: random walks of the verdict's noise test (:mod:`dnas.viz.noise`); 0 turns the test off.
     """
 
     def __init__(
@@ -100,12 +101,15 @@ class AlphaPlots(pl.Callback):
         report: bool = True,
         measure_latency: bool = True,
         dpi: int = 90,
+        noise_draws: int = 200,
     ):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if collapse_threshold < 1:
             raise ValueError(f"collapse_threshold must be >= 1, got {collapse_threshold}")
+        if noise_draws < 0:
+            raise ValueError(f"noise_draws must be >= 0 (0 turns the noise test off), got {noise_draws}")
         self.every_n_epochs = every_n_epochs
         self.collapse_threshold = collapse_threshold
         self.collapse_groups = None if collapse_groups is None else list(collapse_groups)
@@ -115,6 +119,7 @@ class AlphaPlots(pl.Callback):
         self.report = report
         self.measure_latency = measure_latency
         self.dpi = dpi
+        self.noise_draws = noise_draws
         self._reset_state()
         self._fit_start: float | None = None
         self._drawn: tuple[int, dict[str, Location]] | None = None  # (epoch, files) of the latest draw
@@ -300,9 +305,11 @@ class AlphaPlots(pl.Callback):
         key = (len(self.epochs), sum(map(len, self.grad_rms.values())))
         if self._noise is None or self._noise[0] != key:  # the log and the report ask for the same verdict
             noise = {
-                g: noise_test(first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR)
+                g: noise_test(
+                    first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR, self.noise_draws
+                )
                 for g, rms in self.grad_rms.items()
-                if g in final and g in groups and id(groups[g].alpha) in stepped
+                if self.noise_draws and g in final and g in groups and id(groups[g].alpha) in stepped
             }
             self._noise = (key, noise)
         noise = self._noise[1]

@@ -115,3 +115,7 @@ def test_fit_records_one_gradient_scale_per_alpha_step_and_tests_each_cell(tmp_p
     other = AlphaPlots()
     other.load_state_dict(cb.state_dict())
     assert other.grad_rms == cb.grad_rms
+    cb.noise_draws, cb._noise = 0, None  # turned off: the criterion alone
+    assert all(c.noise is None for c in cb.verdict(trainer, trainer.lightning_module)[0].cells)
+    with pytest.raises(ValueError, match="noise_draws must be >= 0"):
+        AlphaPlots(noise_draws=-1)
