@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from dnas.viz.style import new_figure
 
 SIGNIFICANCE = 0.05
-"""A cell is beyond noise when noise decides at least as many of its free edges in at most this fraction of draws."""
+"""A cell is beyond noise when noise ends as far from uniform (mean entropy) in at most this fraction of draws."""
 
 
 @dataclass(frozen=True)
