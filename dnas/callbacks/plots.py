@@ -124,7 +124,6 @@ class AlphaPlots(pl.Callback):
         self._fit_start: float | None = None
         self._drawn: tuple[int, dict[str, Location]] | None = None  # (epoch, files) of the latest draw
         self._grad_hook: Any = None
-        self._noise: tuple[tuple[int, int], dict] | None = None  # (records, α steps) -> the noise tests of the verdict
 
     def _reset_state(self) -> None:
         # everything in here is in state_dict, so a resumed run keeps its curves
@@ -277,15 +276,18 @@ class AlphaPlots(pl.Callback):
         if self._fit_start is not None:
             self.run_time_s += time.perf_counter() - self._fit_start
             self._fit_start = None
-        if trainer.is_global_zero and len(self.epochs) > 1:
-            self.log_verdict(trainer, pl_module)
-        if self.report and trainer.is_global_zero and len(self.epochs) > 1:
+        if not (trainer.is_global_zero and len(self.epochs) > 1):
+            return
+        result = self.verdict(trainer, pl_module)  # once: the log and the report show the same verdict
+        self.log_verdict(*result)
+        if self.report:
             from dnas.callbacks.search_export import SearchExport
             from dnas.viz.search_report import write_search_report
 
             # the model section describes the network the run's SearchExport writes, with its builder options
             options = next((cb.options for cb in trainer.callbacks if isinstance(cb, SearchExport)), None)
-            md, _ = write_search_report(self, trainer, pl_module, find_supernet(pl_module, "AlphaPlots"), options)
+            supernet = find_supernet(pl_module, "AlphaPlots")
+            md, _ = write_search_report(self, trainer, pl_module, supernet, result, options)
             rank_zero_info(f"dnas: search report written to {md} (and report.html)")
 
     # ------------------------------------------------------------------ verdict
@@ -302,17 +304,13 @@ class AlphaPlots(pl.Callback):
         groups = supernet.arch_groups
         opt = find_optimizer(trainer, [g.alpha for g in groups.values()])
         stepped = {id(p) for grp in opt.param_groups for p in grp["params"]} if opt is not None else set()
-        key = (len(self.epochs), sum(map(len, self.grad_rms.values())))
-        if self._noise is None or self._noise[0] != key:  # the log and the report ask for the same verdict
-            noise = {
-                g: noise_test(
-                    first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR, self.noise_draws
-                )
-                for g, rms in self.grad_rms.items()
-                if self.noise_draws and g in final and g in groups and id(groups[g].alpha) in stepped
-            }
-            self._noise = (key, noise)
-        noise = self._noise[1]
+        noise = {
+            g: noise_test(
+                first[g], final[g], rms, optimizer_factory(opt, groups[g].alpha), DECIDED_FACTOR, self.noise_draws
+            )
+            for g, rms in self.grad_rms.items()
+            if self.noise_draws and g in final and g in groups and id(groups[g].alpha) in stepped
+        }
         result = verdict(supernet.genotype(), final, self.groups, initial=first, noise=noise)
         warmup = int(getattr(pl_module, "hparams", {}).get("arch_warmup_epochs", 0) or 0)
         done = self.epochs[-1] + 1  # epochs are 0-based (INIT = -1 is the state before training)
@@ -321,9 +319,9 @@ class AlphaPlots(pl.Callback):
             reason = f"all {done} epoch(s) of this run were the architecture warm-up, arch_warmup_epochs={warmup}"
         return result, result.warning(reason)
 
-    def log_verdict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @staticmethod
+    def log_verdict(result: Verdict, warning: str | None) -> None:
         """Log the verdict (one line per cell and per ``none``-dominated kept edge) and warn when it is not decided."""
-        result, warning = self.verdict(trainer, pl_module)
         for line in result.lines():
             rank_zero_info(f"dnas: α verdict: {line}")
         if warning:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from dnas.viz.alpha import edge_entropy, normalised
 from dnas.viz.style import new_figure
 
 SIGNIFICANCE = 0.05
@@ -88,15 +89,9 @@ def optimizer_factory(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> 
     return lambda params: type(optimizer)(params, **kwargs)
 
 
-def mean_entropy(weights: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of the entropy (nats) of normalised ``weights (..., E, K)``, per leading index."""
-    return -(weights * weights.clamp_min(1e-30).log()).sum(dim=-1).mean(dim=-1)
-
-
-def count_decided(weights: torch.Tensor, factor: float) -> torch.Tensor:
+def count_decided(weights: np.ndarray, factor: float) -> np.ndarray:
     """Rows of normalised ``weights (..., E, K)`` whose largest entry is at least ``factor / K``, per leading index."""
-    k = weights.shape[-1]
-    return (weights.max(dim=-1).values >= factor / k).sum(dim=-1)
+    return (weights.max(axis=-1) >= factor / weights.shape[-1]).sum(axis=-1)
 
 
 def noise_test(
@@ -123,9 +118,9 @@ def noise_test(
     free = (initial > 0).all(axis=1) & (final > 0).all(axis=1) & (np.count_nonzero(final, axis=1) > 1)
     if not free.any() or not grad_rms:
         return None
-    rows = torch.from_numpy(final[free] / final[free].sum(axis=1, keepdims=True))
-    entropy = float(mean_entropy(rows))
-    log_p = np.log(initial[free] / initial[free].sum(axis=1, keepdims=True))
+    rows = normalised(final[free])
+    entropy = float(edge_entropy(rows).mean())
+    log_p = np.log(normalised(initial[free]))
     alpha0 = torch.from_numpy(log_p - log_p.mean(axis=1, keepdims=True)).float()
     alpha = torch.nn.Parameter(alpha0.expand(draws, -1, -1).clone())
     opt = make_optimizer([alpha])
@@ -134,8 +129,8 @@ def noise_test(
         for rms in grad_rms:
             alpha.grad = torch.randn(alpha.shape, generator=gen) * float(rms)
             opt.step()
-        p = torch.softmax(alpha.double(), dim=-1)
-        null_entropy, null_decided = mean_entropy(p), count_decided(p, factor).double()
+        p = torch.softmax(alpha.double(), dim=-1).numpy()
+    null_entropy, null_decided = edge_entropy(p).mean(axis=-1), count_decided(p, factor)
     return NoiseTest(
         entropy=entropy,
         null_entropy=float(null_entropy.mean()),

@@ -189,11 +189,18 @@ def verdict_section(result: Verdict, warning: str | None) -> Section:
 
 
 def write_search_report(
-    callback, trainer, pl_module, supernet, export_options: dict[str, Any] | None = None
+    callback,
+    trainer,
+    pl_module,
+    supernet,
+    verdict: tuple[Verdict, str | None],
+    export_options: dict[str, Any] | None = None,
 ) -> tuple[Location, Location]:
     """Render the final pictures and write ``report.md`` + ``report.html`` into the trainer's log directory.
 
-    ``export_options`` are the builder options of the model section (those of the end-of-fit export, if any).
+    ``verdict`` is the callback's verdict and warning line (:meth:`AlphaPlots.verdict`, computed once for the log and
+    the report); ``export_options`` are the builder options of the model section (those of the end-of-fit export, if
+    any).
     """
     out = log_dir(trainer)
     plots = join(out, "plots")
@@ -238,7 +245,7 @@ def write_search_report(
     gen.code("\n".join(lines), "json")
     sections.append(gen)
 
-    result, warning = callback.verdict(trainer, pl_module)
+    result, warning = verdict
     vs = verdict_section(result, warning)
     tests = {c.cell: c.noise for c in result.cells if c.noise is not None}
     if tests:
