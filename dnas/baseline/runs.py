@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dnas.genotypes import Genotype, GenotypeError, require_space_spec
+from dnas.genotypes.build import CANDIDATES_KEY
 from dnas.genotypes.sampling import random_genotype, rule_exclude
 from dnas.io import atomic_write_text
 
@@ -45,13 +46,13 @@ def space_exclude(genotype: Genotype) -> tuple[str, ...] | None:
 
 
 def unsearched_ops(found: Genotype) -> tuple[str, ...]:
-    """Ops of ``found``'s space that its search never had as candidates (``meta["candidates"]``); () without a record.
+    """Ops of ``found``'s space that its search never had as candidates (:data:`CANDIDATES_KEY`); () without a record.
 
     A space may accept more ops than one search chose from (the ``darts`` space also takes NASNet's
     ``sep_conv_7x7``/``conv_7x1_1x7``; a search may drop ``none``): a random cell with them is not a cell the search
     could have returned.
     """
-    recorded = found.meta.get("candidates")
+    recorded = found.meta.get(CANDIDATES_KEY)
     if not recorded:
         return ()
     searched = {op for ops in recorded.values() for op in ops}

@@ -57,7 +57,7 @@ from dnas.cells.declarations import (
 )
 from dnas.cells.edges import DagCell, EdgeOptions
 from dnas.genotypes import CellGenotype, Edge, Genotype, GenotypeError, SpaceSpec, load, register_space
-from dnas.genotypes.build import build_options
+from dnas.genotypes.build import CANDIDATES_KEY, build_options
 from dnas.ops.registry import OpFactory, build_op
 
 __all__ = ["CellSupernet", "DiscreteCell", "SearchCell", "dense_edges", "space_class", "space_classes"]
@@ -217,12 +217,16 @@ class CellSupernet(Supernet):
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
         self._used_groups.add(group)
+
+        def edge_stride(src: int) -> int:  # the stride applies to edges leaving the input nodes
+            return stride if src < self.num_inputs else 1
+
         if self._discrete is None:
             if self._constructed:  # a cell added after construction
                 self.add_arch_groups()
 
             def edge(src: int, dst: int) -> nn.Module:
-                return self.make_edge(group, src, dst, channels, stride if src < self.num_inputs else 1)
+                return self.make_edge(group, src, dst, channels, edge_stride(src))
 
             dag = DagCell(self.num_inputs, self.num_nodes, self.cell_edges, edge, self.cell_output)
             return SearchCell(group, dag, preprocess)
@@ -233,7 +237,7 @@ class CellSupernet(Supernet):
         ops = iter(cell.ops())
 
         def discrete_edge(src: int, dst: int) -> nn.Module:
-            return self.make_discrete_edge(group, src, dst, next(ops), channels, stride if src < self.num_inputs else 1)
+            return self.make_discrete_edge(group, src, dst, next(ops), channels, edge_stride(src))
 
         edges = [(e.src, e.dst) for e in cell.edges]
         dag = DagCell(self.num_inputs, self.num_nodes, edges, discrete_edge, self.cell_output)
@@ -302,9 +306,8 @@ class CellSupernet(Supernet):
     def genotype(self, weights: Mapping[str, torch.Tensor] | None = None) -> Genotype:
         """The discrete architecture by this space's rule; a discrete network returns the genotype it was built from.
 
-        ``meta`` records the build options (:meth:`build_meta`) and, under ``"candidates"``, each group's ops in α
-        column order: the ops this search chose from, which may be fewer than its space accepts (``dnas baseline``
-        draws its random genotypes from them).
+        ``meta`` records the build options (:meth:`build_meta`) and each group's candidate ops
+        (:data:`~dnas.genotypes.build.CANDIDATES_KEY`).
         """
         if self._discrete is not None:
             return self._discrete.genotype
@@ -313,7 +316,7 @@ class CellSupernet(Supernet):
         weights = self.selection_weights() if weights is None else weights
         cells = {g: self.cell_genotype(weights[g].detach().float().cpu(), grp) for g, grp in self.arch_groups.items()}
         candidates = {g: list(grp.candidates) for g, grp in self.arch_groups.items()}
-        return Genotype(self.space_name, cells, {**self.build_meta(), "candidates": candidates})
+        return Genotype(self.space_name, cells, {**self.build_meta(), CANDIDATES_KEY: candidates})
 
     def build_options(self) -> dict[str, Any]:
         """The constructor arguments this supernet was built with (JSON-able ones): :meth:`from_genotype` options."""

@@ -22,6 +22,11 @@ when unknown). Genotypes written before this key existed kept CellSupernet optio
 FBNet's in ``meta["macro"]`` / ``meta["num_classes"]``; :func:`recorded_build` still reads those."""
 
 
+CANDIDATES_KEY = "candidates"
+"""``meta["candidates"]``: per cell, the ops its search chose from (α column order), recorded by the supernet; a space
+may accept more ops than one search had (``dnas baseline`` draws random genotypes from these)."""
+
+
 def recorded_build(genotype: Genotype) -> tuple[dict[str, Any], tuple[int, ...] | None]:
     """``(builder options, input shape or None)`` recorded in ``genotype.meta`` (see :data:`BUILD_KEY`).
 
